@@ -1,0 +1,93 @@
+"""Where tgad keeps files it makes or fetches, and the small safe-I/O helpers every asset uses."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """The tgad cache root: ``$TGAD_CACHE``, else ``$XDG_CACHE_HOME/tgad``, else ``~/.cache/tgad``."""
+    if env := os.environ.get("TGAD_CACHE"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "tgad"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Build a folder in a sibling temporary folder and rename it into place only if the block succeeds.
+
+    An interrupted build never leaves ``final`` looking complete; an existing ``final`` is replaced.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def atomic_file(final: str | Path, mode: str = "w") -> Iterator:
+    """Open a temporary file next to ``final``; rename it over ``final`` only when the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _inside(root: Path, target: Path) -> bool:
+    root, target = root.resolve(), target.resolve()
+    return target == root or root in target.parents
+
+
+def safe_extract(archive: str | Path, dest: str | Path) -> Path:
+    """Extract a tar or zip archive, refusing absolute paths, ``..`` escapes, links and device files."""
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                if not _inside(dest, dest / info.filename):
+                    raise ValueError(
+                        f"{archive}: member {info.filename!r} escapes the extraction folder; refusing"
+                    )
+            zf.extractall(dest)
+        return dest
+    with tarfile.open(archive) as tf:
+        for member in tf.getmembers():
+            if not _inside(dest, dest / member.name):
+                raise ValueError(f"{archive}: member {member.name!r} escapes the extraction folder; refusing")
+            if member.issym() or member.islnk() or member.isdev():
+                raise ValueError(f"{archive}: member {member.name!r} is a link or device; refusing")
+        tf.extractall(dest, filter="data") if hasattr(tarfile, "data_filter") else tf.extractall(dest)
+    return dest

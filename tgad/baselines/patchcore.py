@@ -1,0 +1,44 @@
+"""anomalib PatchCore with a backbone whose weights ``tgad.assets`` resolved, emitting raw scores.
+
+Raw scores (``post_processor=False``) go to ``tgad.evaluation``, which is safe for unnormalised values; no
+threshold or normalisation statistic is ever fitted, on the test split or elsewhere.
+"""
+
+from __future__ import annotations
+
+from anomalib.models import Patchcore
+
+from tgad.assets import ResolvedWeights, use_backbone_weights
+from tgad.baselines.coreset import use_fast_coreset
+
+# Feature layers of the backbones tgad resolves offline (stride 8 and 16, as ResNet's layer2/layer3).
+DEFAULT_LAYERS = {
+    "tf_efficientnet_lite0": ["blocks.2", "blocks.4"],
+    "resnet18": ["layer2", "layer3"],
+    "wide_resnet50_2": ["layer2", "layer3"],
+}
+
+
+def build_patchcore(
+    backbone: str = "tf_efficientnet_lite0",
+    layers: list[str] | None = None,
+    image_size: int = 256,
+    coreset_sampling_ratio: float = 0.1,
+    num_neighbors: int = 9,
+    seed: int = 0,
+    allow_random_backbone: bool = False,
+) -> tuple[Patchcore, ResolvedWeights]:
+    """PatchCore over ``backbone`` (real weights or an AssetError), fast seeded coreset, no post-processing."""
+    with use_backbone_weights(backbone, allow_random=allow_random_backbone) as weights:
+        model = Patchcore(
+            backbone=backbone,
+            layers=layers or DEFAULT_LAYERS.get(backbone, ["layer2", "layer3"]),
+            pre_trained=not weights.is_random,
+            coreset_sampling_ratio=coreset_sampling_ratio,
+            num_neighbors=num_neighbors,
+            pre_processor=Patchcore.configure_pre_processor(image_size=(image_size, image_size)),
+            post_processor=False,
+            evaluator=False,
+            visualizer=False,
+        )
+    return use_fast_coreset(model, seed=seed), weights

@@ -1,0 +1,1 @@
+"""Command line: argument parsing and console output only (the work lives in the library)."""
