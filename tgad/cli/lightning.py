@@ -6,6 +6,8 @@ Subclass mode lets one YAML name any model (``tgad.models.*``) and any datamodul
 
 from __future__ import annotations
 
+import warnings
+
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
@@ -14,6 +16,13 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 def run_lightning_cli(args: list[str]) -> LightningCLI:
     """Run one Lightning subcommand; ``args`` starts with the subcommand, e.g. ``["fit", "--config", "x.yaml"]``."""
+    with warnings.catch_warnings():
+        # The console script passes sys.argv[1:] as ``args``; Lightning warns about "both" being given.
+        warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+        return _cli(args)
+
+
+def _cli(args: list[str]) -> LightningCLI:
     return LightningCLI(
         LightningModule,
         LightningDataModule,

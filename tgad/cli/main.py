@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from rich.console import Console
@@ -49,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--shots", type=int, default=None, help="also show the shots this k would draw")
     check.add_argument("--seed", type=int, default=0, help="shot seed for --shots")
+    from tgad.cli.generate import add_generate_parser
+
+    add_generate_parser(sub)
+    from tgad.cli.benchmark import add_benchmark_parser
+
+    add_benchmark_parser(sub)
     return parser
 
 
@@ -89,8 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         from tgad.cli.lightning import run_lightning_cli
 
-        run_lightning_cli(argv)
-        return 0
+        def lightning() -> int:
+            run_lightning_cli(argv)
+            return 0
+
+        return _reporting_user_errors(lightning)
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
@@ -98,16 +108,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 0
+    if args.command == "data" and args.data_command == "check":
+        return _reporting_user_errors(lambda: _data_check(args))
+    if args.command == "generate":
+        from tgad.cli.generate import run_generate
+
+        return _reporting_user_errors(lambda: run_generate(args, console, err_console))
+    if args.command == "benchmark":
+        from tgad.cli.benchmark import run_benchmark_command
+
+        return _reporting_user_errors(lambda: run_benchmark_command(args, console, err_console))
+    return 1
+
+
+def _reporting_user_errors(run) -> int:
+    """Run a command; bad input (data, weights, keywords) ends in one red line and exit code 2.
+
+    ``TGAD_DEBUG=1`` re-raises, for the traceback.
+    """
     from tgad.assets.weights import AssetError
     from tgad.data.errors import DataError
+    from tgad.text.keywords import KeywordError
 
     try:
-        if args.command == "data" and args.data_command == "check":
-            return _data_check(args)
-    except (DataError, AssetError) as err:
+        return int(run() or 0)
+    except (DataError, AssetError, KeywordError) as err:
+        if os.environ.get("TGAD_DEBUG"):
+            raise
         err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
         return 2
-    return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""LightningModules of tgad, one folder per model."""

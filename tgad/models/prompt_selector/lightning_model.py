@@ -1,0 +1,199 @@
+"""PromptSelector: picks the class prompt P* from the k shots of a datamodule (``tgad test --config ...``).
+
+Design: the selection depends only on the shots, not on any loader batch, so it runs once in ``setup`` for
+the ``test`` / ``predict`` stages, after the datamodule's own ``setup`` has chosen ``shot_paths``. The configs
+set ``limit_test_batches: 0`` so that no test image (defects included) is even loaded; with 0 batches
+Lightning skips ``on_test_start`` and ``test_step`` (checked), but ``setup`` still runs. Shots are read at
+full resolution from ``datamodule.shot_paths`` (not through the train loader, which would also hold any
+extra normal images); a datamodule without ``shot_paths`` falls back to its train loader.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+
+import tgad
+from tgad.assets.clip import resolve_clip
+from tgad.assets.weights import ResolvedWeights
+from tgad.models.prompt_selector.config import PromptSelectorConfig
+from tgad.models.prompt_selector.selector import (
+    TABLE_COLUMNS,
+    PromptSelection,
+    format_top,
+    rich_table,
+    save_selection,
+    select_prompt,
+)
+from tgad.text.keywords import resolve_keyword
+from tgad.text.templates import DEFAULT_TEMPLATE
+
+log = logging.getLogger(__name__)
+
+
+class PromptSelector(LightningModule):
+    """Keyword -> WordNet words -> candidate prompts -> P* by CLIP similarity to the shots.
+
+    Args:
+        category: dataset category (``hazelnut``, ``hazelnut_256``, ``01``); default: the datamodule's.
+        keyword: object word or WordNet synset name (``metal nut``, ``nut.n.03``); overrides the class table.
+        num_words: T, WordNet words per class.
+        templates: prompt templates with ``{object}`` and ``{word}``; default: the paper's "a {object} with {word}".
+        clip_model: open_clip architecture (``ViT-B-32``, ``tgad-tiny-clip``).
+        clip_weights: checkpoint file or open_clip pretrained tag; default ``openai``.
+        allow_random_clip: run with random CLIP weights when no real ones exist (outputs are marked RANDOM).
+        output_dir: where ``prompt_selection.json`` and ``prompt_table.csv`` go; default: the run's log dir
+            (the W&B run's files folder with a WandbLogger, so they sync with the run).
+    """
+
+    def __init__(
+        self,
+        category: str | None = None,
+        keyword: str | None = None,
+        num_words: int = 64,
+        templates: list[str] | None = None,
+        clip_model: str = "ViT-B-32",
+        clip_weights: str | None = None,
+        allow_random_clip: bool = False,
+        text_batch_size: int = 256,
+        output_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = PromptSelectorConfig(
+            num_words=num_words,
+            templates=tuple(templates or (DEFAULT_TEMPLATE,)),
+            clip_model=clip_model,
+            clip_weights=clip_weights,
+            allow_random_clip=allow_random_clip,
+            text_batch_size=text_batch_size,
+        )
+        self.category, self.keyword, self.output_dir = category, keyword, output_dir
+        self.clip: torch.nn.Module | None = None
+        self.tokenizer = None
+        self.clip_resolved: ResolvedWeights | None = None
+        self.selection: PromptSelection | None = None
+        self.output_files: tuple[Path, Path] | None = None
+
+    def configure_clip(self) -> None:
+        """Resolve CLIP once (local file > cache > download > random if allowed); raises AssetError otherwise."""
+        if self.clip is None:
+            cfg = self.config
+            self.clip, self.tokenizer, self.clip_resolved = resolve_clip(
+                cfg.clip_model, cfg.clip_weights, allow_random=cfg.allow_random_clip
+            )
+
+    def select(
+        self, images: torch.Tensor | Sequence[torch.Tensor], category: str | None = None
+    ) -> PromptSelection:
+        """P* for [0, 1] RGB shots, without a Trainer."""
+        self.configure_clip()
+        sense = resolve_keyword(category or self.category, self.keyword)
+        self.clip.to(self._trainer.strategy.root_device if self._trainer is not None else self.device)
+        cfg = self.config
+        return select_prompt(
+            self.clip,
+            self.tokenizer,
+            images,
+            sense,
+            self.clip_resolved,
+            cfg.num_words,
+            cfg.templates,
+            cfg.text_batch_size,
+        )
+
+    # Lightning hooks ------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if stage in ("fit", "validate"):
+            raise ValueError(
+                "PromptSelector has nothing to fit or validate; run `tgad test --config conf/prompt_selector/...`"
+            )
+        datamodule = self.trainer.datamodule
+        if datamodule is None:
+            raise ValueError("PromptSelector needs a datamodule with the shots (`data:` in the config)")
+        category = self.category or getattr(datamodule, "category", None)
+        images, paths = _shot_images(datamodule)
+        self.selection = self.select(images, category)
+        self._record(category, paths, datamodule)
+
+    def test_step(self, batch, batch_idx):  # the work is done in setup (see the module docstring)
+        return None
+
+    def predict_step(self, batch, batch_idx):
+        return None
+
+    def configure_optimizers(self):
+        return None
+
+    def console_report(self, k: int = 10):
+        """A rich table of the top-k prompts (None before a run), for the CLI to print."""
+        return rich_table(self.selection, k) if self.selection else None
+
+    # outputs -----------------------------------------------------------------------------------------------
+    @rank_zero_only
+    def _record(self, category: str | None, shot_paths: list[str], datamodule) -> None:
+        sel, trainer = self.selection, self.trainer
+        wandb = next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
+        # a W&B run's files folder is uploaded with the run; other loggers have a per-version log_dir
+        run_dir = wandb.experiment.dir if wandb is not None else trainer.log_dir
+        out_dir = Path(self.output_dir or run_dir or trainer.default_root_dir)
+        meta = {
+            "category": category,
+            "keyword": self.keyword,
+            "datamodule": type(datamodule).__name__,
+            "shots": shot_paths,
+            "num_words": self.config.num_words,
+            "templates": list(self.config.templates),
+            "clip_model": self.config.clip_model,
+            "clip_weights_detail": self.clip_resolved.to_dict(),
+            "tgad_version": tgad.__version__,
+        }
+        self.output_files = save_selection(sel, out_dir, **meta)
+        rank_zero_info(format_top(sel) + f"\nsaved: {self.output_files[0]}, {self.output_files[1]}")
+        if sel.random_clip:
+            log.warning(
+                "P* was chosen with RANDOM CLIP weights (%s); it is not text guidance", sel.clip_weights
+            )
+        for logger in trainer.loggers:
+            logger.log_metrics({"prompt_selector/best_score": sel.best_score})
+            if isinstance(logger, WandbLogger):
+                rows = [
+                    [i, r.prompt, r.word, r.template, r.score, sel.clip_weights]
+                    for i, r in enumerate(sel.table, 1)
+                ]
+                logger.log_table(key="prompt_selector/table", columns=list(TABLE_COLUMNS), data=rows)
+                logger.experiment.summary.update(
+                    {"best_prompt": sel.best_prompt, "clip_weights": sel.clip_weights}
+                )
+
+
+def _shot_images(datamodule) -> tuple[list[torch.Tensor], list[str]]:
+    """The shots as [0, 1] RGB tensors (3, H, W), and where they came from."""
+    paths = list(getattr(datamodule, "shot_paths", None) or [])
+    if paths:
+        from tgad.data import read_rgb
+
+        return [read_rgb(p) for p in paths], [str(p) for p in paths]
+    images, names = [], []
+    for batch in datamodule.train_dataloader():
+        image = (
+            batch.image if hasattr(batch, "image") else batch["image"] if isinstance(batch, dict) else batch
+        )
+        images += list(image)
+        names += [
+            str(p)
+            for p in (
+                getattr(batch, "image_path", None) or [f"train[{len(names) + i}]" for i in range(len(image))]
+            )
+        ]
+    if not images:
+        raise ValueError(
+            f"{type(datamodule).__name__} has no shots: shot_paths is empty and its train loader yields nothing"
+        )
+    return images, names
