@@ -1,0 +1,293 @@
+"""VarianceVQGAN as a LightningModule: few-shot fitting with manual GAN optimisation, sample grids, test metrics.
+
+Training reads the k shots of a ``tgad.data`` datamodule (``batch.image`` in [0, 1]) and turns them into
+``views`` aligned augmented views per step (``augment.make_views``), so one shot gives endless batches and the
+variance head sees the spread it has to predict. The generator (encoder, quantiser, decoder, variance head) and
+the patch discriminator have one optimiser each and step once per iteration each, as in anomalib's GANomaly:
+``trainer.max_steps`` therefore counts two optimiser steps per iteration.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+from torchvision.utils import make_grid, save_image
+
+from .augment import AugmentConfig, make_views
+from .config import VQGANConfig
+from .loss import PerceptualLoss, generator_loss, hinge_d_loss
+from .torch_model import PatchDiscriminator, SampleMode, SampleOutput, VarianceVQGANModel
+
+logger = logging.getLogger(__name__)
+
+PERCEPTUAL_OUT_INDICES = (1, 2, 3)  # strides 4, 8, 16 on timm CNNs: texture to parts
+
+
+def _images(batch: Any) -> torch.Tensor:
+    """``batch.image`` of an anomalib/tgad batch; a bare tensor or (tensor, ...) also works (tests, scripts)."""
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if hasattr(batch, "image"):
+        return batch.image
+    return batch[0]
+
+
+def _normal_images(batch: Any) -> torch.Tensor:
+    """The batch's images with ``gt_label == 0`` (all of them when the batch has no labels)."""
+    images = _images(batch)
+    labels = getattr(batch, "gt_label", None)
+    if labels is None:
+        return images
+    return images[labels.to(images.device).view(-1) == 0]
+
+
+class VarianceVQGAN(LightningModule):
+    """Variance-aware VQGAN (METHOD.md section 2), fitted on a few shots.
+
+    Args:
+        preset: size and training defaults (``tiny`` tests, ``cpu`` 256 px on two cores, ``paper`` GPU).
+        learning_rate, codebook_size, crop_size, views, disc_start, disc_weight, perceptual_weight,
+            nll_weight, cross_shot_weight: override the preset's value when given (see ``config.py``).
+        perceptual_backbone: timm name of the perceptual network ("" = no perceptual loss and no feature
+            distance); its weights come from ``tgad.assets.create_backbone`` when fitting/testing starts.
+        perceptual_weights: a local weight file for that backbone (else tgad's cache/package lookup).
+        augment_strength: multiplies every view-level augmentation magnitude (0 = identical views).
+        hflip, vflip, rot90: global geometric augmentation of the shots (off: it can invent defects).
+        tau_values: the noise scales shown in the sample grid.
+        sample_mode, patch_fraction: defaults of :meth:`sample` (``residual`` keeps the shot's detail).
+        grid_samples: samples per tau in the grid.
+    """
+
+    def __init__(
+        self,
+        preset: Literal["tiny", "cpu", "paper"] = "cpu",
+        learning_rate: float | None = None,
+        codebook_size: int | None = None,
+        crop_size: int | None = None,
+        views: int | None = None,
+        disc_start: int | None = None,
+        disc_weight: float | None = None,
+        perceptual_weight: float | None = None,
+        nll_weight: float | None = None,
+        cross_shot_weight: float | None = None,
+        perceptual_backbone: str = "tf_efficientnet_lite0",
+        perceptual_weights: str | None = None,
+        augment_strength: float = 1.0,
+        hflip: bool = False,
+        vflip: bool = False,
+        rot90: bool = False,
+        tau_values: list[float] | None = None,
+        sample_mode: Literal["residual", "direct"] = "residual",
+        patch_fraction: float = 1.0,
+        grid_samples: int = 2,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        overrides = {
+            "learning_rate": learning_rate,
+            "codebook_size": codebook_size,
+            "crop_size": crop_size,
+            "views": views,
+            "disc_start": disc_start,
+            "disc_weight": disc_weight,
+            "perceptual_weight": perceptual_weight,
+            "nll_weight": nll_weight,
+            "cross_shot_weight": cross_shot_weight,
+        }
+        self.config = VQGANConfig.preset(preset, **{k: v for k, v in overrides.items() if v is not None})
+        self.augment = AugmentConfig(hflip=hflip, vflip=vflip, rot90=rot90).scaled(augment_strength)
+        self.tau_values = list(tau_values) if tau_values is not None else [0.5, 1.0, 2.0]
+        self.model = VarianceVQGANModel(self.config)
+        self.discriminator = PatchDiscriminator(self.config.disc_channels, self.config.disc_layers)
+        self.automatic_optimization = False
+        self.test_psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.test_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        # The frozen perceptual net is kept out of the module tree: checkpoints hold only what training
+        # changes, and the net is rebuilt by name from tgad.assets (its provenance goes into the checkpoint).
+        self._aux: dict[str, Any] = {"perceptual": None, "provenance": None}
+        self._grid_images: torch.Tensor | None = None
+        self._feature_distances: list[torch.Tensor] = []
+
+    # ----- perceptual network: an explicit hook, never built in __init__ -----
+    def attach_perceptual(self, backbone: torch.nn.Module, provenance: str = "given") -> None:
+        """Use ``backbone`` (a features_only timm model) as the perceptual network."""
+        self._aux.update(perceptual=PerceptualLoss(backbone), provenance=provenance)
+
+    @property
+    def perceptual(self) -> PerceptualLoss | None:
+        net = self._aux["perceptual"]
+        if net is not None and next(net.buffers()).device != self.device:
+            net.to(self.device)
+        return net
+
+    def setup(self, stage: str) -> None:
+        wanted = stage != "fit" or self.config.perceptual_weight > 0
+        if self._aux["perceptual"] is None and self.hparams.perceptual_backbone and wanted:
+            from tgad.assets import create_backbone
+
+            backbone, resolved = create_backbone(
+                self.hparams.perceptual_backbone,
+                pretrained=True,
+                features_only=True,
+                out_indices=PERCEPTUAL_OUT_INDICES,
+                local_file=self.hparams.perceptual_weights,
+            )
+            self.attach_perceptual(backbone, resolved.describe())
+            logger.info("VarianceVQGAN perceptual network: %s", resolved.describe())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["perceptual_weights"] = self._aux["provenance"]
+
+    # ----- inference API -----
+    def sample(
+        self,
+        images: torch.Tensor,
+        n: int,
+        tau: float = 1.0,
+        patch_fraction: float | None = None,
+        generator: torch.Generator | None = None,
+        mode: SampleMode | None = None,
+    ) -> SampleOutput:
+        """``VarianceVQGANModel.sample`` with this module's defaults for the fraction and the mode."""
+        return self.model.sample(
+            images,
+            n,
+            tau=tau,
+            patch_fraction=self.hparams.patch_fraction if patch_fraction is None else patch_fraction,
+            generator=generator,
+            mode=mode or self.hparams.sample_mode,
+        )
+
+    # ----- training -----
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        lr, betas = self.config.learning_rate, (0.5, 0.9)  # taming's betas for GAN training
+        gen = torch.optim.Adam(self.model.parameters(), lr=lr, betas=betas)
+        disc = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)
+        return [gen, disc]
+
+    @property
+    def iteration(self) -> int:
+        return self.global_step // 2  # two optimiser steps per iteration
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        del batch_idx
+        cfg = self.config
+        views = make_views(_images(batch), cfg.views, cfg.crop_size, self.augment)  # (k, V, 3, c, c)
+        x = views.flatten(0, 1)  # (k*V, 3, c, c), views of a shot consecutive
+        g_opt, d_opt = self.optimizers()
+
+        self.toggle_optimizer(g_opt)
+        out = self.model(x)
+        use_gan = self.iteration >= cfg.disc_start and cfg.disc_weight > 0
+        losses = generator_loss(
+            x,
+            out,
+            cfg.views,
+            self.model.decoder.conv_out.weight,
+            perceptual=self.perceptual,
+            perceptual_weight=cfg.perceptual_weight,
+            logits_fake=self.discriminator(out.reconstruction) if use_gan else None,
+            disc_weight=cfg.disc_weight,
+            nll_weight=cfg.nll_weight,
+            cross_shot_weight=cfg.cross_shot_weight,
+        )
+        g_opt.zero_grad()
+        self.manual_backward(losses.total)
+        g_opt.step()
+        self.untoggle_optimizer(g_opt)
+
+        # The discriminator trains from the start, so it is not a blank slate when the GAN term switches on.
+        self.toggle_optimizer(d_opt)
+        d_loss = hinge_d_loss(self.discriminator(x), self.discriminator(out.reconstruction.detach()))
+        d_opt.zero_grad()
+        self.manual_backward(d_loss)
+        d_opt.step()
+        self.untoggle_optimizer(d_opt)
+
+        logs = {f"train/{k}": v.detach() for k, v in losses._asdict().items()}
+        logs.update(
+            {
+                "train/d_loss": d_loss.detach(),
+                "train/perplexity": out.encoded.perplexity,
+                "train/codebook_alive": self.model.quantizer.usage(),
+                "train/sigma": torch.exp(0.5 * out.encoded.logvar.detach()).mean(),
+            }
+        )
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=len(x))
+        self.log("loss", losses.total.detach(), prog_bar=True, on_step=True, batch_size=len(x))
+
+    # ----- validation: reconstruction quality of normal images and a sample grid -----
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        images = _normal_images(batch)
+        if not len(images):
+            return
+        if batch_idx == 0:
+            self._grid_images = images[:4]
+        recon = self.model.reconstruct(images)
+        mse = (recon - images).pow(2).flatten(1).mean(1)
+        psnr = (10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean()
+        codes = self.model.encode(images).indices
+        self.log("val/psnr", psnr, batch_size=len(images))
+        self.log("val/codes_used", codes.unique().numel() / self.config.codebook_size, batch_size=len(images))
+
+    def on_validation_epoch_end(self) -> None:
+        if self._grid_images is None or self.trainer.sanity_checking:
+            return
+        grid = self.sample_grid(self._grid_images)
+        self._grid_images = None
+        root = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        path = root / "samples" / f"step{self.global_step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, path)
+        for lg in self.loggers:
+            if type(lg).__name__ == "WandbLogger":
+                lg.log_image(
+                    key="samples", images=[grid], step=self.global_step, caption=[self._grid_caption()]
+                )
+        logger.info("sample grid written to %s", path)
+
+    def _grid_caption(self) -> str:
+        return f"shot | reconstruction | {self.hparams.sample_mode} samples at tau {self.tau_values}"
+
+    @torch.no_grad()
+    def sample_grid(self, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        """One row per image: shot | reconstruction | ``grid_samples`` samples per tau. (3, H', W') in [0, 1]."""
+        generator = torch.Generator().manual_seed(seed)
+        columns = [images, self.model.reconstruct(images)]
+        for tau in self.tau_values:
+            samples = self.sample(images, self.hparams.grid_samples, tau=tau, generator=generator).images
+            columns += list(samples.unbind(1))  # each (B, 3, H, W)
+        rows = torch.stack(columns, 1).flatten(0, 1)  # (B*cols, 3, H, W), row-major
+        return make_grid(rows.cpu(), nrow=len(columns), padding=2, pad_value=1.0)
+
+    # ----- test: reconstruction quality on held-out normal images -----
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        del batch_idx
+        images = _normal_images(batch)
+        if not len(images):
+            return
+        recon = self.model.reconstruct(images)
+        self.test_psnr.update(recon, images)
+        self.test_ssim.update(recon, images)
+        if self.perceptual is not None:
+            self._feature_distances.append(self.perceptual.distance(recon, images).cpu())
+
+    def on_test_epoch_end(self) -> None:
+        if self.test_psnr.total == 0:
+            logger.warning(
+                "VarianceVQGAN test: the test set holds no normal image (gt_label == 0); no metrics"
+            )
+            return
+        metrics = {"test/psnr": self.test_psnr.compute(), "test/ssim": self.test_ssim.compute()}
+        if self._feature_distances:
+            metrics["test/feature_distance"] = torch.cat(self._feature_distances).mean()
+        metrics["test/codebook_alive"] = torch.tensor(self.model.quantizer.usage())
+        self.log_dict(metrics)
+        self.test_psnr.reset()
+        self.test_ssim.reset()
+        self._feature_distances = []
