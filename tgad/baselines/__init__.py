@@ -1,1 +1,1 @@
-"""anomalib detectors with resolved backbones (the full registry arrives with the benchmark issue)."""
+"""anomalib detectors with resolved backbones: ``tgad.baselines.registry.build_model(name, ...)``."""

@@ -1,7 +1,9 @@
 """anomalib PatchCore with a backbone whose weights ``tgad.assets`` resolved, emitting raw scores.
 
 Raw scores (``post_processor=False``) go to ``tgad.evaluation``, which is safe for unnormalised values; no
-threshold or normalisation statistic is ever fitted, on the test split or elsewhere.
+threshold or normalisation statistic is ever fitted, on the test split or elsewhere. The registry
+(``tgad.baselines.registry``) builds PatchCore through ``make_patchcore``; ``build_patchcore`` is the
+stand-alone shortcut that also resolves the weights.
 """
 
 from __future__ import annotations
@@ -19,6 +21,30 @@ DEFAULT_LAYERS = {
 }
 
 
+def make_patchcore(
+    backbone: str,
+    layers: list[str] | None,
+    pre_trained: bool,
+    image_size: int = 256,
+    coreset_sampling_ratio: float = 0.1,
+    num_neighbors: int = 9,
+    seed: int = 0,
+) -> Patchcore:
+    """PatchCore (call inside ``use_backbone_weights``), fast seeded coreset, no post-processing."""
+    model = Patchcore(
+        backbone=backbone,
+        layers=layers or DEFAULT_LAYERS.get(backbone, ["layer2", "layer3"]),
+        pre_trained=pre_trained,
+        coreset_sampling_ratio=coreset_sampling_ratio,
+        num_neighbors=num_neighbors,
+        pre_processor=Patchcore.configure_pre_processor(image_size=(image_size, image_size)),
+        post_processor=False,
+        evaluator=False,
+        visualizer=False,
+    )
+    return use_fast_coreset(model, seed=seed)
+
+
 def build_patchcore(
     backbone: str = "tf_efficientnet_lite0",
     layers: list[str] | None = None,
@@ -30,15 +56,7 @@ def build_patchcore(
 ) -> tuple[Patchcore, ResolvedWeights]:
     """PatchCore over ``backbone`` (real weights or an AssetError), fast seeded coreset, no post-processing."""
     with use_backbone_weights(backbone, allow_random=allow_random_backbone) as weights:
-        model = Patchcore(
-            backbone=backbone,
-            layers=layers or DEFAULT_LAYERS.get(backbone, ["layer2", "layer3"]),
-            pre_trained=not weights.is_random,
-            coreset_sampling_ratio=coreset_sampling_ratio,
-            num_neighbors=num_neighbors,
-            pre_processor=Patchcore.configure_pre_processor(image_size=(image_size, image_size)),
-            post_processor=False,
-            evaluator=False,
-            visualizer=False,
+        model = make_patchcore(
+            backbone, layers, not weights.is_random, image_size, coreset_sampling_ratio, num_neighbors, seed
         )
-    return use_fast_coreset(model, seed=seed), weights
+    return model, weights

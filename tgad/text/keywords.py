@@ -28,7 +28,6 @@ class KeywordError(ValueError):
     """A class name or keyword that maps to no WordNet noun sense; the message says what to pass instead."""
 
 
-
 class KeywordSense(NamedTuple):
     """The object word used in prompts and the WordNet noun synset its status words come from."""
 

@@ -1,0 +1,205 @@
+"""Integrator: selection keeps variety behind a score gate, guards catch bad output, differentiable samples equal
+the sampler's, a real tiny run raises the kept CLIP score, and the Lightning CLI fits and tests it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from tests.helpers.datasets import write_mvtec
+from tgad.assets import create_backbone
+from tgad.assets.clip import TINY_CLIP, resolve_clip
+from tgad.models.integrator import (
+    Integrator,
+    IntegratorConfig,
+    check_pool,
+    differentiable_samples,
+    farthest_point,
+    select_diverse,
+)
+from tgad.models.integrator.lightning_model import PERCEPTUAL_OUT_INDICES
+from tgad.models.variance_vqgan import VarianceVQGAN, VarianceVQGANModel, VQGANConfig
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "integrator"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _trainer(root: Path, **kwargs) -> L.Trainer:
+    defaults = dict(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=root,
+    )
+    return L.Trainer(**{**defaults, **kwargs})
+
+
+def _textured(seed: int = 0) -> torch.Tensor:
+    """(1, 3, 32, 32): smooth colour blobs plus grain, so latents vary and samples differ."""
+    g = torch.Generator().manual_seed(seed)
+    image = F.interpolate(torch.rand(1, 3, 8, 8, generator=g), size=32, mode="bilinear", align_corners=False)
+    return (image + 0.15 * torch.rand(1, 1, 32, 32, generator=g)).clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """A tiny VarianceVQGAN fitted for 60 iterations on one textured shot, and its checkpoint."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("vqgan")
+    L.seed_everything(0, verbose=False)
+    shot = _textured()
+    module = VarianceVQGAN(preset="tiny", perceptual_backbone="", disc_start=10**6)
+    trainer = _trainer(root, max_steps=120)
+    trainer.fit(module, DataLoader(TensorDataset(shot), batch_size=1))
+    trainer.save_checkpoint(root / "vqgan.ckpt")
+    return module.eval(), shot, root / "vqgan.ckpt"
+
+
+@pytest.fixture(scope="module")
+def judges():
+    torch.manual_seed(0)
+    clip = resolve_clip(TINY_CLIP, allow_random=True)
+    backbone = create_backbone(features_only=True, out_indices=PERCEPTUAL_OUT_INDICES)
+    return clip, backbone
+
+
+def _integrator(judges, model: VarianceVQGANModel, **kwargs) -> Integrator:
+    (clip, tokenizer, resolved), (backbone, backbone_resolved) = judges
+    module = Integrator(preset="tiny", prompt="a hazelnut with perfect", **kwargs)
+    module.attach_clip(clip, tokenizer, resolved)
+    module.attach_perceptual(backbone, backbone_resolved)
+    module.attach_generator(copy.deepcopy(model))
+    return module
+
+
+# ----- pure selection and guards -----
+def test_selection_gates_by_score_then_picks_variety():
+    """Near-copies of the shot score best; a plain top-q would keep only them. The gate passes the best half,
+    farthest-point then prefers the varied passers, and nothing kept scores below anything rejected."""
+    anchor = torch.zeros(1, 2)
+    near = torch.tensor([[0.01 * i, 0.0] for i in range(4)])  # near-copies of the shot
+    varied = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    poor = torch.tensor([[2.0, 2.0], [-2.0, 2.0], [2.0, -2.0], [-2.0, -2.0]])  # far away, low scores
+    features = torch.cat([near, varied, poor])
+    scores = torch.tensor([0.9, 0.89, 0.88, 0.87, 0.86, 0.85, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+    sel = select_diverse(scores, features, keep=3, pass_fraction=0.5, anchors=anchor)
+    assert sel.passed.tolist() == [True] * 6 + [False] * 6 and sel.threshold == pytest.approx(0.85)
+    assert scores[sel.kept].min() >= scores[~sel.passed].max()
+    # the two varied passers first (farthest from the shot), then the least redundant near-copy
+    assert sel.kept.tolist() == [4, 5, 3]
+    assert set(scores.topk(3).indices.tolist()) == {0, 1, 2}  # what a pure top-q by score would keep
+
+
+def test_farthest_point_order_and_eligibility():
+    points = torch.tensor([[0.0], [1.0], [2.0], [10.0], [5.0]])
+    assert farthest_point(points, torch.arange(5), 3).tolist() == [3, 0, 4]  # mean 3.6: 10 first, then 0, 5
+    assert farthest_point(points, torch.tensor([0, 1, 2]), 2, anchors=torch.tensor([[0.0]])).tolist() == [
+        2,
+        1,
+    ]
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5])
+    eligible = torch.tensor([False, True, True, True, True])
+    sel = select_diverse(scores, points, keep=2, pass_fraction=0.5, eligible=eligible)
+    assert 0 not in sel.kept.tolist() and not sel.passed[0]
+
+
+def test_guards_nan_copies_constant():
+    shots = torch.rand(2, 3, 8, 8)
+    index = torch.tensor([0, 1, 0, 1])
+    with pytest.raises(FloatingPointError, match="NaN"):
+        check_pool(torch.full((4, 3, 8, 8), float("nan")), shots, index)
+    copies = check_pool(shots[index], shots, index)
+    assert copies.collapsed and "copy" in copies.reason and copies.copies.all()
+    constant = check_pool(torch.full((4, 3, 8, 8), 0.5), shots, index)
+    assert constant.collapsed and constant.constant.all()
+    varied = check_pool(torch.rand(4, 3, 8, 8), shots, index)
+    assert not varied.collapsed and varied.distinct == 4 and not varied.copies.any()
+
+
+def test_differentiable_samples_equal_the_sampler_and_reach_every_part():
+    torch.manual_seed(0)
+    model = VarianceVQGANModel(VQGANConfig.preset("tiny")).eval()
+    with torch.no_grad():
+        model.variance_head.net[-1].bias.fill_(1.0)  # a wide spread, so codes change
+    shots = torch.rand(2, 3, 32, 32)
+    reference = model.sample(shots, 3, tau=1.0, generator=torch.Generator().manual_seed(3)).images
+    samples = differentiable_samples(model, shots, 3, 1.0, 1.0, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(samples.view(2, 3, 3, 32, 32), reference, atol=1e-5, rtol=0)
+    samples.mean().backward()
+    for part in (model.encoder, model.decoder, model.variance_head):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters()), part
+
+
+# ----- a real run -----
+def test_rounds_keep_the_best_update_the_generator_and_raise_the_kept_score(fitted, judges, tmp_path):
+    model, shot, _ = fitted
+    module = _integrator(judges, model.model)
+    before = [p.detach().clone() for p in module.generator.parameters()]
+    _trainer(tmp_path, max_epochs=-1).fit(module, DataLoader(TensorDataset(shot), batch_size=1))
+    history = module.history
+    assert [r.round for r in history] == [0, 1, 2] and module.round_index == 3
+    for r in history:
+        scores = torch.tensor(r.scores)
+        rejected = scores[~torch.tensor(r.passed) & ~torch.tensor(r.excluded)]
+        kept = scores[r.kept]
+        assert len(kept) == IntegratorConfig.preset("tiny").keep and not r.collapsed
+        assert kept.min() >= rejected.max(), r.round
+    assert any(not torch.equal(a, b) for a, b in zip(before, module.generator.parameters(), strict=True))
+    assert history[-1].kept_mean > history[0].kept_mean + 1e-3, [r.kept_mean for r in history]
+
+    final = module.generate(12)
+    assert final.images.shape == (12, 3, 32, 32) and final.check.collapsed is False
+    assert set(final.rounds.tolist()) <= {0, 1, 2, 3}
+    torch.testing.assert_close(module.score(final.images), final.scores, atol=1e-5, rtol=0)
+    assert torch.equal(final.images, final.images.mul(255).round().div(255))  # on the PNG grid already
+
+
+def test_collapsed_generator_is_reported(judges):
+    """A generator without spread (here: tau = 0) changes no code: every sample is the shot itself."""
+    torch.manual_seed(0)
+    model = VarianceVQGANModel(VQGANConfig.preset("tiny"))
+    module = _integrator(judges, model, diversity_space="clip", tau=0.0)
+    final = module.generate(4, shots=torch.rand(1, 3, 32, 32))
+    assert final.check.collapsed and "copy" in final.check.reason
+    assert (final.changed == 0).all()
+
+
+# ----- Lightning CLI -----
+def test_cli_fit_and_test_with_a_generator_checkpoint(fitted, tmp_path):
+    from tgad.cli.lightning import run_lightning_cli
+
+    _, _, ckpt = fitted
+    write_mvtec(tmp_path / "data", category="hazelnut", size=32, n_train=3)
+    common = [
+        "--config", str(CONF / "tiny.yaml"),
+        "--model.generator_checkpoint", str(ckpt),
+        "--data", "tgad.data.MVTecAD",
+        "--data.root", str(tmp_path / "data"), "--data.category", "hazelnut", "--data.image_size", "32",
+        "--data.shots", "1", "--data.train_batch_size", "4",
+        "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
+    fast = ["--model.rounds", "2", "--model.samples_per_round", "8", "--model.update_steps", "2"]
+    cli = run_lightning_cli(["fit", *common, *fast])
+    assert cli.model.round_index == 2 and cli.model.prompt.startswith("a hazelnut")
+    last = next((tmp_path / "run").rglob("last.ckpt"))
+    cli = run_lightning_cli(["test", *common, *fast, "--ckpt_path", str(last)])
+    metrics = cli.trainer.callback_metrics
+    assert {"test/score_mean", "test/score_std", "test/feature_spread", "test/collapsed"} <= set(metrics)
+    assert -1 <= metrics["test/score_min"] <= metrics["test/score_mean"] <= metrics["test/score_max"] <= 1
+    assert cli.model.round_index == 2  # restored from the integrator checkpoint

@@ -1,0 +1,119 @@
+"""Extra sets for the benchmark's conditions: plain augmentation or ``tgad generate``, cached by request.
+
+An ExtraSet lives under ``<results>/extra_sets/<kind>/<category>/k<shots>_seed<seed>_<key>``, where the key is
+a hash of the arguments that make it (shots and their file hashes included), so a re-run reuses a complete
+folder and an interrupted one (never renamed into place) is made again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from tgad.assets import sha256_file
+from tgad.benchmark.plan import BenchmarkConfig, BenchmarkError
+from tgad.generate.artifact import cache_key, extra_set_dir, is_complete, load_manifest
+from tgad.generate.augment import AugmentConfig, make_plain_aug_set
+
+TGAD_UNAVAILABLE = "tgad generate is not available in this build"
+
+
+class ExtraSet(NamedTuple):
+    path: Path
+    seconds: float  # time to make it (0 when reused)
+    manifest: dict[str, Any]
+
+
+def tgad_available() -> bool:
+    return importlib.util.find_spec("tgad.generate.chain") is not None and hasattr(
+        importlib.import_module("tgad.generate.chain"), "generate_extra_set"
+    )
+
+
+class _StageText:
+    """A ``tgad.generate.chain.StageReporter`` that shows the chain's current stage in the progress line."""
+
+    def __init__(self, show) -> None:
+        self.show, self.done, self.total = show, 0, None
+
+    def start(self, stage: str, total: int | None = None) -> None:
+        self.stage, self.done, self.total = stage, 0, total
+        self.show(f"tgad generate: {stage}")
+
+    def advance(self, stage: str, amount: int = 1) -> None:
+        self.done += amount
+        self.show(f"tgad generate: {stage} {self.done}/{self.total or '?'}")
+
+    def finish(self, stage: str, seconds: float) -> None:
+        self.show(f"tgad generate: {stage} done ({seconds:.0f} s)")
+
+
+def ensure_extra_set(
+    config: BenchmarkConfig, condition: str, dm, shots: int | None, seed: int, show=lambda text: None
+) -> ExtraSet:
+    """The ExtraSet of ``condition`` for the datamodule's shots: reused when complete, else made atomically.
+
+    The folder name carries a key of the request; ``tgad generate`` also keys and reuses its own output.
+    """
+    arguments = {
+        "kind": condition,
+        "dataset": config.dataset,
+        "category": dm.category,
+        "shot_ids": list(dm.shot_ids),
+        "shot_sha256": [sha256_file(p) for p in dm.shot_paths],
+        "seed": seed,
+        "n": config.n_gen,
+        "image_size": config.size,
+    }
+    if condition == "plain_aug":
+        arguments["augment"] = asdict(AugmentConfig())
+    else:
+        arguments |= {
+            "preset": config.preset,
+            "clip_weights": config.clip_weights,
+            "allow_random_clip": config.allow_random_clip,
+            "keyword": config.keywords.get(dm.category),
+        }
+    key = cache_key(arguments)
+    path = extra_set_dir(config.out_dir / "extra_sets", condition, dm.category, shots, seed, key)
+    if is_complete(path, key if condition == "plain_aug" else None):
+        return ExtraSet(path, 0.0, load_manifest(path))
+    start = time.perf_counter()
+    if condition == "plain_aug":
+        make_plain_aug_set(
+            path,
+            dm.shot_paths,
+            dm.shot_ids,
+            n=config.n_gen,
+            seed=seed,
+            dataset=config.dataset,
+            category=dm.category,
+            image_size=config.size,
+            key=key,
+        )
+    else:
+        if not tgad_available():
+            raise BenchmarkError(TGAD_UNAVAILABLE)
+        chain = importlib.import_module("tgad.generate.chain")
+        path = Path(
+            chain.generate_extra_set(
+                config.dataset,
+                config.root,
+                dm.category,
+                shots or len(dm.shot_ids),
+                seed,
+                config.n_gen,
+                config.preset,
+                path,
+                clip_weights=config.clip_weights,
+                allow_random_clip=config.allow_random_clip,
+                keyword=config.keywords.get(dm.category),
+                threads=config.threads,
+                reporter=_StageText(show),
+            )
+        )
+    return ExtraSet(path, time.perf_counter() - start, load_manifest(path))

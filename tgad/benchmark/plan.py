@@ -1,0 +1,150 @@
+"""What a benchmark runs: categories x shots x seeds x conditions x models, minus rows already in the CSV.
+
+A row is identified by the values of ``KEY_COLUMNS`` only, so a re-run with the same arguments finds its
+finished rows in the results CSV and runs the rest; a wider grid (more seeds, another model) in the same
+results folder adds only the new rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONDITIONS = ("shots", "plain_aug", "tgad")
+# Image side, batch sizes and PatchCore coreset ratio per preset; model step budgets live in the registry.
+PRESET_SETTINGS = {
+    "tiny": {"image_size": 64, "train_batch_size": 8, "eval_batch_size": 8},
+    "cpu": {"image_size": 256, "train_batch_size": 8, "eval_batch_size": 8},
+    "paper": {"image_size": 256, "train_batch_size": 32, "eval_batch_size": 32},
+}
+KEY_COLUMNS = (
+    "dataset",
+    "category",
+    "model",
+    "backbone",
+    "shots",
+    "seed",
+    "condition",
+    "n_gen",
+    "preset",
+    "image_size",
+)
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark cannot run as asked; the message says which setting to change."""
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Everything a benchmark run depends on (the CLI's arguments)."""
+
+    dataset: str = "embedded"
+    categories: tuple[str, ...] = ()
+    root: str | None = None
+    models: tuple[str, ...] = ("patchcore",)
+    shots: tuple[int | None, ...] = (1,)  # None = the full train set
+    seeds: tuple[int, ...] = (0,)
+    conditions: tuple[str, ...] = CONDITIONS
+    preset: str = "cpu"
+    n_gen: int = 64
+    name: str | None = None  # results/<dataset>/<name>; default: the preset
+    results_dir: str = "results"
+    backbone: str | None = None  # None: each model's default
+    image_size: int | None = None  # None: the preset's
+    clip_weights: str | None = None  # CLIP checkpoint file or open_clip tag for the tgad condition
+    keywords: Mapping[str, str] = field(default_factory=dict)  # category -> object word (tgad condition)
+    allow_random_clip: bool = False
+    allow_random_backbone: bool = False
+    wandb: bool = True
+    threads: int | None = None
+    n_examples: int = 4  # test images per anomaly-map overlay
+    model_overrides: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESET_SETTINGS:
+            raise BenchmarkError(f"--preset {self.preset!r}: choose one of {sorted(PRESET_SETTINGS)}")
+        unknown = [c for c in self.conditions if c not in CONDITIONS]
+        if unknown or not self.conditions:
+            raise BenchmarkError(f"--conditions {list(self.conditions)}: choose from {list(CONDITIONS)}")
+        if self.n_gen < 1 and any(c != "shots" for c in self.conditions):
+            raise BenchmarkError(f"--n-gen {self.n_gen}: extra-set conditions need at least one image")
+        if not self.categories:
+            raise BenchmarkError("no categories: pass --categories (or a root holding category folders)")
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.results_dir) / self.dataset / (self.name or self.preset)
+
+    @property
+    def size(self) -> int:
+        return self.image_size or PRESET_SETTINGS[self.preset]["image_size"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One result line to compute: a pure function of these values (and the data on disk)."""
+
+    dataset: str
+    category: str
+    model: str
+    backbone: str
+    shots: int | None
+    seed: int
+    condition: str
+    n_gen: int  # extra images of this row (0 for the ``shots`` condition)
+    preset: str
+    image_size: int
+
+    def key(self) -> tuple[str, ...]:
+        return row_key(self.as_columns())
+
+    def as_columns(self) -> dict[str, object]:
+        values = {name: getattr(self, name) for name in KEY_COLUMNS}
+        values["shots"] = "full" if self.shots is None else self.shots
+        return values
+
+
+def row_key(values: Mapping[str, object]) -> tuple[str, ...]:
+    """The identity of a row, as strings (so rows read back from the CSV compare equal)."""
+    return tuple(str(values[name]) for name in KEY_COLUMNS)
+
+
+def default_backbone(model: str) -> str:
+    from tgad.baselines.registry import MODELS
+
+    if model not in MODELS:
+        raise BenchmarkError(f"--models {model!r}: choose from {sorted(MODELS)}")
+    return MODELS[model].default_backbone
+
+
+def full_plan(config: BenchmarkConfig) -> list[Row]:
+    """Every row of the grid, grouped so each (category, shots, seed) builds its extra sets once."""
+    rows = []
+    for category in config.categories:
+        for shots in config.shots:
+            for seed in config.seeds:
+                for condition in config.conditions:
+                    for model in config.models:
+                        rows.append(
+                            Row(
+                                dataset=config.dataset,
+                                category=category,
+                                model=model,
+                                backbone=config.backbone or default_backbone(model),
+                                shots=shots,
+                                seed=seed,
+                                condition=condition,
+                                n_gen=0 if condition == "shots" else config.n_gen,
+                                preset=config.preset,
+                                image_size=config.size,
+                            )
+                        )
+    return rows
+
+
+def make_plan(config: BenchmarkConfig, done: Iterable[tuple[str, ...]] = ()) -> list[Row]:
+    """The rows of the grid whose key is not in ``done`` (keys of rows already in the results CSV)."""
+    done = set(done)
+    return [row for row in full_plan(config) if row.key() not in done]

@@ -1,0 +1,101 @@
+"""The results CSV: one line per row, the only state a benchmark shares between runs.
+
+Each append writes the whole file to a temporary sibling and renames it over the old one, so a run killed at
+any moment leaves either the old file or the new one, never a truncated one, and loses at most the row in
+progress. A results folder holds rows of one column layout; a file with other columns is refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+from tgad.assets.cache import atomic_file
+from tgad.benchmark.plan import KEY_COLUMNS, BenchmarkError, row_key
+
+COLUMNS = (
+    *KEY_COLUMNS,
+    "shot_ids",  # ';'-joined training file names
+    "n_real",
+    "n_extra",
+    "n_test",
+    "extra_set",  # ExtraSet folder, relative to the results folder
+    "image_auroc",
+    "pixel_auroc",
+    "aupro",
+    "spro",
+    "backbone_weights",  # ResolvedWeights.describe(), e.g. tf_efficientnet_lite0:package:57934424
+    "clip_weights",  # the CLIP weights that made the extra set (tgad condition), else empty
+    "extra_weights",  # other weights behind the extra set (the generator's)
+    "model_settings",  # JSON of the model's settings (layers, coreset ratio, steps)
+    "memory_bank",  # PatchCore memory-bank rows after the coreset
+    "extra_seconds",  # making the extra set (0 when reused from the cache)
+    "fit_seconds",
+    "test_seconds",
+    "peak_rss_mb",  # peak resident memory during fit + test
+    "torch_threads",
+    "tgad_version",
+    "anomalib_version",
+    "torch_version",
+    "git_commit",
+    "date",
+)
+METRICS = ("image_auroc", "pixel_auroc", "aupro", "spro")
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return ";".join(str(v) for v in value)
+    return str(value)
+
+
+def to_float(value: str | None) -> float | None:
+    """A metric cell back to a number (None when empty)."""
+    return float(value) if value not in (None, "") else None
+
+
+class ResultsCSV:
+    """Read and append rows of ``path``; nothing is cached, every call reads the file on disk."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def rows(self) -> list[dict[str, str]]:
+        if not self.path.is_file():
+            return []
+        with open(self.path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            if tuple(reader.fieldnames or ()) != COLUMNS:
+                raise BenchmarkError(
+                    f"{self.path}: its columns differ from this tgad version's; move it away or use another "
+                    "--name (a results folder holds rows of one layout)"
+                )
+            return list(reader)
+
+    def done_keys(self) -> set[tuple[str, ...]]:
+        return {row_key(row) for row in self.rows()}
+
+    def append(self, row: Mapping[str, object]) -> None:
+        """Add one row (missing columns empty; unknown keys refused), atomically."""
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"results row has unknown columns {sorted(unknown)}")
+        existing = self.path.read_text() if self.path.is_file() else ""
+        if existing:
+            self.rows()  # refuses a file of another layout before adding to it
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        if not existing:
+            writer.writeheader()
+        writer.writerow({name: _cell(row.get(name)) for name in COLUMNS})
+        if existing and not existing.endswith("\n"):
+            existing += "\n"
+        with atomic_file(self.path) as handle:
+            handle.write(existing + buffer.getvalue())

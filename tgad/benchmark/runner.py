@@ -1,0 +1,305 @@
+"""Run a benchmark plan row by row: extra sets, fit + test, one CSV line per row, then the report.
+
+``run_row`` is a pure function of its arguments (a row, the config, the extra-set folder) apart from the
+time it takes; the results CSV is the only state shared between rows, so rows could run anywhere. Extra sets
+are cached under ``<results>/extra_sets`` by a key of the arguments that make them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import anomalib
+import torch
+from lightning.pytorch import seed_everything
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+import tgad
+from tgad.assets import AssetError
+from tgad.benchmark.extra_sets import TGAD_UNAVAILABLE, ExtraSet, ensure_extra_set, tgad_available
+from tgad.benchmark.plan import PRESET_SETTINGS, BenchmarkConfig, BenchmarkError, Row, full_plan, make_plan
+from tgad.benchmark.results import ResultsCSV
+from tgad.data import DATAMODULES, DataError
+from tgad.text.keywords import KeywordError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchmarkResult:
+    out_dir: Path
+    csv: Path
+    summary: Path
+    new_rows: int
+    failures: list[str]
+    seconds: float
+
+
+def git_commit() -> str:
+    """Short commit of the tgad checkout (``-dirty`` with local changes), or ``unknown``."""
+    where = Path(tgad.__file__).parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def make_datamodule(
+    config: BenchmarkConfig,
+    category: str,
+    shots: int | None,
+    seed: int,
+    extra: list[str],
+    batch: int | None = None,
+):
+    preset = PRESET_SETTINGS[config.preset]
+    return DATAMODULES[config.dataset](
+        root=config.root,
+        category=category,
+        shots=shots,
+        shot_seed=seed,
+        image_size=config.size,
+        extra_normal_dirs=extra,
+        train_batch_size=batch or preset["train_batch_size"],
+        eval_batch_size=preset["eval_batch_size"],
+    )
+
+
+def _weights_text(manifest: dict[str, Any], clip: bool) -> str:
+    parts = []
+    for name, value in sorted(manifest.get("weights", {}).items()):
+        if ("clip" in name.lower()) != clip:
+            continue
+        if isinstance(value, dict) and value.get("describe"):
+            parts.append(str(value["describe"]))
+        elif isinstance(value, dict) and "source" in value:
+            ident = (
+                value.get("tag")
+                or (value.get("sha256") or "")[:8]
+                or ("RANDOM" if value["source"] == "random" else "")
+            )
+            parts.append(f"{value.get('name', name)}:{value['source']}:{ident}")
+        else:
+            parts.append(f"{name}:{value}")
+    return ";".join(parts)
+
+
+def run_row(row: Row, config: BenchmarkConfig, extra: ExtraSet | None, work_dir: str):
+    """Fit and test one model on one condition. Returns (the CSV row as a dict, the Evaluation)."""
+    from tgad.baselines.registry import build_model, memory_bank_size
+    from tgad.evaluation.scoring import evaluate
+
+    seed_everything(row.seed, verbose=False)
+    overrides = dict(config.model_overrides.get(row.model, {}))
+    built = build_model(
+        row.model,
+        backbone=row.backbone,
+        image_size=row.image_size,
+        preset=row.preset,
+        seed=row.seed,
+        allow_random_backbone=config.allow_random_backbone,
+        **overrides,
+    )
+    extra_dirs = [str(extra.path)] if extra else []
+    dm = make_datamodule(config, row.category, row.shots, row.seed, extra_dirs, built.train_batch_size)
+    dm.prepare_data()
+    dm.setup()
+    evaluation = evaluate(built.model, dm, work_dir, built.trainer_kwargs, n_examples=config.n_examples)
+    scores = evaluation.scores
+    manifest = extra.manifest if extra else {}
+    out = {
+        **row.as_columns(),
+        "shot_ids": list(dm.shot_ids),
+        "n_real": len(dm.shot_ids),
+        "n_extra": scores.n_train - len(dm.shot_ids),
+        "n_test": scores.n_test,
+        "extra_set": str(extra.path.relative_to(config.out_dir))
+        if extra and extra.path.is_relative_to(config.out_dir)
+        else (str(extra.path) if extra else ""),
+        "image_auroc": scores.image_auroc,
+        "pixel_auroc": scores.pixel_auroc,
+        "aupro": scores.aupro,
+        "spro": scores.spro,
+        "backbone_weights": built.weights.describe(),
+        "clip_weights": _weights_text(manifest, clip=True),
+        "extra_weights": _weights_text(manifest, clip=False),
+        "model_settings": json.dumps(built.settings, sort_keys=True),
+        "memory_bank": memory_bank_size(built.model),
+        "extra_seconds": extra.seconds if extra else 0.0,
+        "fit_seconds": scores.fit_seconds,
+        "test_seconds": scores.test_seconds,
+        "peak_rss_mb": scores.peak_rss_mb,
+        "torch_threads": torch.get_num_threads(),
+        "tgad_version": tgad.__version__,
+        "anomalib_version": anomalib.__version__,
+        "torch_version": torch.__version__,
+        "git_commit": git_commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    if out["memory_bank"] is not None:
+        log.info(
+            "%s/%s %s: PatchCore memory bank %d rows, peak RSS %.0f MB",
+            row.category,
+            row.condition,
+            row.model,
+            out["memory_bank"],
+            scores.peak_rss_mb,
+        )
+    return out, evaluation
+
+
+def preflight(config: BenchmarkConfig) -> None:
+    """Fail at once, before any row, on a missing dataset/category or an unavailable condition."""
+    from tgad.baselines.registry import check_backbone
+
+    for model in config.models:
+        try:
+            check_backbone(model, config.backbone)
+        except ValueError as err:
+            raise BenchmarkError(f"--models/--backbone: {err}") from err
+    if "tgad" in config.conditions and not tgad_available():
+        raise BenchmarkError(TGAD_UNAVAILABLE + "; run with --conditions shots plain_aug")
+    if "tgad" in config.conditions:
+        from tgad.text.keywords import resolve_keyword
+
+        for category in config.categories:
+            resolve_keyword(category, config.keywords.get(category))  # KeywordError: set --keywords
+    for category in config.categories:
+        dm = make_datamodule(config, category, config.shots[0], config.seeds[0], [])
+        dm.prepare_data()
+        dm.index()
+
+
+def run_benchmark(
+    config: BenchmarkConfig, console: Console | None = None, progress: bool = True
+) -> BenchmarkResult:
+    """Run the rows of ``config`` missing from its results CSV, then write the report."""
+    from tgad.benchmark.plots import save_overlays
+    from tgad.benchmark.report import write_report
+    from tgad.benchmark.tracking import Tracker
+
+    start = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out_dir = config.out_dir
+    results = ResultsCSV(out_dir / "results.csv")
+    preflight(config)
+    plan = make_plan(config, results.done_keys())
+    total = len(full_plan(config))
+    console = console or Console(stderr=True)
+    console.print(
+        f"[bold]tgad benchmark[/bold] {config.dataset} -> {out_dir}: {len(plan)} of {total} rows to run"
+    )
+    tracker = Tracker(
+        config.wandb,
+        f"{config.dataset}-{config.name or config.preset}",
+        _config_dict(config, platform.node()),
+        out_dir,
+    )
+    failures, first_seed = [], min(config.seeds)
+    extras: dict[tuple, ExtraSet | Exception] = {}  # (category, shots, seed, condition) -> set or its error
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    try:
+        with Progress(*columns, console=console, disable=not progress) as bar:
+            task = bar.add_task("rows", total=len(plan))
+            for index, row in enumerate(plan):
+                where = f"{row.category} k={row.shots} seed={row.seed} {row.condition}"
+
+                def show(text: str, where: str = where) -> None:
+                    bar.update(task, description=f"{where}: {text}")
+
+                try:
+                    extra = _extra_for(row, config, extras, show, plot=row.seed == first_seed)
+                    show(f"{row.model} fit + test")
+                    with tempfile.TemporaryDirectory(prefix="tgad-row-") as work:
+                        out, evaluation = run_row(row, config, extra, work)
+                    results.append(out)
+                    tracker.log_row(out, index + 1)
+                    if row.seed == first_seed and evaluation.examples:
+                        name = f"maps_{row.model}_{row.category}_k{row.shots}_{row.condition}.png"
+                        save_overlays(
+                            evaluation.examples, out_dir / "plots" / name, title=f"{row.model} {where}"
+                        )
+                except (BenchmarkError, DataError, AssetError, KeywordError):
+                    raise
+                except Exception as err:  # one failing row must not cost the others; re-runs retry it
+                    log.exception("row %s %s failed", where, row.model)
+                    failures.append(f"{where} {row.model}: {type(err).__name__}: {err}")
+                bar.advance(task)
+        rows = results.rows()
+        summary = write_report(config, rows, out_dir, time.perf_counter() - start)
+        extra_dirs = sorted({p.parent for p in (out_dir / "extra_sets").glob("*/*/*/manifest.json")})
+        tracker.log_results(rows, summary, sorted((out_dir / "plots").glob("*.png")), extra_dirs)
+    finally:
+        tracker.finish()
+    return BenchmarkResult(
+        out_dir, results.path, summary, len(plan) - len(failures), failures, time.perf_counter() - start
+    )
+
+
+def _extra_for(row: Row, config: BenchmarkConfig, extras: dict, show, plot: bool) -> ExtraSet | None:
+    """The row's extra set, made once per (category, shots, seed, condition); a failure is not retried."""
+    from tgad.benchmark.plots import save_extra_grid
+
+    if row.condition == "shots":
+        return None
+    key = (row.category, row.shots, row.seed, row.condition)
+    if key not in extras:
+        show("extra set")
+        dm = make_datamodule(config, row.category, row.shots, row.seed, [])
+        dm.setup()
+        try:
+            extras[key] = ensure_extra_set(config, row.condition, dm, row.shots, row.seed, show)
+        except (BenchmarkError, DataError, AssetError, KeywordError):
+            raise
+        except Exception as err:
+            extras[key] = err
+            raise
+        if plot:
+            name = f"extra_{row.condition}_{row.category}_k{row.shots}.png"
+            save_extra_grid(extras[key].path, config.out_dir / "plots" / name)
+    if isinstance(extras[key], Exception):
+        raise RuntimeError(f"its extra set failed earlier ({extras[key]})")
+    return extras[key]
+
+
+def _config_dict(config: BenchmarkConfig, host: str) -> dict[str, Any]:
+    out = asdict(config)
+    out |= {
+        "host": host,
+        "tgad_version": tgad.__version__,
+        "git_commit": git_commit(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    return out

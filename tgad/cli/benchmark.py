@@ -1,0 +1,165 @@
+"""``tgad benchmark`` (= ``make benchmark``): shots vs plain augmentation vs tgad, per category, with a report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from rich.console import Console
+from rich.markdown import Markdown
+
+
+def _shots(value: str) -> int | None:
+    if value == "full":
+        return None
+    try:
+        shots = int(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--shots {value!r}: a positive number or 'full'") from err
+    if shots < 1:
+        raise argparse.ArgumentTypeError(f"--shots {value!r}: a positive number or 'full'")
+    return shots
+
+
+def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "benchmark",
+        help="fit anomalib detectors on the shots alone, + plain augmentation, + tgad images; CSV and report",
+        description="For each category x shots x seed x model, evaluates the conditions on the same test "
+        "split and appends one row per run to results/<dataset>/<name>/results.csv (rows already there are "
+        "skipped, so an interrupted run resumes). Writes summary.md and plots beside it.",
+    )
+    p.add_argument("--dataset", default="embedded", choices=["embedded", "mvtec", "btad", "loco"])
+    p.add_argument(
+        "--root", default=None, help="dataset root (default: $TGAD_<DATASET>_ROOT or the tgad cache)"
+    )
+    p.add_argument(
+        "--categories",
+        nargs="+",
+        default=None,
+        help="category folders (default: every embedded category; for real datasets the known ones under --root)",
+    )
+    p.add_argument("--models", nargs="+", default=["patchcore"], help="registry names (default patchcore)")
+    p.add_argument("--shots", nargs="+", type=_shots, default=[1], help="k real shots per row, or 'full'")
+    p.add_argument(
+        "--seeds", nargs="+", type=int, default=[0], help="shot/generation seeds (protocol: 0 1 2 3 4)"
+    )
+    p.add_argument(
+        "--conditions",
+        nargs="+",
+        default=["shots", "plain_aug", "tgad"],
+        choices=["shots", "plain_aug", "tgad"],
+    )
+    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "paper"])
+    p.add_argument("--n-gen", type=int, default=64, help="extra images per extra set (default 64)")
+    p.add_argument(
+        "--name", default=None, help="results folder name under results/<dataset>/ (default: the preset)"
+    )
+    p.add_argument(
+        "--results-dir",
+        default="results",
+        help="results root: rows go to <it>/<dataset>/<name>/ (default results)",
+    )
+    p.add_argument("--backbone", default=None, help="timm backbone for every model (default: each model's)")
+    p.add_argument("--image-size", type=int, default=None, help="override the preset's image side")
+    p.add_argument(
+        "--clip-weights", default=None, help="CLIP checkpoint file or open_clip tag (tgad condition)"
+    )
+    p.add_argument(
+        "--keywords",
+        nargs="+",
+        default=[],
+        metavar="CATEGORY=WORD",
+        help="object word (or WordNet synset) for categories the class table lacks, e.g. widget='metal nut'",
+    )
+    p.add_argument(
+        "--allow-random-clip", action="store_true", help="tgad condition may use random CLIP weights"
+    )
+    p.add_argument(
+        "--allow-random-backbone", action="store_true", help="models may use random backbone weights (marked)"
+    )
+    p.add_argument(
+        "--no-wandb", action="store_true", help="no W&B run (default: offline unless WANDB_MODE set)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _categories(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.categories:
+        return tuple(args.categories)
+    from tgad.data import DATAMODULES
+    from tgad.data.embedded_builder import EMBEDDED_CATEGORIES
+
+    if args.dataset == "embedded":
+        return tuple(EMBEDDED_CATEGORIES)
+    dm_class = DATAMODULES[args.dataset]
+    root = Path(args.root or os.environ.get(dm_class.root_env) or dm_class.default_root).expanduser()
+    found = tuple(c for c in dm_class.categories if (root / c).is_dir())
+    if not found:
+        from tgad.benchmark.plan import BenchmarkError
+
+        raise BenchmarkError(
+            f"no {args.dataset} categories found under {root}; pass --root (or set {dm_class.root_env}) and/or "
+            f"--categories (data: {dm_class.where_to_get})"
+        )
+    return found
+
+
+def _keywords(pairs: list[str]) -> dict[str, str]:
+    from tgad.benchmark.plan import BenchmarkError
+
+    out = {}
+    for pair in pairs:
+        category, sep, word = pair.partition("=")
+        if not sep or not category or not word:
+            raise BenchmarkError(f"--keywords {pair!r}: write CATEGORY=WORD, e.g. widget='metal nut'")
+        out[category] = word
+    return out
+
+
+def run_benchmark_command(args: argparse.Namespace, console: Console, err_console: Console) -> int:
+    """Run the benchmark; a setting it cannot honour ends in one red line and exit code 2."""
+    from tgad.benchmark.plan import BenchmarkError
+
+    try:
+        return _run(args, console)
+    except BenchmarkError as err:
+        if os.environ.get("TGAD_DEBUG"):
+            raise
+        err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        return 2
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    from tgad.benchmark.plan import BenchmarkConfig
+    from tgad.benchmark.runner import run_benchmark
+
+    threads = int(os.environ["TGAD_THREADS"]) if os.environ.get("TGAD_THREADS") else None
+    config = BenchmarkConfig(
+        dataset=args.dataset,
+        categories=_categories(args),
+        root=args.root,
+        models=tuple(args.models),
+        shots=tuple(args.shots),
+        seeds=tuple(args.seeds),
+        conditions=tuple(dict.fromkeys(args.conditions)),
+        preset=args.preset,
+        n_gen=args.n_gen,
+        name=args.name,
+        results_dir=args.results_dir,
+        backbone=args.backbone,
+        image_size=args.image_size,
+        clip_weights=args.clip_weights,
+        keywords=_keywords(args.keywords),
+        allow_random_clip=args.allow_random_clip,
+        allow_random_backbone=args.allow_random_backbone,
+        wandb=not args.no_wandb,
+        threads=threads,
+    )
+    result = run_benchmark(config, progress=not args.no_progress)
+    console.print(Markdown(result.summary.read_text()))
+    console.print(f"\n{result.new_rows} new rows in {result.seconds:.0f} s; summary: {result.summary}")
+    for failure in result.failures:
+        console.print(f"[red]failed:[/red] {failure}", highlight=False, soft_wrap=True)
+    return 1 if result.failures else 0

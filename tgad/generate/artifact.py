@@ -1,0 +1,204 @@
+"""The ExtraSet artifact: a folder of extra normal images (``train/good/*.png``) and its ``manifest.json``.
+
+Plain augmentation and ``tgad generate`` both write one, so everything downstream (datamodules through
+``extra_normal_dirs``, the benchmark, the report) treats the two alike. A folder is written atomically: it
+appears under its final name only once every image and the manifest are on disk, so an interrupted write
+never looks complete. Its name carries a key of the arguments that made it, so an identical request reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+import tgad
+from tgad.assets.cache import atomic_dir, atomic_file
+
+MANIFEST = "manifest.json"
+IMAGES_DIR = Path("train") / "good"
+SCHEMA_VERSION = 1
+KINDS = ("plain_aug", "tgad")
+
+# field -> accepted types; the per-image records need "file" and "source_shot", anything else is extra.
+_REQUIRED: dict[str, tuple[type, ...]] = {
+    "schema_version": (int,),
+    "kind": (str,),
+    "dataset": (str,),
+    "category": (str,),
+    "shot_ids": (list,),
+    "shot_paths": (list,),
+    "seed": (int,),
+    "n": (int,),
+    "image_size": (list,),
+    "images": (list,),
+    "config": (dict,),
+    "weights": (dict,),
+    "tgad_version": (str,),
+    "timings": (dict,),
+    "created": (str,),
+    "cache_key": (str, type(None)),
+}
+
+
+class ExtraSetError(ValueError):
+    """An ExtraSet folder or manifest is malformed; the message names the file and the field."""
+
+
+def cache_key(arguments: Mapping[str, Any]) -> str:
+    """16 hex digits of the sha256 of the canonical JSON of the generating arguments (key order ignored)."""
+    canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def _to_uint8(image: torch.Tensor | np.ndarray | Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 from a float tensor (3, H, W) in [0, 1], a uint8/float array (H, W, 3) or a PIL image."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ExtraSetError(f"extra-set image tensor must be (3, H, W), got {tuple(image.shape)}")
+        image = image.detach().cpu().permute(1, 2, 0).numpy()  # (3, H, W) -> (H, W, 3)
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        array = (np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ExtraSetError(f"extra-set image array must be (H, W, 3), got {array.shape}")
+    return array
+
+
+def write_extra_set(
+    out_dir: str | Path,
+    images: Iterable[torch.Tensor | np.ndarray | Image.Image],
+    records: Sequence[Mapping[str, Any]],
+    *,
+    kind: str,
+    dataset: str,
+    category: str,
+    shot_ids: Sequence[str],
+    shot_paths: Sequence[str | Path],
+    seed: int,
+    config: Mapping[str, Any],
+    weights: Mapping[str, Any] | None = None,
+    timings: Mapping[str, float] | None = None,
+    key: str | None = None,
+) -> Path:
+    """Write images ``train/good/0000.png...`` and the manifest into ``out_dir``, atomically.
+
+    Args:
+        images: RGB images, one per record, all of one size.
+        records: per-image metadata; each needs ``source_shot`` (a shot ID); other fields (score, round) are kept.
+        weights: name -> ``ResolvedWeights.to_dict()`` (or any JSON) of every weight file used.
+        key: the ``cache_key`` of the request, recorded so a reader can check what it is reusing.
+
+    Returns:
+        ``out_dir``, complete. An exception inside leaves no folder under that name.
+    """
+    if kind not in KINDS:
+        raise ExtraSetError(f"kind={kind!r}: an ExtraSet is one of {KINDS}")
+    out_dir = Path(out_dir)
+    entries, size = [], None
+    start = time.perf_counter()
+    with atomic_dir(out_dir) as tmp:
+        (tmp / IMAGES_DIR).mkdir(parents=True)
+        count = 0
+        for index, image in enumerate(images):
+            if index >= len(records):
+                raise ExtraSetError(f"{out_dir}: more images than records ({len(records)})")
+            array = _to_uint8(image)
+            if size is None:
+                size = [int(array.shape[0]), int(array.shape[1])]
+            elif [array.shape[0], array.shape[1]] != size:
+                raise ExtraSetError(f"{out_dir}: image {index} is {array.shape[:2]}, the first was {size}")
+            name = (IMAGES_DIR / f"{index:04d}.png").as_posix()
+            Image.fromarray(array).save(tmp / name)
+            entries.append({"file": name, **dict(records[index])})
+            count += 1
+        if count != len(records):
+            raise ExtraSetError(f"{out_dir}: {count} images for {len(records)} records")
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": kind,
+            "dataset": dataset,
+            "category": category,
+            "shot_ids": list(shot_ids),
+            "shot_paths": [str(p) for p in shot_paths],
+            "seed": int(seed),
+            "n": count,
+            "image_size": size or [0, 0],
+            "images": entries,
+            "config": dict(config),
+            "weights": dict(weights or {}),
+            "tgad_version": tgad.__version__,
+            "timings": {"write_seconds": time.perf_counter() - start, **dict(timings or {})},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "cache_key": key,
+        }
+        validate_manifest(manifest, tmp)
+        with atomic_file(tmp / MANIFEST) as handle:
+            json.dump(manifest, handle, indent=2, default=str)
+    return out_dir
+
+
+def validate_manifest(manifest: Mapping[str, Any], folder: str | Path | None = None) -> None:
+    """Raise ``ExtraSetError`` unless ``manifest`` follows the schema (and, with ``folder``, its files exist)."""
+    where = f"{Path(folder) / MANIFEST}" if folder is not None else "manifest"
+    for field, types in _REQUIRED.items():
+        if field not in manifest:
+            raise ExtraSetError(f"{where}: missing field {field!r}")
+        if not isinstance(manifest[field], types) or isinstance(manifest[field], bool):
+            raise ExtraSetError(f"{where}: field {field!r} has type {type(manifest[field]).__name__}")
+    if manifest["schema_version"] != SCHEMA_VERSION:
+        raise ExtraSetError(
+            f"{where}: schema_version {manifest['schema_version']}, expected {SCHEMA_VERSION}"
+        )
+    if manifest["kind"] not in KINDS:
+        raise ExtraSetError(f"{where}: kind {manifest['kind']!r} is not one of {KINDS}")
+    if len(manifest["images"]) != manifest["n"]:
+        raise ExtraSetError(f"{where}: n={manifest['n']} but {len(manifest['images'])} image records")
+    if len(manifest["shot_ids"]) != len(manifest["shot_paths"]) or not manifest["shot_ids"]:
+        raise ExtraSetError(f"{where}: shot_ids and shot_paths must be non-empty and of equal length")
+    shots = set(manifest["shot_ids"])
+    for index, record in enumerate(manifest["images"]):
+        if not isinstance(record, dict) or "file" not in record or "source_shot" not in record:
+            raise ExtraSetError(f"{where}: images[{index}] needs 'file' and 'source_shot'")
+        if record["source_shot"] not in shots:
+            raise ExtraSetError(f"{where}: images[{index}] source_shot {record['source_shot']!r} is no shot")
+        if folder is not None and not (Path(folder) / record["file"]).is_file():
+            raise ExtraSetError(f"{where}: images[{index}] file {record['file']} is missing")
+
+
+def load_manifest(folder: str | Path) -> dict[str, Any]:
+    """The validated manifest of an ExtraSet folder."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise ExtraSetError(
+            f"{path}: no manifest; {folder} is not a complete ExtraSet (delete it to rebuild)"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ExtraSetError(f"{path}: not valid JSON ({err.msg}); delete {folder} to rebuild it") from err
+    validate_manifest(manifest, folder)
+    return manifest
+
+
+def is_complete(folder: str | Path, key: str | None = None) -> bool:
+    """True if ``folder`` holds a valid ExtraSet (made by the request ``key``, when given)."""
+    try:
+        manifest = load_manifest(folder)
+    except ExtraSetError:
+        return False
+    return key is None or manifest["cache_key"] == key
+
+
+def extra_set_dir(root: str | Path, kind: str, category: str, shots: int | None, seed: int, key: str) -> Path:
+    """Where a benchmark keeps one ExtraSet: ``<root>/<kind>/<category>/k<shots>_seed<seed>_<key>``."""
+    return Path(root) / kind / category / f"k{shots if shots is not None else 'full'}_seed{seed}_{key}"

@@ -1,0 +1,385 @@
+"""The whole generation chain for one class (the ``tgad`` condition of the benchmark, and ``tgad generate``):
+
+    datamodule k shots -> PromptSelector (P*) -> fit VarianceVQGAN -> Integrator (R rounds) -> N images
+
+written as an ExtraSet folder (``tgad.generate.artifact``): ``train/good/*.png`` at the preset's resolution
+(``CHAIN_PRESETS[preset].image_size``; the shots are resized to it first), ``manifest.json``, and beside them
+``grid.png`` (shots, then the written images with score / round / shot), ``scores_per_round.png`` and the
+prompt table. The folder appears only when complete; the same request finds it complete and reuses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import dataclasses
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import tgad
+from tgad.generate.artifact import MANIFEST, cache_key, is_complete
+from tgad.generate.chain_writer import collapse_report, write_generated_set
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("data", "prompt", "generator", "integrator", "final", "write")
+
+
+@dataclass(frozen=True)
+class ChainPreset:
+    image_size: int  # side of the shots as the generator sees them, and of the written images
+    vqgan_iterations: int  # generator + discriminator steps of the VarianceVQGAN fit
+
+
+CHAIN_PRESETS: dict[str, ChainPreset] = {
+    "tiny": ChainPreset(image_size=32, vqgan_iterations=60),
+    "cpu": ChainPreset(image_size=256, vqgan_iterations=600),  # as conf/variance_vqgan/cpu.yaml
+    "paper": ChainPreset(image_size=256, vqgan_iterations=5000),
+}
+
+
+class StageReporter:
+    """Receives the chain's progress; the CLI draws rich progress bars, this default only logs."""
+
+    def start(self, stage: str, total: int | None = None) -> None:
+        logger.info("stage %s: start (%s steps)", stage, total)
+
+    def advance(self, stage: str, amount: int = 1) -> None:
+        pass
+
+    def finish(self, stage: str, seconds: float) -> None:
+        logger.info("stage %s: %.1f s", stage, seconds)
+
+
+class _Stage:
+    """Times one stage and reports its start and end."""
+
+    def __init__(
+        self, reporter: StageReporter, timings: dict[str, float], name: str, total: int | None
+    ) -> None:
+        self.reporter, self.timings, self.name, self.total = reporter, timings, name, total
+
+    def __enter__(self) -> _Stage:
+        self.start = time.perf_counter()
+        self.reporter.start(self.name, self.total)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.timings[f"{self.name}_seconds"] = round(time.perf_counter() - self.start, 3)
+        if exc[0] is None:
+            self.reporter.finish(self.name, self.timings[f"{self.name}_seconds"])
+
+
+def _advance_callback(reporter: StageReporter, stage: str, every: int = 1):
+    import lightning as L
+
+    class Advance(L.Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            reporter.advance(stage, every)
+
+    return Advance()
+
+
+@contextlib.contextmanager
+def _quiet_lightning():
+    """Lightning's banners and warnings about our deliberate choices (no validation loop, a frozen codebook in
+    eval mode) would break the progress bars; real warnings still pass, and ``-v`` shows the banners."""
+    lightning_logger = logging.getLogger("lightning.pytorch")
+    old = lightning_logger.level
+    if not logger.isEnabledFor(logging.INFO):
+        lightning_logger.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        for pattern in (
+            ".*validation_step.*",
+            ".*module\\(s\\) in eval mode.*",
+            ".*LeafSpec.*",
+            ".*num_workers.*",
+        ):
+            warnings.filterwarnings("ignore", message=pattern)
+        try:
+            yield
+        finally:
+            lightning_logger.setLevel(old)
+
+
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+@contextlib.contextmanager
+def _generator_malloc():
+    """Raise glibc's mmap threshold to 32 MB while the generator fits, when ``MALLOC_MMAP_THRESHOLD_`` set it low.
+
+    The project sets MALLOC_MMAP_THRESHOLD_=131072 so PatchCore's coreset stays small (ENVIRONMENT.md), but
+    then every activation above 128 KB is a fresh mmap: a VarianceVQGAN cpu iteration took 1.65 s instead of
+    0.75 s (measured, one thread). The setting is restored afterwards and freed memory is trimmed, so a
+    detector fitted later in the same process sees the low threshold again.
+    """
+    low = os.environ.get("MALLOC_MMAP_THRESHOLD_", "")
+    libc = None
+    if low.isdigit() and sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            if not libc.mallopt(M_MMAP_THRESHOLD, 32 << 20):
+                libc = None
+        except (OSError, AttributeError):
+            libc = None
+    try:
+        yield
+    finally:
+        if libc is not None:
+            libc.mallopt(M_MMAP_THRESHOLD, int(low))
+            libc.malloc_trim(0)
+
+
+def _trainer(root: str, callbacks: list, **kwargs):
+    import lightning as L
+
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        default_root_dir=root,
+        callbacks=callbacks,
+        **kwargs,
+    )
+
+
+def _load_shots(paths: list[Path], size: int) -> torch.Tensor:
+    """(k, 3, size, size) in [0, 1], resized as the datamodules resize (bilinear, antialiased)."""
+    from tgad.data import read_rgb
+
+    shots = [read_rgb(p).unsqueeze(0) for p in paths]
+    resized = [
+        F.interpolate(s, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        for s in shots
+    ]
+    return torch.cat(resized).clamp(0, 1)
+
+
+def _file_stamp(path: str | None) -> list[int] | None:
+    """Size and mtime of a weight file, so a replaced file is not mistaken for the same request."""
+    if path and Path(path).expanduser().is_file():
+        stat = Path(path).expanduser().stat()
+        return [stat.st_size, stat.st_mtime_ns]
+    return None
+
+
+def generation_key(arguments: dict[str, Any]) -> str:
+    """Cache key of a generation request (``artifact.cache_key`` of its arguments, shots and tgad version)."""
+    return cache_key({**arguments, "kind": "tgad", "tgad_version": tgad.__version__})
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse to replace a folder that is not an ExtraSet: ``--out .`` must never delete a working tree."""
+    if out_dir.exists() and (
+        not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())
+    ):
+        raise FileExistsError(
+            f"--out {out_dir}: exists and is not an ExtraSet folder (no {MANIFEST}); choose a new or empty folder"
+        )
+
+
+def generate_extra_set(
+    dataset: str,
+    root: str | Path | None,
+    category: str,
+    shots: int,
+    seed: int,
+    n: int,
+    preset: str,
+    out_dir: str | Path,
+    clip_weights: str | None = None,
+    allow_random_clip: bool = False,
+    *,
+    keyword: str | None = None,
+    vqgan_iterations: int | None = None,
+    integrator_overrides: dict[str, Any] | None = None,
+    threads: int | None = None,
+    reporter: StageReporter | None = None,
+) -> Path:
+    """Generate ``n`` normal images of ``category`` from ``shots`` real ones and write them as an ExtraSet.
+
+    Args:
+        dataset: ``embedded``, ``mvtec``, ``btad`` or ``loco``; root: its root folder (None: default/env).
+        seed: chooses the shots (``shot_seed``) and seeds every random draw.
+        preset: ``tiny``, ``cpu`` or ``paper`` for every stage (CLIP, generator, integrator, image size).
+        clip_weights: CLIP checkpoint file or open_clip tag; allow_random_clip: the explicit opt-in to random
+            CLIP weights (everything is then marked RANDOM).
+        keyword: object word or synset for categories the class table lacks.
+        vqgan_iterations, integrator_overrides: override the preset (``IntegratorConfig`` field names).
+        threads: ``torch.set_num_threads`` for the run (recorded either way).
+
+    Returns:
+        ``out_dir``, a complete ExtraSet (reused as is when the same request already wrote it).
+    """
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from tgad.assets import LITE0, create_backbone
+    from tgad.assets.clip import resolve_clip
+    from tgad.data import DATAMODULES
+    from tgad.models.integrator import Integrator, IntegratorConfig
+    from tgad.models.integrator.lightning_model import PERCEPTUAL_OUT_INDICES
+    from tgad.models.prompt_selector import PromptSelectorConfig, select_prompt
+    from tgad.models.variance_vqgan import VarianceVQGAN
+    from tgad.text.keywords import resolve_keyword
+
+    if dataset not in DATAMODULES:
+        raise ValueError(f"--dataset {dataset!r}: choose one of {sorted(DATAMODULES)}")
+    if preset not in CHAIN_PRESETS:
+        raise ValueError(f"--preset {preset!r}: choose one of {sorted(CHAIN_PRESETS)}")
+    if n < 1 or shots < 1:
+        raise ValueError(f"--n ({n}) and --shots ({shots}) must be >= 1")
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
+    if threads:
+        torch.set_num_threads(threads)
+    reporter = reporter or StageReporter()
+    chain = CHAIN_PRESETS[preset]
+    iterations = vqgan_iterations or chain.vqgan_iterations
+    integrator_cfg = IntegratorConfig.preset(preset, **(integrator_overrides or {}))
+    selector_cfg = PromptSelectorConfig.preset(
+        preset, clip_weights=clip_weights, allow_random_clip=allow_random_clip
+    )
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    load_start = os.getloadavg()
+
+    with _Stage(reporter, timings, "data", 1):
+        dm = DATAMODULES[dataset](
+            root=str(root) if root else None, category=category, shots=shots, shot_seed=seed, download=False
+        )
+        if dataset == "embedded":
+            dm.prepare_data()
+        dm.setup()
+        shot_paths, shot_ids = [Path(p) for p in dm.shot_paths], list(dm.shot_ids)
+        images = _load_shots(shot_paths, chain.image_size)  # (k, 3, S, S)
+        reporter.advance("data")
+    arguments = {
+        "dataset": dataset,
+        "root": str(Path(dm.root).resolve()),
+        "category": category,
+        "shot_ids": shot_ids,
+        "seed": seed,
+        "n": n,
+        "preset": preset,
+        "clip_weights": clip_weights,
+        "clip_weights_file": _file_stamp(clip_weights),
+        "allow_random_clip": allow_random_clip,
+        "keyword": keyword,
+        "vqgan_iterations": iterations,
+        "integrator": dataclasses.asdict(integrator_cfg),
+    }
+    key = generation_key(arguments)
+    if is_complete(out_dir, key):
+        logger.info("%s: complete ExtraSet for this request (key %s); reusing it", out_dir, key)
+        for stage in STAGES[1:]:
+            reporter.start(stage, 0)
+            reporter.finish(stage, 0.0)
+        return out_dir
+
+    with _generator_malloc():
+        L.seed_everything(seed, verbose=False)
+        with _Stage(reporter, timings, "prompt", 1):
+            # random CLIP weights (if allowed) are a function of the seed
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                clip, tokenizer, clip_resolved = resolve_clip(
+                    selector_cfg.clip_model, clip_weights, allow_random=allow_random_clip
+                )
+            sense = resolve_keyword(category, keyword)
+            selection = select_prompt(
+                clip, tokenizer, images, sense, clip_resolved, selector_cfg.num_words, selector_cfg.templates
+            )
+            logger.info(
+                "P* = %r (score %.4f, clip %s)",
+                selection.best_prompt,
+                selection.best_score,
+                selection.clip_weights,
+            )
+            reporter.advance("prompt")
+
+        backbone, backbone_resolved = create_backbone(
+            LITE0, features_only=True, out_indices=PERCEPTUAL_OUT_INDICES
+        )
+        loader = DataLoader(TensorDataset(images), batch_size=len(images))
+        with tempfile.TemporaryDirectory(prefix="tgad-generate-") as work:
+            with _Stage(reporter, timings, "generator", iterations):
+                vqgan = VarianceVQGAN(preset=preset, perceptual_backbone=LITE0)
+                vqgan.attach_perceptual(backbone, backbone_resolved.describe())
+                with _quiet_lightning():
+                    trainer = _trainer(
+                        work, [_advance_callback(reporter, "generator")], max_steps=2 * iterations
+                    )
+                    trainer.fit(vqgan, train_dataloaders=loader)
+                vqgan.eval()
+
+            with _Stage(reporter, timings, "integrator", integrator_cfg.rounds):
+                integrator = Integrator(
+                    preset=preset,
+                    generator_preset=preset,
+                    prompt=selection.best_prompt,
+                    clip_model=selector_cfg.clip_model,
+                    seed=seed,
+                    **{k: v for k, v in (integrator_overrides or {}).items() if k != "clip_model"},
+                )
+                integrator.attach_clip(clip, tokenizer, clip_resolved)
+                integrator.attach_perceptual(backbone, backbone_resolved)
+                integrator.attach_generator(
+                    vqgan, f"VarianceVQGAN {preset} fitted for {iterations} iterations"
+                )
+                if integrator_cfg.rounds > 0:
+                    cb = [_advance_callback(reporter, "integrator")]
+                    with _quiet_lightning():
+                        trainer = _trainer(work, cb, max_epochs=integrator_cfg.rounds)
+                        trainer.fit(integrator.train(), train_dataloaders=loader)
+                integrator.eval()
+
+        with _Stage(reporter, timings, "final", 1):
+            final = integrator.generate(n, images)
+            reporter.advance("final")
+
+        collapse = collapse_report(integrator, final, images)
+        if collapse["collapsed"]:
+            logger.warning("%s/%s: COLLAPSED generator: %s", dataset, category, collapse["reason"])
+        elif collapse["near_copies"]:
+            logger.warning(
+                "%s/%s: the images differ from their shot by %.4f on average (< 2/255): near-copies; "
+                "a larger tau (integrator_overrides) gives more variety",
+                dataset,
+                category,
+                collapse["mean_abs_diff_to_shot"],
+            )
+
+    with _Stage(reporter, timings, "write", 1):
+        meta = {
+            "arguments": arguments,
+            "selection": selection,
+            "clip_resolved": clip_resolved,
+            "backbone_resolved": backbone_resolved,
+            "integrator": integrator,
+            "vqgan_config": dataclasses.asdict(vqgan.config),
+            "iterations": iterations,
+            "collapse": collapse,
+            "load_start": load_start,
+            "started": started,
+        }
+        write_generated_set(out_dir, images, final, shot_ids, shot_paths, timings, meta, key)
+        reporter.advance("write")
+    return out_dir

@@ -1,0 +1,173 @@
+"""Writing a generated set: images and manifest through ``artifact.write_extra_set``, plus the grid, the
+score histogram and the prompt table, all inside one temporary folder renamed into place at the end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import resource
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tgad.generate.artifact import MANIFEST, write_extra_set
+
+GRID_PNG = "grid.png"
+HISTOGRAM_PNG = "scores_per_round.png"
+
+
+NEAR_COPY_MEAN_ABS = 2 / 255  # below this mean |image - shot| the written images add (almost) nothing new
+
+
+def collapse_report(integrator, final, shots: torch.Tensor) -> dict[str, Any]:
+    """Collapse (no variety at all: the final draw's guard) and near-copies (variety too small to matter)."""
+    diff = (final.images - shots[final.shot_index]).abs().flatten(1).mean(1)  # (N,)
+    mean_diff = float(diff.mean())
+    return {
+        "collapsed": bool(final.check.collapsed),
+        "reason": final.check.reason or None,
+        "rounds_collapsed": [r.round for r in integrator.history if r.collapsed],
+        "distinct_in_final_draw": final.check.distinct,
+        "pixel_spread_final_draw": final.check.pixel_spread,
+        "copy_fraction_final_draw": float(final.check.copies.float().mean()),
+        "written_copies": int((final.changed == 0).sum()),
+        "mean_abs_diff_to_shot": mean_diff,
+        "near_copies": mean_diff < NEAR_COPY_MEAN_ABS,
+    }
+
+
+def write_generated_set(
+    out_dir: Path,
+    shots: torch.Tensor,
+    final,
+    shot_ids: list[str],
+    shot_paths: list[Path],
+    timings: dict[str, float],
+    meta: dict[str, Any],
+    key: str,
+) -> Path:
+    """Images + manifest (``artifact.write_extra_set``) plus figures and the prompt table, all inside one
+    temporary folder renamed into place at the end: an exception anywhere leaves no complete-looking folder."""
+    from tgad.assets.cache import atomic_dir, atomic_file
+    from tgad.generate.artifact import load_manifest, validate_manifest
+    from tgad.generate.figures import save_grid, save_score_histogram
+    from tgad.models.prompt_selector import save_selection
+
+    selection, integrator, cfg = meta["selection"], meta["integrator"], meta["integrator"].config
+    records = [
+        {
+            "source_shot": shot_ids[int(s)],
+            "source_shot_path": str(shot_paths[int(s)]),
+            "score": float(score),
+            "round": int(r),
+            "codes_changed": round(float(c), 4),
+            "novelty": round(float(v), 6),
+        }
+        for s, score, r, c, v in zip(
+            final.shot_index, final.scores, final.rounds, final.changed, final.novelty, strict=True
+        )
+    ]
+    clip_w, backbone_w = meta["clip_resolved"], meta["backbone_resolved"]
+    config = {
+        "preset": meta["arguments"]["preset"],
+        "image_size": int(shots.shape[-1]),
+        "resolution_note": "images are written at the preset's image_size (shots resized to it)",
+        "vqgan_iterations": meta["iterations"],
+        "vqgan": meta["vqgan_config"],
+        "integrator": dataclasses.asdict(cfg),
+        "sample_mode": integrator.hparams.sample_mode,
+        "diversity_space": integrator.hparams.diversity_space,
+        "prompt_selector": {"num_words": len(selection.words), "clip_model": clip_w.name},
+        "arguments": meta["arguments"],
+    }
+    weights = {
+        "clip": clip_w.to_dict() | {"describe": clip_w.describe(), "is_random": clip_w.is_random},
+        "backbone": backbone_w.to_dict()
+        | {"describe": backbone_w.describe(), "is_random": backbone_w.is_random},
+    }
+    with atomic_dir(out_dir) as tmp:
+        inner = write_extra_set(
+            tmp / "set",
+            final.images,
+            records,
+            kind="tgad",
+            dataset=meta["arguments"]["dataset"],
+            category=meta["arguments"]["category"],
+            shot_ids=shot_ids,
+            shot_paths=shot_paths,
+            seed=meta["arguments"]["seed"],
+            config=config,
+            weights=weights,
+            timings=timings,
+            key=key,
+        )
+        for item in inner.iterdir():
+            shutil.move(str(item), tmp / item.name)
+        inner.rmdir()
+        manifest = load_manifest(tmp)
+        history = integrator.history
+        captions = [f"{r['score']:.3f} r{r['round']} s{shot_ids.index(r['source_shot'])}" for r in records]
+        title = f"{manifest['category']}: P* = {selection.best_prompt!r}, clip {clip_w.describe()}"
+        save_grid(tmp / GRID_PNG, shots, final.images, captions, title)
+        save_score_histogram(
+            tmp / HISTOGRAM_PNG,
+            [r.scores for r in history],
+            [r.threshold for r in history],
+            [r["score"] for r in records],
+            title,
+        )
+        save_selection(selection, tmp, category=manifest["category"])
+        scores = final.scores.float()
+        manifest.update(
+            {
+                "best_prompt": selection.best_prompt,
+                "best_prompt_score": selection.best_score,
+                "object_name": selection.object_name,
+                "synset": selection.synset,
+                "clip_weights": selection.clip_weights,
+                "random_clip": clip_w.is_random,
+                "tau": cfg.tau,
+                "patch_fraction": cfg.patch_fraction,
+                "score_summary": {
+                    "mean": float(scores.mean()),
+                    "min": float(scores.min()),
+                    "max": float(scores.max()),
+                    "threshold": final.threshold,
+                    "candidates": final.candidates,
+                },
+                "rounds": [r._asdict() for r in history],
+                "collapse": meta["collapse"],
+                "collapsed": meta["collapse"]["collapsed"],
+                "generator": integrator.provenance.get("generator"),
+                "figures": {"grid": GRID_PNG, "histogram": HISTOGRAM_PNG},
+                "resources": {
+                    "torch_threads": torch.get_num_threads(),
+                    "load_average_start": list(meta["load_start"]),
+                    "load_average_end": list(os.getloadavg()),
+                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                },
+            }
+        )
+        manifest["timings"]["total_seconds"] = round(time.perf_counter() - meta["started"], 3)
+        validate_manifest(manifest, tmp)
+        with atomic_file(tmp / MANIFEST) as handle:
+            json.dump(_jsonable(manifest), handle, indent=2)
+    return out_dir
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN -> None (strict JSON), tuples -> lists, paths -> strings."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,39 @@
+"""Integrator: R rounds of {sample, score by CLIP(image, P*), keep with diversity, update} over a fitted
+VarianceVQGAN, then the final N images (METHOD.md section 3).
+
+``Integrator`` (LightningModule) is imported lazily so the pure parts load without Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Integrator": "lightning_model",
+    "RoundRecord": "records",
+    "FinalSet": "records",
+    "choose_final": "records",
+    "IntegratorConfig": "config",
+    "PRESETS": "config",
+    "Selection": "selection",
+    "PoolCheck": "selection",
+    "check_pool": "selection",
+    "clip_scores": "selection",
+    "farthest_point": "selection",
+    "quantize_uint8": "selection",
+    "select_diverse": "selection",
+    "Pool": "torch_model",
+    "differentiable_samples": "torch_model",
+    "draw_pool": "torch_model",
+    "feature_vectors": "torch_model",
+    "load_generator_state": "torch_model",
+    "integrator_loss": "loss",
+    "IntegratorLossOutput": "loss",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,83 @@
+"""Integrator settings (METHOD.md section 3), with the presets ``tiny``, ``cpu`` and ``paper``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from tgad.assets.clip import TINY_CLIP
+
+
+@dataclass(frozen=True)
+class IntegratorConfig:
+    """One round: draw ``samples_per_round`` images, score them by CLIP(image, P*), keep
+    ``keep_fraction`` of them (score threshold, then diversity), take ``update_steps`` optimiser steps.
+
+    Selection: the best ``pass_fraction`` by score pass (the threshold); among them greedy farthest-point in
+    feature space, seeded with the shots, picks the kept set. Ranking purely by score kept near-copies of the
+    shot in a prototype (METHOD.md), so the score is a gate and variety decides among what passes.
+    """
+
+    rounds: int = 3  # R
+    samples_per_round: int = 32  # M
+    keep_fraction: float = 0.25  # q
+    pass_fraction: float = 0.5  # share of a pool that passes the score threshold (>= keep_fraction)
+    update_steps: int = 4
+    learning_rate: float = 1e-4
+    tau: float = 1.0  # noise scale of the VarianceVQGAN sampler
+    patch_fraction: float = 1.0  # share of latent positions perturbed per sample ("target patches")
+    reconstruction_weight: float = 1.0  # generator reconstructs the kept images
+    clip_weight: float = 1.0  # 1 - cos(CLIP(fresh differentiable samples), P*)
+    fidelity_weight: float = 1.0  # generator still reconstructs the shots (no drift)
+    clip_samples: int = 4  # differentiable samples per update step for the CLIP term
+    final_pool_factor: float = 4.0  # the final N are chosen from about factor * N candidates
+    clip_model: str = "ViT-B-32"  # must match the CLIP that chose P*
+
+    def __post_init__(self) -> None:
+        if not 0 < self.keep_fraction <= self.pass_fraction <= 1:
+            raise ValueError(
+                f"IntegratorConfig: need 0 < keep_fraction ({self.keep_fraction}) <= pass_fraction "
+                f"({self.pass_fraction}) <= 1"
+            )
+        if self.rounds < 0 or self.samples_per_round < 1 or self.update_steps < 0:
+            raise ValueError("IntegratorConfig: rounds, update_steps >= 0 and samples_per_round >= 1")
+        if self.final_pool_factor < 1:
+            raise ValueError(
+                f"IntegratorConfig: final_pool_factor must be >= 1, got {self.final_pool_factor}"
+            )
+
+    @property
+    def keep(self) -> int:
+        """Images kept per round (at least one)."""
+        return max(1, round(self.keep_fraction * self.samples_per_round))
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> IntegratorConfig:
+        """The named preset with fields replaced by ``overrides`` (None values are ignored)."""
+        if name not in PRESETS:
+            raise ValueError(f"IntegratorConfig: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(overrides) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(
+                f"IntegratorConfig: unknown field(s) {sorted(unknown)}; see tgad/models/integrator/config.py"
+            )
+        return replace(PRESETS[name], **overrides)
+
+
+PRESETS: dict[str, IntegratorConfig] = {
+    # Tests at 32 px with a tiny random CLIP: strong steps, so a short real run moves the scores.
+    "tiny": IntegratorConfig(
+        samples_per_round=16,
+        update_steps=8,
+        learning_rate=5e-3,
+        clip_weight=5.0,  # a random CLIP's scores barely move: the term needs weight to show in 24 steps
+        clip_samples=16,
+        final_pool_factor=2.0,
+        clip_model=TINY_CLIP,
+    ),
+    # 256 px on two CPU cores: METHOD.md's defaults (R=3, M=32, q=25%) and few cheap steps. The CLIP term's
+    # backward through ViT-B/32 costs ~0.35 s per image on one core, hence 2 samples per step; the final 64
+    # come from ~3 x 64 candidates (experiments/generate_benchmark.py).
+    "cpu": IntegratorConfig(clip_samples=2, final_pool_factor=3.0),
+    "paper": IntegratorConfig(update_steps=20, learning_rate=5e-5, clip_samples=8),
+}

@@ -1,0 +1,442 @@
+"""Integrator as a LightningModule: R rounds of {sample M, score by CLIP(image, P*), keep, update}, then the
+final N images (METHOD.md section 3).
+
+One training step is one round, whatever the batch: the batch's images are the shots (the train loader of a
+few-shot datamodule holds exactly them; set ``train_batch_size >= shots``). After ``rounds`` rounds the
+module asks the trainer to stop, so configs set ``trainer.max_epochs: -1``. The generator is a fitted
+VarianceVQGAN: from ``generator_checkpoint`` (a ``tgad fit --config conf/variance_vqgan/...`` checkpoint) or
+handed over in memory with :meth:`attach_generator` (``tgad generate`` does that). CLIP is a frozen judge
+kept out of the checkpoint and rebuilt from ``tgad.assets`` by name, as is the feature network.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+
+from tgad.assets.weights import ResolvedWeights
+from tgad.models.variance_vqgan.config import VQGANConfig
+from tgad.models.variance_vqgan.loss import PerceptualLoss
+from tgad.models.variance_vqgan.torch_model import VarianceVQGANModel
+
+from .config import IntegratorConfig
+from .loss import integrator_loss
+from .records import FinalSet, RoundRecord, choose_final
+from .selection import check_pool, clip_scores, select_diverse
+from .torch_model import Pool, clip_image_embeddings, draw_pool, feature_vectors, load_generator_state
+
+logger = logging.getLogger(__name__)
+
+PERCEPTUAL_OUT_INDICES = (1, 2, 3)  # as the VarianceVQGAN's perceptual loss: strides 4, 8, 16
+
+
+def _images(batch: Any) -> torch.Tensor:
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if hasattr(batch, "image"):
+        return batch.image
+    return batch[0]
+
+
+class Integrator(LightningModule):
+    """Text-guided knowledge integration over a fitted VarianceVQGAN.
+
+    Args:
+        preset: defaults of every Integrator setting (``config.py``); ``None`` arguments keep them.
+        generator_checkpoint: a VarianceVQGAN Lightning checkpoint, loaded in ``setup`` (weights_only).
+        generator_preset, generator_codebook_size: the generator's architecture (must match the checkpoint).
+        prompt: P*; None = chosen from the shots with the PromptSelector (``category``/``keyword``).
+        clip_model, clip_weights, allow_random_clip: the CLIP judge (must be the one that chose P*).
+        sample_mode: ``residual`` (default) or ``direct`` decoding of the samples.
+        diversity_space: ``perceptual`` (ImageNet features of ``perceptual_backbone``) or ``clip`` embeddings.
+        seed: seeds every draw; round r uses seed * 1000 + r.
+        test_samples: images of the fresh batch ``test`` scores (default: samples_per_round).
+    """
+
+    def __init__(
+        self,
+        preset: Literal["tiny", "cpu", "paper"] = "cpu",
+        generator_checkpoint: str | None = None,
+        generator_preset: Literal["tiny", "cpu", "paper"] | None = None,
+        generator_codebook_size: int | None = None,
+        prompt: str | None = None,
+        category: str | None = None,
+        keyword: str | None = None,
+        clip_model: str | None = None,
+        clip_weights: str | None = None,
+        allow_random_clip: bool = False,
+        rounds: int | None = None,
+        samples_per_round: int | None = None,
+        keep_fraction: float | None = None,
+        pass_fraction: float | None = None,
+        update_steps: int | None = None,
+        learning_rate: float | None = None,
+        tau: float | None = None,
+        patch_fraction: float | None = None,
+        reconstruction_weight: float | None = None,
+        clip_weight: float | None = None,
+        fidelity_weight: float | None = None,
+        clip_samples: int | None = None,
+        final_pool_factor: float | None = None,
+        sample_mode: Literal["residual", "direct"] = "residual",
+        diversity_space: Literal["perceptual", "clip"] = "perceptual",
+        perceptual_backbone: str = "tf_efficientnet_lite0",
+        perceptual_weights: str | None = None,
+        seed: int = 0,
+        test_samples: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        fields = set(IntegratorConfig.__dataclass_fields__)
+        self.config = IntegratorConfig.preset(
+            preset, **{k: v for k, v in self.hparams.items() if k in fields}
+        )
+        gen_overrides = {"codebook_size": generator_codebook_size} if generator_codebook_size else {}
+        self.generator = VarianceVQGANModel(VQGANConfig.preset(generator_preset or preset, **gen_overrides))
+        self.generator.quantizer.train(False)
+        self.automatic_optimization = False
+        self.prompt = prompt
+        self.round_index = 0
+        self.history: list[RoundRecord] = []
+        self.test_stats: dict[str, float] = {}
+        # Frozen helpers out of the module tree (not in checkpoints), and provenance of everything used.
+        self._aux: dict[str, Any] = {"clip": None, "tokenizer": None, "text": None, "perceptual": None}
+        self.provenance: dict[str, Any] = {"clip": None, "perceptual": None, "generator": None}
+        self.selection = None  # PromptSelection when P* was chosen here
+        self._bank: list[Pool] = []  # kept images of every round
+        self._bank_scores: list[torch.Tensor] = []
+        self._shots: torch.Tensor | None = None
+        self._generator_ready = False
+
+    # ----- explicit hooks: the caller hands over what it already has -----
+    def attach_generator(self, generator: nn.Module, provenance: str = "in memory") -> None:
+        """Use a fitted ``VarianceVQGANModel`` (or a ``VarianceVQGAN`` module: its ``.model`` and perceptual net)."""
+        model = getattr(generator, "model", generator)
+        if not isinstance(model, VarianceVQGANModel):
+            raise TypeError(
+                f"attach_generator: expected a VarianceVQGAN(Model), got {type(generator).__name__}"
+            )
+        self.generator = model
+        self.generator.quantizer.train(False)
+        self._generator_ready = True
+        self.provenance["generator"] = provenance
+        perceptual = getattr(generator, "perceptual", None)
+        if perceptual is not None and self._aux["perceptual"] is None:
+            self._aux["perceptual"] = perceptual
+
+    def attach_clip(self, clip: nn.Module, tokenizer: Any, resolved: ResolvedWeights) -> None:
+        self._aux.update(clip=clip, tokenizer=tokenizer, text=None)
+        self.provenance["clip"] = resolved.to_dict() | {"describe": resolved.describe()}
+
+    def attach_perceptual(self, backbone: nn.Module, resolved: ResolvedWeights) -> None:
+        """A timm ``features_only`` backbone (strides 4/8/16) for the diversity features."""
+        self._aux["perceptual"] = PerceptualLoss(backbone)
+        self.provenance["perceptual"] = resolved.to_dict() | {"describe": resolved.describe()}
+
+    def set_prompt(self, prompt: str) -> None:
+        self.prompt, self._aux["text"] = prompt, None
+
+    @property
+    def clip(self) -> nn.Module:
+        return self._aux["clip"]
+
+    @property
+    def perceptual(self) -> PerceptualLoss | None:
+        return self._aux["perceptual"]
+
+    def train(self, mode: bool = True) -> Integrator:
+        super().train(mode)
+        self.generator.quantizer.train(False)  # the codebook stays as fitted: no EMA updates, no restarts
+        return self
+
+    # ----- setup: weights are resolved here, never in __init__ -----
+    def setup(self, stage: str) -> None:
+        if self.hparams.generator_checkpoint and not self._generator_ready:
+            self._load_generator(self.hparams.generator_checkpoint)
+        if not self._generator_ready:
+            raise ValueError(
+                "Integrator has no generator: set generator_checkpoint (fit one with "
+                "`tgad fit --config conf/variance_vqgan/tiny.yaml`) or call attach_generator()"
+            )
+        if self.clip is None:
+            from tgad.assets.clip import resolve_clip
+
+            # Seeded: random weights (allowed explicitly) are then the same in `fit` and `test` runs.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.hparams.seed)
+                clip, tokenizer, resolved = resolve_clip(
+                    self.config.clip_model,
+                    self.hparams.clip_weights,
+                    allow_random=self.hparams.allow_random_clip,
+                )
+            self.attach_clip(clip, tokenizer, resolved)
+        if self.perceptual is None and (
+            self.hparams.diversity_space == "perceptual" or self.generator.config.perceptual_weight > 0
+        ):
+            from tgad.assets import create_backbone
+
+            backbone, resolved = create_backbone(
+                self.hparams.perceptual_backbone,
+                features_only=True,
+                out_indices=PERCEPTUAL_OUT_INDICES,
+                local_file=self.hparams.perceptual_weights,
+            )
+            self.attach_perceptual(backbone, resolved)
+        self.clip.to(self.device)
+        if self.perceptual is not None:
+            self.perceptual.to(self.device)
+
+    def _load_generator(self, path: str) -> None:
+        preset = self.hparams.generator_preset or self.hparams.preset
+        self.provenance["generator"] = load_generator_state(self.generator, path, preset)
+        self._generator_ready = True
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["integrator"] = {
+            "prompt": self.prompt,
+            "round_index": self.round_index,
+            "history": [r._asdict() for r in self.history],
+            "provenance": {k: str(v) for k, v in self.provenance.items()},
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("integrator", {})
+        self.prompt = saved.get("prompt", self.prompt)
+        self.round_index = saved.get("round_index", 0)
+        self._generator_ready = True  # the checkpoint's state dict holds the integrated generator
+
+    # ----- scoring -----
+    def _ensure_prompt(self, shots: torch.Tensor | None) -> torch.Tensor:
+        """P*'s unit text embedding (D,); P* is chosen from ``shots`` first when none was given."""
+        if self.prompt is None:
+            if shots is None:
+                raise ValueError("Integrator: no P*; pass prompt= or let a round choose it from the shots")
+            self._choose_prompt(shots)
+        if self._aux["text"] is None:
+            from tgad.text.clip_embed import encode_text
+
+            self._aux["text"] = encode_text(self.clip, self._aux["tokenizer"], [self.prompt])[0]
+        return self._aux["text"]
+
+    def _choose_prompt(self, shots: torch.Tensor) -> None:
+        from tgad.assets.weights import ResolvedWeights as RW
+        from tgad.models.prompt_selector import PromptSelectorConfig, select_prompt
+        from tgad.text.keywords import resolve_keyword
+
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        category = self.hparams.category or getattr(datamodule, "category", None)
+        sense = resolve_keyword(category, self.hparams.keyword)
+        cfg = PromptSelectorConfig.preset(self.hparams.preset)
+        resolved = RW(**{k: v for k, v in self.provenance["clip"].items() if k != "describe"})
+        self.selection = select_prompt(
+            self.clip, self._aux["tokenizer"], shots, sense, resolved, cfg.num_words, cfg.templates
+        )
+        self.prompt = self.selection.best_prompt
+        logger.info("Integrator: P* = %r (score %.4f)", self.prompt, self.selection.best_score)
+
+    @torch.no_grad()
+    def score(self, images: torch.Tensor) -> torch.Tensor:
+        """(B,) CLIP cosine similarity of [0, 1] images with P*."""
+        text = self._ensure_prompt(self._shots)
+        return clip_scores(clip_image_embeddings(self.clip, images.to(self.device)), text).cpu()
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, F) vectors for the diversity term (squared distance = perceptual distance, or CLIP space)."""
+        if self.hparams.diversity_space == "clip" or self.perceptual is None:
+            return clip_image_embeddings(self.clip, images.to(self.device)).cpu()
+        return feature_vectors(self.perceptual, images.to(self.device)).cpu()
+
+    def _draw(self, shots: torch.Tensor, n: int, seed: int) -> Pool:
+        g = torch.Generator().manual_seed(seed)
+        cfg = self.config
+        return draw_pool(self.generator, shots, n, cfg.tau, cfg.patch_fraction, g, self.hparams.sample_mode)
+
+    # ----- one round -----
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        del batch_idx
+        if self.round_index >= self.config.rounds:
+            self.trainer.should_stop = True
+            return
+        self.run_round(_images(batch))
+        if self.round_index >= self.config.rounds:
+            self.trainer.should_stop = True
+
+    def run_round(self, shots: torch.Tensor) -> RoundRecord:
+        """Sample M, score, keep (gate + diversity), update the generator; appended to ``history``."""
+        start, cfg, r = time.perf_counter(), self.config, self.round_index
+        self.generator.quantizer.train(False)  # whoever switched modes: the codebook must not move
+        shots = shots.detach().float().to(self.device)
+        self._shots = shots
+        text = self._ensure_prompt(shots)
+        pool = self._draw(shots, cfg.samples_per_round, self.hparams.seed * 1000 + r)
+        check = check_pool(pool.images, shots, pool.shot_index)
+        if check.collapsed:
+            logger.warning("Integrator round %d: generator collapsed: %s", r, check.reason)
+        scores = self.score(pool.images)
+        eligible = ~check.constant & ~check.copies
+        if not eligible.any():
+            eligible = ~check.constant
+        features, anchors = self.features(pool.images), self.features(shots)
+        sel = select_diverse(scores, features, cfg.keep, cfg.pass_fraction, anchors, eligible)
+        kept = pool.images[sel.kept]
+        self._bank.append(Pool(kept.cpu(), pool.shot_index[sel.kept], pool.changed[sel.kept]))
+        self._bank_scores.append(scores[sel.kept])
+        losses = self._update(kept.to(self.device), shots, text, r)
+        rejected = scores[~sel.passed & eligible]  # failed the gate (excluded images never competed)
+        record = RoundRecord(
+            round=r,
+            scores=scores.tolist(),
+            kept=sel.kept.tolist(),
+            passed=sel.passed.tolist(),
+            excluded=(~eligible).tolist(),
+            threshold=sel.threshold,
+            kept_mean=float(scores[sel.kept].mean()),
+            rejected_mean=float(rejected.mean()) if len(rejected) else math.nan,
+            changed_mean=float(pool.changed.mean()),
+            pixel_spread=check.pixel_spread,
+            novelty_mean=float(torch.cdist(features, anchors).min(dim=1).values.mean()),
+            collapsed=check.collapsed,
+            losses=losses,
+            seconds=time.perf_counter() - start,
+        )
+        self.history.append(record)
+        self.round_index += 1
+        if self._trainer is not None:
+            logs = {f"integrator/{k}": v for k, v in losses.items()}
+            logs.update(
+                {
+                    "integrator/kept_score": record.kept_mean,
+                    "integrator/pool_score": float(scores.mean()),
+                    "integrator/threshold": sel.threshold,
+                    "integrator/pixel_spread": check.pixel_spread,
+                    "integrator/novelty": record.novelty_mean,
+                    "integrator/round": float(r),
+                }
+            )
+            self.log_dict(logs, on_step=True, on_epoch=False, batch_size=len(shots))
+        logger.info("Integrator round %d: kept %.4f, pool %.4f", r, record.kept_mean, float(scores.mean()))
+        return record
+
+    def _update(
+        self, kept: torch.Tensor, shots: torch.Tensor, text: torch.Tensor, r: int
+    ) -> dict[str, float]:
+        cfg, gcfg = self.config, self.generator.config
+        if cfg.update_steps == 0:
+            return {}
+        opt = self.optimizers() if self._trainer is not None else self._standalone_optimizer()
+        g = torch.Generator().manual_seed(self.hparams.seed * 1000 + r + 500)
+        sums: dict[str, float] = {}
+        with torch.enable_grad():
+            for _ in range(cfg.update_steps):
+                out = integrator_loss(
+                    self.generator,
+                    kept,
+                    shots,
+                    self.clip,
+                    text,
+                    reconstruction_weight=cfg.reconstruction_weight,
+                    clip_weight=cfg.clip_weight,
+                    fidelity_weight=cfg.fidelity_weight,
+                    clip_samples=cfg.clip_samples,
+                    tau=cfg.tau,
+                    patch_fraction=cfg.patch_fraction,
+                    perceptual=self.perceptual,
+                    perceptual_weight=gcfg.perceptual_weight,
+                    crop_size=gcfg.crop_size,
+                    mode=self.hparams.sample_mode,
+                    generator=g,
+                )
+                opt.zero_grad()
+                if self._trainer is not None:
+                    self.manual_backward(out.total)
+                else:
+                    out.total.backward()
+                opt.step()
+                for k, v in out._asdict().items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach()) / cfg.update_steps
+        return sums
+
+    def _standalone_optimizer(self) -> torch.optim.Optimizer:
+        if "optimizer" not in self._aux:
+            self._aux["optimizer"] = self.configure_optimizers()
+        return self._aux["optimizer"]
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.generator.parameters(), lr=self.config.learning_rate, betas=(0.5, 0.9))
+
+    # ----- the final N images -----
+    @torch.no_grad()
+    def generate(self, n: int, shots: torch.Tensor | None = None, seed: int | None = None) -> FinalSet:
+        """The final N: a fresh draw from the integrated generator plus every round's kept images, gated by
+        score and chosen for diversity; exact copies of a shot and constant images only if nothing else is left.
+
+        Raises:
+            FloatingPointError: NaN/inf in the draw. ValueError: fewer than ``n`` usable candidates.
+        """
+        cfg = self.config
+        shots = shots if shots is not None else self._shots
+        if shots is None:
+            raise ValueError("Integrator.generate: no shots; run a round first or pass shots=")
+        shots = self._shots = shots.float().to(self.device)
+        banked = sum(len(b.images) for b in self._bank)
+        fresh = max(n, math.ceil(cfg.final_pool_factor * n) - banked)
+        seed = self.hparams.seed * 1000 + 999 if seed is None else seed
+        pool = self._draw(shots, fresh, seed)
+        check = check_pool(pool.images, shots, pool.shot_index)
+        if check.collapsed:
+            logger.warning("Integrator: the final draw collapsed: %s", check.reason)
+        images = torch.cat([pool.images, *[b.images for b in self._bank]])  # (C, 3, H, W)
+        shot_index = torch.cat([pool.shot_index, *[b.shot_index for b in self._bank]])
+        changed = torch.cat([pool.changed, *[b.changed for b in self._bank]])
+        rounds = torch.cat(
+            [torch.full((fresh,), self.round_index)]
+            + [torch.full((len(b.images),), i) for i, b in enumerate(self._bank)]
+        )
+        scores = torch.cat([self.score(pool.images), *self._bank_scores])
+        candidates = Pool(images, shot_index, changed)
+        anchors = self.features(shots)
+        return choose_final(
+            candidates, rounds, scores, self.features(images), shots, anchors, n, cfg.pass_fraction, check
+        )
+
+    # ----- test: score statistics of a fresh batch -----
+    def on_test_start(self) -> None:
+        datamodule = self.trainer.datamodule
+        if datamodule is None:
+            raise ValueError("Integrator test needs a datamodule with the shots (`data:` in the config)")
+        shots = []
+        for batch in datamodule.train_dataloader():
+            images, labels = _images(batch), getattr(batch, "gt_label", None)
+            shots.append(images if labels is None else images[labels.view(-1) == 0])
+        self._shots = torch.cat(shots).float().to(self.device)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        del batch
+        if batch_idx > 0:
+            return
+        n = self.hparams.test_samples or self.config.samples_per_round
+        pool = self._draw(self._shots, n, self.hparams.seed * 1000 + 777)
+        check = check_pool(pool.images, self._shots, pool.shot_index)
+        scores = self.score(pool.images)
+        feats = self.features(pool.images)
+        stats = {
+            "test/score_mean": scores.mean(),
+            "test/score_std": scores.std() if len(scores) > 1 else torch.tensor(0.0),
+            "test/score_min": scores.min(),
+            "test/score_max": scores.max(),
+            "test/feature_spread": torch.pdist(feats).mean() if len(feats) > 1 else torch.tensor(0.0),
+            "test/pixel_spread": torch.tensor(check.pixel_spread),
+            "test/copy_fraction": check.copies.float().mean(),
+            "test/collapsed": torch.tensor(float(check.collapsed)),
+        }
+        self.test_stats = {k: float(v) for k, v in stats.items()}
+        self.log_dict(stats, batch_size=n)
+        if check.collapsed:
+            logger.warning("Integrator test: generator collapsed: %s", check.reason)

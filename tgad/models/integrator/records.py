@@ -1,0 +1,84 @@
+"""Records of an Integrator run: one per round, and the final N images with the rule that chooses them among
+every candidate (a fresh draw plus each round's kept images)."""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import torch
+
+from .selection import PoolCheck, check_pool, select_diverse
+from .torch_model import Pool
+
+logger = logging.getLogger(__name__)
+
+
+class RoundRecord(NamedTuple):
+    round: int
+    scores: list[float]  # (M,) CLIP score of every sample of the round
+    kept: list[int]  # pool indices kept, in pick order
+    passed: list[bool]  # (M,) passed the score gate
+    excluded: list[bool]  # (M,) never competed: constant, or an exact copy of its shot
+    threshold: float
+    kept_mean: float
+    rejected_mean: float  # mean score of the images that failed the gate (nan if none)
+    changed_mean: float  # mean fraction of latent codes changed
+    pixel_spread: float
+    novelty_mean: float  # mean feature distance of the round's samples to the nearest shot (drift watch)
+    collapsed: bool
+    losses: dict[str, float]  # update-step means: total, reconstruction, clip, fidelity, clip_score
+    seconds: float
+
+
+class FinalSet(NamedTuple):
+    images: torch.Tensor  # (N, 3, H, W) in [0, 1], on the 8-bit grid
+    scores: torch.Tensor  # (N,) CLIP score of each image
+    rounds: torch.Tensor  # (N,) round that produced it (``rounds`` = the final draw)
+    shot_index: torch.Tensor  # (N,) which shot it was drawn from
+    changed: torch.Tensor  # (N,) fraction of latent codes changed
+    novelty: torch.Tensor  # (N,) feature distance to the nearest shot
+    threshold: float
+    candidates: int  # size of the pool the N were chosen from
+    check: PoolCheck  # guards of the final draw
+
+
+def choose_final(
+    candidates: Pool,
+    rounds: torch.Tensor,
+    scores: torch.Tensor,
+    features: torch.Tensor,
+    shots: torch.Tensor,
+    anchors: torch.Tensor,
+    n: int,
+    pass_fraction: float,
+    check: PoolCheck,
+) -> FinalSet:
+    """Score gate then farthest-point diversity (seeded by the shots' ``anchors``) over all candidates.
+
+    Exact copies of a shot are used only when too few other images exist, constant images never.
+
+    Raises:
+        ValueError: fewer than ``n`` non-constant candidates.
+    """
+    full = check_pool(candidates.images, shots, candidates.shot_index)
+    eligible = ~full.constant & ~full.copies
+    if int(eligible.sum()) < n:
+        logger.warning("Integrator: only %d non-copy candidates for %d images", int(eligible.sum()), n)
+        eligible = ~full.constant
+    if int(eligible.sum()) < n:
+        raise ValueError(f"Integrator.generate: only {int(eligible.sum())} non-constant images for n={n}")
+    sel = select_diverse(scores, features, n, pass_fraction, anchors, eligible)
+    k = sel.kept
+    novelty = torch.cdist(features[k], anchors).min(dim=1).values
+    return FinalSet(
+        candidates.images[k],
+        scores[k],
+        rounds[k],
+        candidates.shot_index[k],
+        candidates.changed[k],
+        novelty,
+        sel.threshold,
+        len(candidates.images),
+        check,
+    )
