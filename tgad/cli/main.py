@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose and args.command in ("generate", "benchmark"):
+        _quiet_libraries()
     if args.command is None:
         _parser().print_help()
         return 0
@@ -119,6 +121,30 @@ def main(argv: list[str] | None = None) -> int:
 
         return _reporting_user_errors(lambda: run_benchmark_command(args, console, err_console))
     return 1
+
+
+def _quiet_libraries() -> None:
+    """Keep the console to tgad's own progress: Lightning's per-fit banners, timm's expected "unexpected keys"
+    of a features-only backbone and known deprecation chatter are hidden unless ``-v`` is given."""
+    import warnings
+
+    quiet = ("lightning", "lightning_fabric", "anomalib.engine", "timm.models._builder")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.name.startswith(quiet)
+
+    # A filter on the console handlers, not logger levels: Lightning sets its loggers' levels as it runs.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(keep)
+    for pattern in (
+        ".*configure_optimizers.*returned `None`.*",
+        ".*module\\(s\\) in eval mode.*",
+        ".*isinstance\\(treespec, LeafSpec\\).*",
+        ".*does not have many workers.*",
+        ".*validation_step.*val_dataloader.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def _reporting_user_errors(run) -> int:
