@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from tgad.assets.clip import TINY_CLIP, resolve_clip
+from tgad.data.datasets import BTAD_CATEGORIES, LOCO_CATEGORIES, MVTEC_CATEGORIES
+from tgad.data.embedded_builder import EMBEDDED_CATEGORIES
 from tgad.text.clip_embed import (
     clear_text_cache,
     encode_images,
@@ -22,26 +24,11 @@ from tgad.text.keywords import known_categories, normalise_category, resolve_key
 from tgad.text.templates import DEFAULT_TEMPLATE, PHOTO_TEMPLATES, candidate_prompts, fill
 from tgad.text.wordnet_words import status_words
 
-MVTEC = [
-    "bottle",
-    "cable",
-    "capsule",
-    "carpet",
-    "grid",
-    "hazelnut",
-    "leather",
-    "metal_nut",
-    "pill",
-    "screw",
-    "tile",
-    "toothbrush",
-    "transistor",
-    "wood",
-    "zipper",
-]
-BTAD = ["01", "02", "03"]
-LOCO = ["breakfast_box", "juice_bottle", "pushpins", "screw_bag", "splicing_connectors"]
-EMBEDDED = ["brick", "grass", "gravel"]
+# The text table must cover exactly the datasets' own category lists (tgad.data is the source of truth).
+MVTEC = list(MVTEC_CATEGORIES)
+BTAD = list(BTAD_CATEGORIES)
+LOCO = list(LOCO_CATEGORIES)
+EMBEDDED = list(EMBEDDED_CATEGORIES)
 
 
 def test_table_covers_every_class_of_the_datasets():
