@@ -30,6 +30,15 @@ def _hermetic_cache(tmp_path_factory):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Small nets on a shared CPU: one thread is several times faster than two fighting for cores."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
 def mvtec_root(tmp_path):
     write_mvtec(tmp_path)
     return tmp_path

@@ -29,12 +29,7 @@ from tgad.models.variance_vqgan import VarianceVQGAN, VarianceVQGANModel, VQGANC
 CONF = Path(__file__).resolve().parents[1] / "conf" / "integrator"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _trainer(root: Path, **kwargs) -> L.Trainer:

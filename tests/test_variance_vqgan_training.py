@@ -17,13 +17,7 @@ from tgad.models.variance_vqgan import VarianceVQGAN
 CONF = Path(__file__).resolve().parents[1] / "conf" / "variance_vqgan"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small nets on a shared CPU: one thread is several times faster than two fighting for cores."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _trainer(tmp_path: Path, max_steps: int, **kwargs) -> L.Trainer:
