@@ -14,6 +14,15 @@ import torch
 from tgad.assets.cache import atomic_file
 
 
+def _save(plt, fig, path: str | Path) -> Path:
+    """Write the figure atomically (a killed run leaves no half-written PNG) and free it."""
+    path = Path(path)
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _figure_module():
     import matplotlib
 
@@ -54,11 +63,7 @@ def save_grid(
         ax.set_title(caption, fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_file(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def save_score_histogram(
@@ -87,8 +92,4 @@ def save_score_histogram(
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_file(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
