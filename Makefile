@@ -15,10 +15,12 @@ SEEDS ?= 0
 MODELS ?= patchcore
 PRESET ?= cpu
 N_GEN ?= 64
-# optional: NAME (results/<dataset>/<name>), CONDITIONS (default: shots plain_aug tgad), BENCHMARK_ARGS (any
-# other `tgad benchmark` option, e.g. --allow-random-clip or --no-wandb)
+# optional: NAME (results/<dataset>/<name>), CONDITIONS (default: shots plain_aug tgad tgad_aug), SCORERS
+# (default: auto = combined with real CLIP, shot_fidelity with random CLIP; e.g. "shot_fidelity none" for the
+# selection ablation), BENCHMARK_ARGS (any other `tgad benchmark` option, e.g. --no-wandb)
 NAME ?=
 CONDITIONS ?=
+SCORERS ?=
 BENCHMARK_ARGS ?=
 # CLIP: a checkpoint file or an open_clip tag (found in your cache, or downloaded when online). No package ships
 # real CLIP weights, so offline the `tgad` condition runs with RANDOM CLIP, said loudly and recorded in every
@@ -75,11 +77,12 @@ data-check: $(STAMP) ## validate a dataset folder: make data-check DATASET=mvtec
 	@for c in $(or $(CATEGORIES),$(if $(filter embedded,$(DATASET)),brick grass gravel,)); do \
 	  $(VENV)/bin/tgad data check --dataset $(DATASET) $(if $(ROOT),--root $(ROOT),) --category $$c || exit 1; done
 
-benchmark: $(STAMP) ## shots vs plain_aug vs tgad: make benchmark [DATASET=mvtec ROOT=... CATEGORIES=... MODELS=... SEEDS="0 1 2 3 4"]
+benchmark: $(STAMP) ## shots vs plain_aug vs tgad vs tgad_aug: make benchmark [DATASET=mvtec ROOT=... CATEGORIES=... MODELS=... SEEDS="0 1 2 3 4" SCORERS=...]
 	$(VENV)/bin/tgad benchmark --dataset $(DATASET) $(if $(ROOT),--root $(ROOT),) \
 	  $(if $(CATEGORIES),--categories $(CATEGORIES),) --models $(MODELS) --shots $(SHOTS) --seeds $(SEEDS) \
 	  --preset $(PRESET) --n-gen $(N_GEN) $(if $(NAME),--name $(NAME),) \
-	  $(if $(CONDITIONS),--conditions $(CONDITIONS),) $(if $(CLIP_WEIGHTS),--clip-weights $(CLIP_WEIGHTS),) \
+	  $(if $(CONDITIONS),--conditions $(CONDITIONS),) $(if $(SCORERS),--scorers $(SCORERS),) \
+	  $(if $(CLIP_WEIGHTS),--clip-weights $(CLIP_WEIGHTS),) \
 	  $(if $(filter 1,$(ALLOW_RANDOM_CLIP)),--allow-random-clip,) $(BENCHMARK_ARGS)
 
 clean: ## remove caches and build outputs (keeps .venv and results)

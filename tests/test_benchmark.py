@@ -1,11 +1,10 @@
-"""`tgad benchmark` end to end on a fixture dataset: CSV rows, summary, plots, and the separability guard."""
+"""`tgad benchmark` end to end on a fixture dataset: all four conditions and two scorers, CSV rows, summary,
+plots, and the separability guard."""
 
 from __future__ import annotations
 
 import csv
 import re
-
-import pytest
 
 from tgad.benchmark.results import COLUMNS
 from tgad.cli.main import main
@@ -41,15 +40,25 @@ def _rows(path):
         return list(reader)
 
 
-def test_benchmark_end_to_end(mvtec_root, tmp_path):
-    """Two conditions on an obviously separable fixture: every condition must score image AUROC >= 0.99.
+GENERATED_ARGS = ("--allow-random-clip", "--keywords", "widget=metal nut", "--scorers", "auto", "none")
 
-    A lower value here means the scoring path broke (e.g. raw scores squashed by a sigmoid give ~0.5).
+
+def test_benchmark_end_to_end(mvtec_root, tmp_path):
+    """All four conditions, two scorers, on an obviously separable fixture: every row must score image AUROC
+    >= 0.99. A lower value here means the scoring path broke (e.g. raw scores squashed by a sigmoid give ~0.5).
     """
-    assert _run(mvtec_root, tmp_path / "results", "--conditions", "shots", "plain_aug") == 0
+    assert _run(mvtec_root, tmp_path / "results", *GENERATED_ARGS) == 0
     out = tmp_path / "results" / "mvtec" / "tiny"
     rows = _rows(out / "results.csv")
-    assert [r["condition"] for r in rows] == ["shots", "plain_aug"]
+    variants = [(r["condition"], r["scorer"]) for r in rows]
+    assert variants == [
+        ("shots", ""),
+        ("plain_aug", ""),
+        ("tgad", "shot_fidelity"),  # auto with a random CLIP
+        ("tgad", "none"),
+        ("tgad_aug", "shot_fidelity"),
+        ("tgad_aug", "none"),
+    ]
     for row in rows:
         assert float(row["image_auroc"]) >= 0.99, row
         assert 0.0 <= float(row["pixel_auroc"]) <= 1.0 and 0.0 <= float(row["aupro"]) <= 1.0
@@ -60,30 +69,45 @@ def test_benchmark_end_to_end(mvtec_root, tmp_path):
         )
         assert int(row["n_real"]) == 1 and int(row["n_test"]) == 6
         assert int(row["memory_bank"]) > 0 and float(row["peak_rss_mb"]) > 0
-    assert [int(r["n_extra"]) for r in rows] == [0, 4] and rows[0]["shot_ids"] == rows[1]["shot_ids"]
-    manifest = load_manifest(out / rows[1]["extra_set"])
-    assert (
-        manifest["kind"] == "plain_aug"
-        and manifest["n"] == 4
-        and manifest["shot_ids"] == [rows[0]["shot_ids"]]
-    )
+        assert row["shot_ids"] == rows[0]["shot_ids"]
+        assert int(row["n_extra"]) == (0 if row["condition"] == "shots" else 4)
+        assert ("RANDOM" in row["clip_weights"]) == (row["condition"] in ("tgad", "tgad_aug"))
+
+    manifests = {(r["condition"], r["scorer"]): load_manifest(out / r["extra_set"]) for r in rows[1:]}
+    plain = manifests[("plain_aug", "")]
+    assert plain["kind"] == "plain_aug" and plain["n"] == 4 and plain["shot_ids"] == [rows[0]["shot_ids"]]
+    for scorer in ("shot_fidelity", "none"):
+        generated, augmented = manifests[("tgad", scorer)], manifests[("tgad_aug", scorer)]
+        assert generated["scorer"]["resolved"] == scorer and augmented["kind"] == "tgad_aug"
+        assert augmented["config"]["source"]["cache_key"] == generated["cache_key"]
+        assert augmented["config"]["augment"] == plain["config"]["augment"]
+        assert [r["source_image"] for r in augmented["images"]] == [r["file"] for r in generated["images"]]
+    # the two scorers share one fitted generator
+    notes = [manifests[("tgad", s)]["generator"] for s in ("shot_fidelity", "none")]
+    assert "saved to" in notes[0] and "reused from" in notes[1]
+    assert len(list((out / "extra_sets" / "generator" / "widget").glob("*.pt"))) == 1
 
     summary = (out / "summary.md").read_text()
-    assert re.search(r"\| widget \| 1\.000 ± 0\.000 \| 1\.000 ± 0\.000 \| \+0\.000 ± 0\.000 \|", summary)
-    assert "plain_aug − shots" in summary and "tf_efficientnet_lite0" in summary
+    header = (
+        "| category | shots | plain_aug | tgad (shot_fidelity) | tgad (none) | tgad_aug (shot_fidelity) |"
+    )
+    assert header in summary and re.search(r"\| widget \| 1\.000 ± 0\.000 \| 1\.000 ± 0\.000 \|", summary)
+    assert "tgad_aug (shot_fidelity) − plain_aug" in summary and "tgad (none) − shots" in summary
+    assert "scorer `shot_fidelity`: -mean of the top 1% patch distances" in summary
+    assert "RANDOM weights" in summary and "tf_efficientnet_lite0" in summary
     links = re.findall(r"\]\(([^)]+)\)", summary)
     assert "plots/bars_patchcore_k1_image_auroc.png" in links
-    assert "plots/extra_plain_aug_widget_k1.png" in links
+    assert {"plots/extra_plain_aug_widget_k1.png", "plots/extra_tgad_aug_none_widget_k1.png"} <= set(links)
     assert {
         "plots/maps_patchcore_widget_k1_shots.png",
-        "plots/maps_patchcore_widget_k1_plain_aug.png",
+        "plots/maps_patchcore_widget_k1_tgad_shot_fidelity.png",
     } <= set(links)
     for link in links:
         assert (out / link).is_file() and (out / link).stat().st_size > 1000, link
 
     # the same arguments again: nothing to run, the CSV unchanged
     before = (out / "results.csv").read_bytes()
-    assert _run(mvtec_root, tmp_path / "results", "--conditions", "shots", "plain_aug") == 0
+    assert _run(mvtec_root, tmp_path / "results", *GENERATED_ARGS) == 0
     assert (out / "results.csv").read_bytes() == before
 
 
@@ -111,23 +135,6 @@ def test_unavailable_tgad_condition_is_one_clear_error(mvtec_root, tmp_path, mon
     assert _run(mvtec_root, tmp_path / "results") == 2
     assert "tgad generate is not available in this build" in capsys.readouterr().err
     assert not (tmp_path / "results" / "mvtec" / "tiny" / "results.csv").exists()
-
-
-@pytest.mark.slow
-def test_benchmark_with_the_tgad_condition(mvtec_root, tmp_path):
-    """All three conditions, the generator at its tiny preset with a random tiny CLIP (minutes on a CPU)."""
-    code = _run(mvtec_root, tmp_path / "results", "--allow-random-clip", "--keywords", "widget=metal nut")
-    assert code == 0
-    out = tmp_path / "results" / "mvtec" / "tiny"
-    rows = _rows(out / "results.csv")
-    assert [r["condition"] for r in rows] == ["shots", "plain_aug", "tgad"]
-    tgad_row = rows[2]
-    assert 0.0 <= float(tgad_row["image_auroc"]) <= 1.0 and int(tgad_row["n_extra"]) == 4
-    assert "RANDOM" in tgad_row["clip_weights"]
-    assert load_manifest(out / tgad_row["extra_set"])["kind"] == "tgad"
-    summary = (out / "summary.md").read_text()
-    assert "tgad − shots" in summary and "tgad − plain_aug" in summary
-    assert (out / "plots" / "extra_tgad_widget_k1.png").is_file()
 
 
 def test_a_model_that_cannot_use_the_backbone_fails_before_any_row(mvtec_root, tmp_path, capsys):

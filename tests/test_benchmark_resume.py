@@ -76,7 +76,8 @@ def test_resume_runs_only_the_missing_rows(mvtec_root, tmp_path, monkeypatch):
     assert [r["n_extra"] for r in rows] == ["0", "3", "0", "3"]
     assert result.new_rows == 2 and not result.failures
     summary = result.summary.read_text()
-    assert "| widget | 0.650 ± 0.071 | 0.700 ± 0.071 | +0.050 ± 0.000 |" in summary
+    assert "| widget | 0.650 ± 0.071 | 0.700 ± 0.071 |" in summary  # shots, plain_aug
+    assert "| category | plain_aug − shots |" in summary and "| widget | +0.050 ± 0.000 |" in summary
 
     calls.clear()
     runner.run_benchmark(config, progress=False)
@@ -122,7 +123,7 @@ def test_csv_append_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         table.append({"dataset": "d", "category": "b"})
     assert table.path.read_bytes() == before  # never truncated
-    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temporary left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.csv.lock"]  # no temporary
     monkeypatch.setattr(results_module, "atomic_file", real)
     table.append({"dataset": "d", "category": "b"})
     rows = table.rows()
@@ -138,7 +139,10 @@ def test_csv_append_is_atomic(tmp_path, monkeypatch):
 def test_plan_skips_rows_in_the_csv(tmp_path):
     config = BenchmarkConfig(categories=("brick", "grass"), shots=(1, None), seeds=(0,), n_gen=8)
     rows = make_plan(config)
-    assert len(rows) == 2 * 2 * 3  # categories x shots x conditions (one model, one seed)
+    # categories x shots x conditions (one model, one seed, one scorer: auto -> shot_fidelity offline)
+    assert len(rows) == 2 * 2 * 4
+    assert {r.scorer for r in rows if r.condition in ("tgad", "tgad_aug")} == {"shot_fidelity"}
+    assert {r.scorer for r in rows if r.condition in ("shots", "plain_aug")} == {""}
     assert {r.n_gen for r in rows if r.condition == "shots"} == {0} and rows[
         0
     ].backbone == "tf_efficientnet_lite0"
@@ -162,14 +166,48 @@ def test_summary_means_stds_and_paired_deltas():
         for (c, s), v in values.items()
         for i, cond in enumerate(("shots", "tgad"))
     ]
-    table, stats = metric_table(rows, "image_auroc", ["a", "b"], ["shots", "tgad"])
+    for row in rows:
+        row["scorer"] = "shot_fidelity" if row["condition"] == "tgad" else ""
+    table, stats = metric_table(rows, "image_auroc", ["a", "b"], ["shots", "tgad"], ["shot_fidelity"])
     lines = table.splitlines()
-    assert lines[0] == "| category | shots | tgad | tgad − shots |"
-    assert lines[2] == "| a | 0.700 ± 0.141 | 0.750 ± 0.071 | +0.050 ± 0.071 |"
-    assert lines[3] == "| b | 0.600 ± 0.141 | 0.900 ± 0.000 | +0.300 ± 0.141 |"  # deltas 0.4, 0.2
+    assert lines[0] == "| category | shots | tgad |"
+    assert lines[2] == "| a | 0.700 ± 0.141 | 0.750 ± 0.071 |"
+    assert lines[3] == "| b | 0.600 ± 0.141 | 0.900 ± 0.000 |"
     # mean over categories per seed: shots (0.55, 0.75), tgad (0.8, 0.85), delta (0.25, 0.1)
-    assert lines[4] == "| **mean** | 0.650 ± 0.141 | 0.825 ± 0.035 | +0.175 ± 0.106 |"
+    assert lines[4] == "| **mean** | 0.650 ± 0.141 | 0.825 ± 0.035 |"
+    deltas = lines[lines.index("Deltas (paired by seed):") + 2 :]
+    assert deltas[0] == "| category | tgad − shots |"
+    assert deltas[2:] == ["| a | +0.050 ± 0.071 |", "| b | +0.300 ± 0.141 |", "| **mean** | +0.175 ± 0.106 |"]
     assert stats["a"]["shots"] == pytest.approx((0.7, 0.1414, 2), abs=1e-4)
+
+    # two scorers: one column per scorer of each generated condition, tgad_aug measured against plain_aug
+    rows = [
+        {"category": "a", "seed": "0", "condition": c, "scorer": sc, "image_auroc": str(v)}
+        for c, sc, v in [
+            ("shots", "", 0.5),
+            ("plain_aug", "", 0.6),
+            ("tgad", "shot_fidelity", 0.7),
+            ("tgad", "none", 0.65),
+            ("tgad_aug", "shot_fidelity", 0.8),
+            ("tgad_aug", "none", 0.55),
+        ]
+    ]
+    conditions, scorers = ["shots", "plain_aug", "tgad", "tgad_aug"], ["shot_fidelity", "none"]
+    table, _ = metric_table(rows, "image_auroc", ["a"], conditions, scorers)
+    lines = table.splitlines()
+    assert lines[0] == (
+        "| category | shots | plain_aug | tgad (shot_fidelity) | tgad (none) | tgad_aug (shot_fidelity) "
+        "| tgad_aug (none) |"
+    )
+    deltas = lines[lines.index("Deltas (paired by seed):") + 2 :]
+    assert deltas[0] == (
+        "| category | tgad (shot_fidelity) − shots | tgad (shot_fidelity) − plain_aug | tgad (none) − shots "
+        "| tgad (none) − plain_aug | tgad_aug (shot_fidelity) − plain_aug | tgad_aug (none) − plain_aug |"
+    )
+    assert (
+        deltas[2]
+        == "| a | +0.200 ± 0.000 | +0.100 ± 0.000 | +0.150 ± 0.000 | +0.050 ± 0.000 | +0.200 ± 0.000 | -0.050 ± 0.000 |"
+    )
 
 
 def test_wandb_failures_never_stop_a_benchmark(tmp_path, monkeypatch):

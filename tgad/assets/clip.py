@@ -21,7 +21,13 @@ from tgad.assets.weights import AssetError, ResolvedWeights
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TINY_CLIP", "CHECKPOINT_SUFFIXES", "resolve_clip", "clip_weight_sources"]
+__all__ = [
+    "TINY_CLIP",
+    "CHECKPOINT_SUFFIXES",
+    "clip_weight_sources",
+    "clip_weights_available",
+    "resolve_clip",
+]
 
 TINY_CLIP = "tgad-tiny-clip"  # 3.4 M parameters, for tests; no weights exist for it
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -148,6 +154,22 @@ def _finish(model: nn.Module, model_name: str, resolved: ResolvedWeights):
 
     model.eval().requires_grad_(False)  # CLIP is a frozen judge everywhere in tgad
     return model, open_clip.get_tokenizer(model_name), resolved
+
+
+def clip_weights_available(
+    model_name: str = "ViT-B-32", weights: str | Path | None = None, cache_dir: str | None = None
+) -> bool:
+    """Whether ``resolve_clip`` would find real weights, without building the model: a checkpoint file, a
+    pretrained tag in the local cache, or (online) a tag it can download. Plans use it to resolve choices
+    that depend on it (the ``auto`` scorer) before any model is loaded."""
+    text = str(weights) if weights is not None else None
+    if text and Path(text).expanduser().is_file():
+        return True
+    if text and (text.endswith(CHECKPOINT_SUFFIXES) or os.sep in text):
+        return False
+    _register_configs()
+    cfg = _pretrained_cfg(model_name, text or DEFAULT_TAG)
+    return bool(cfg) and (_cached_file(cfg, cache_dir) is not None or not _offline())
 
 
 def resolve_clip(

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
-from anomalib.models import Cflow, Padim, ReverseDistillation
+from anomalib.models import AnomalyDINO, Cflow, Padim, ReverseDistillation
 from anomalib.models.components import AnomalibModule
 
 from tgad.assets import LITE0, ResolvedWeights, use_backbone_weights
+from tgad.assets.backbones import random_weights_file
 from tgad.baselines.efficient_ad import OfflineEfficientAd, teacher_weights
 from tgad.baselines.patchcore import make_patchcore
 
@@ -121,6 +122,43 @@ def _efficient_ad(teacher, image_size, seed, model_size="small", imagenet_dir=".
     return model, {"model_size": model_size, "penalty_images": model.penalty_source}
 
 
+def _anomaly_dino(
+    backbone,
+    layers,
+    pre_trained,
+    image_size,
+    seed,
+    num_neighbours=1,
+    masking=False,
+    coreset_subsampling=False,
+):
+    # anomalib always asks timm for pretrained DINOv2 weights; random ones (allowed explicitly) are handed
+    # over as a seeded file so the build stays offline. Images are centre-cropped to a multiple of 14 px
+    # inside the model and its map padded back (256 -> 252 px, 18 x 18 patches).
+    del layers
+    kwargs = dict(
+        num_neighbours=num_neighbours,
+        encoder_name=backbone,
+        masking=masking,
+        coreset_subsampling=coreset_subsampling,
+        pre_processor=AnomalyDINO.configure_pre_processor(image_size=(image_size, image_size)),
+        post_processor=False,
+        evaluator=False,
+        visualizer=False,
+    )
+    if pre_trained:
+        model = AnomalyDINO(**kwargs)
+    else:
+        with random_weights_file(backbone, seed):
+            model = AnomalyDINO(**kwargs)
+    settings = {
+        "num_neighbours": num_neighbours,
+        "masking": masking,
+        "coreset_subsampling": coreset_subsampling,
+    }
+    return model, settings
+
+
 def _no_validation(budgets: dict[str, dict]) -> dict[str, dict]:
     # Validation computes nothing these models need (no metric is fit on it); with few shots an epoch is a
     # few steps, and a validation pass after each would cost more than the training.
@@ -134,6 +172,14 @@ def _validate_at_end(steps: int) -> dict:
 
 
 _RESNET_LAYERS_23 = ("layer2", "layer3")
+# timm DINOv2 encoders AnomalyDINO can use (its features: the last block's patch tokens).
+DINO_BACKBONES = (
+    "vit_small_patch14_dinov2",
+    "vit_small_patch14_reg4_dinov2",
+    "vit_base_patch14_dinov2",
+    "vit_base_patch14_reg4_dinov2",
+    "vit_large_patch14_dinov2",
+)
 MODELS: dict[str, ModelSpec] = {
     "patchcore": ModelSpec(
         "patchcore",
@@ -172,6 +218,15 @@ MODELS: dict[str, ModelSpec] = {
         train_batch_size=1,
         backbones=("pdn_small", "pdn_medium"),
     ),
+    # AnomalyDINO (Damm et al., WACV 2025): DINOv2-S patch tokens, 1-NN cosine distance, image score = mean of
+    # the top 1 % patch distances. The strongest few-shot detector anomalib ships; it trains nothing.
+    "anomaly_dino": ModelSpec(
+        "anomaly_dino",
+        "vit_small_patch14_dinov2",
+        "vit_small_patch14_dinov2",
+        {name: () for name in DINO_BACKBONES},
+        backbones=DINO_BACKBONES,
+    ),
     "reverse_distillation": ModelSpec(
         "reverse_distillation",
         "wide_resnet50_2",
@@ -188,6 +243,7 @@ _BUILDERS: dict[str, Callable[..., tuple[AnomalibModule, dict]]] = {
     "padim": _padim,
     "cflow": _cflow,
     "reverse_distillation": _reverse_distillation,
+    "anomaly_dino": _anomaly_dino,
 }
 
 
@@ -204,6 +260,19 @@ def check_backbone(name: str, backbone: str | None) -> str:
             f"model {name}: no feature layers known for backbone {backbone!r}; use {list(spec.layers)}"
         )
     return backbone
+
+
+def check_weights(
+    name: str, backbone: str | None, backbone_file: str | None = None, allow_random: bool = False
+) -> ResolvedWeights:
+    """Resolve the weights model ``name`` would load, before anything is built: a benchmark fails at once
+    (one line saying how to provide them) instead of after its first extra set."""
+    from tgad.assets import resolve_backbone_weights
+
+    backbone = check_backbone(name, backbone)
+    if name == "efficient_ad":
+        return teacher_weights(backbone.removeprefix("pdn_"), allow_random=allow_random)
+    return resolve_backbone_weights(backbone, backbone_file, allow_random)
 
 
 def build_model(

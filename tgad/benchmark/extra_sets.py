@@ -1,8 +1,11 @@
-"""Extra sets for the benchmark's conditions: plain augmentation or ``tgad generate``, cached by request.
+"""Extra sets for the benchmark's conditions: plain augmentation, ``tgad generate`` (one per scorer), or the
+generated set plainly augmented (``tgad_aug``), cached by request.
 
-An ExtraSet lives under ``<results>/extra_sets/<kind>/<category>/k<shots>_seed<seed>_<key>``, where the key is
-a hash of the arguments that make it (shots and their file hashes included), so a re-run reuses a complete
-folder and an interrupted one (never renamed into place) is made again.
+An ExtraSet lives under ``<results>/extra_sets/<kind>/<category>/k<shots>_seed<seed>_<key>`` (kind
+``tgad_<scorer>`` / ``tgad_aug_<scorer>`` for the generated conditions), where the key is a hash of the
+arguments that make it (shots and their file hashes included), so a re-run reuses a complete folder and an
+interrupted one (never renamed into place) is made again. Fitted generators are kept under
+``extra_sets/generator``: the scorers of one (category, shots, seed) share one fit.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, NamedTuple
 from tgad.assets import sha256_file
 from tgad.benchmark.plan import BenchmarkConfig, BenchmarkError
 from tgad.generate.artifact import cache_key, extra_set_dir, is_complete, load_manifest
-from tgad.generate.augment import AugmentConfig, make_plain_aug_set
+from tgad.generate.augment import AugmentConfig, make_plain_aug_set, make_tgad_aug_set
 
 TGAD_UNAVAILABLE = "tgad generate is not available in this build"
 
@@ -53,12 +56,21 @@ class _StageText:
 
 
 def ensure_extra_set(
-    config: BenchmarkConfig, condition: str, dm, shots: int | None, seed: int, show=lambda text: None
+    config: BenchmarkConfig,
+    condition: str,
+    dm,
+    shots: int | None,
+    seed: int,
+    show=lambda text: None,
+    scorer: str = "",
 ) -> ExtraSet:
-    """The ExtraSet of ``condition`` for the datamodule's shots: reused when complete, else made atomically.
+    """The ExtraSet of ``condition`` (and ``scorer``, for the generated ones) for the datamodule's shots:
+    reused when complete, else made atomically. ``tgad_aug`` first ensures its ``tgad`` set.
 
     The folder name carries a key of the request; ``tgad generate`` also keys and reuses its own output.
     """
+    if condition == "tgad_aug":
+        return _tgad_aug(config, dm, shots, seed, show, scorer)
     arguments = {
         "kind": condition,
         "dataset": config.dataset,
@@ -77,9 +89,11 @@ def ensure_extra_set(
             "clip_weights": config.clip_weights,
             "allow_random_clip": config.allow_random_clip,
             "keyword": config.keywords.get(dm.category),
+            "scorer": scorer,
         }
     key = cache_key(arguments)
-    path = extra_set_dir(config.out_dir / "extra_sets", condition, dm.category, shots, seed, key)
+    kind = f"{condition}_{scorer}" if scorer else condition
+    path = extra_set_dir(config.out_dir / "extra_sets", kind, dm.category, shots, seed, key)
     if is_complete(path, key if condition == "plain_aug" else None):
         return ExtraSet(path, 0.0, load_manifest(path))
     start = time.perf_counter()
@@ -112,8 +126,31 @@ def ensure_extra_set(
                 clip_weights=config.clip_weights,
                 allow_random_clip=config.allow_random_clip,
                 keyword=config.keywords.get(dm.category),
+                integrator_overrides={"scorer": scorer} if scorer else None,
                 threads=config.threads,
                 reporter=_StageText(show),
+                generator_cache=config.out_dir / "extra_sets" / "generator",
             )
         )
+    return ExtraSet(path, time.perf_counter() - start, load_manifest(path))
+
+
+def _tgad_aug(config: BenchmarkConfig, dm, shots: int | None, seed: int, show, scorer: str) -> ExtraSet:
+    """The ``tgad`` set of ``scorer``, each image passed through plain_aug's transform of the same index."""
+    start = time.perf_counter()
+    source = ensure_extra_set(config, "tgad", dm, shots, seed, show, scorer)
+    arguments = {
+        "kind": "tgad_aug",
+        "source_key": source.manifest["cache_key"],
+        "source": source.path.name,
+        "seed": seed,
+        "image_size": config.size,
+        "augment": asdict(AugmentConfig()),
+    }
+    key = cache_key(arguments)
+    path = extra_set_dir(config.out_dir / "extra_sets", f"tgad_aug_{scorer}", dm.category, shots, seed, key)
+    if is_complete(path, key):
+        return ExtraSet(path, source.seconds, load_manifest(path))
+    show("augmenting the generated set")
+    make_tgad_aug_set(path, source.path, seed=seed, image_size=config.size, key=key)
     return ExtraSet(path, time.perf_counter() - start, load_manifest(path))

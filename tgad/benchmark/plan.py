@@ -1,17 +1,25 @@
 """What a benchmark runs: categories x shots x seeds x conditions x models, minus rows already in the CSV.
 
 A row is identified by the values of ``KEY_COLUMNS`` only, so a re-run with the same arguments finds its
-finished rows in the results CSV and runs the rest; a wider grid (more seeds, another model) in the same
-results folder adds only the new rows.
+finished rows in the results CSV and runs the rest; a wider grid (more seeds, another model, another scorer)
+in the same results folder adds only the new rows.
+
+The generated conditions (``tgad``, ``tgad_aug``) have one row per scorer; ``auto`` is resolved when the
+plan is made (``combined`` when real CLIP weights are found, ``shot_fidelity`` otherwise), so the CSV holds
+the scorer that ran. ``shots`` and ``plain_aug`` rows have no scorer and are shared by every scorer.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CONDITIONS = ("shots", "plain_aug", "tgad")
+from tgad.models.integrator.names import SCORERS
+
+CONDITIONS = ("shots", "plain_aug", "tgad", "tgad_aug")
+GENERATED = ("tgad", "tgad_aug")  # conditions made by the generator: one row per scorer
 # Image side, batch sizes and PatchCore coreset ratio per preset; model step budgets live in the registry.
 PRESET_SETTINGS = {
     "tiny": {"image_size": 64, "train_batch_size": 8, "eval_batch_size": 8},
@@ -26,6 +34,7 @@ KEY_COLUMNS = (
     "shots",
     "seed",
     "condition",
+    "scorer",
     "n_gen",
     "preset",
     "image_size",
@@ -47,11 +56,13 @@ class BenchmarkConfig:
     shots: tuple[int | None, ...] = (1,)  # None = the full train set
     seeds: tuple[int, ...] = (0,)
     conditions: tuple[str, ...] = CONDITIONS
+    scorers: tuple[str, ...] = ("auto",)  # for the generated conditions; ``none`` = random selection
     preset: str = "cpu"
     n_gen: int = 64
     name: str | None = None  # results/<dataset>/<name>; default: the preset
     results_dir: str = "results"
     backbone: str | None = None  # None: each model's default
+    backbone_weights: str | None = None  # a local timm state dict for that backbone (e.g. DINOv2)
     image_size: int | None = None  # None: the preset's
     clip_weights: str | None = None  # CLIP checkpoint file or open_clip tag for the tgad condition
     keywords: Mapping[str, str] = field(default_factory=dict)  # category -> object word (tgad condition)
@@ -68,6 +79,9 @@ class BenchmarkConfig:
         unknown = [c for c in self.conditions if c not in CONDITIONS]
         if unknown or not self.conditions:
             raise BenchmarkError(f"--conditions {list(self.conditions)}: choose from {list(CONDITIONS)}")
+        bad = [s for s in self.scorers if s not in SCORERS]
+        if bad or not self.scorers:
+            raise BenchmarkError(f"--scorers {list(self.scorers)}: choose from {list(SCORERS)}")
         if self.n_gen < 1 and any(c != "shots" for c in self.conditions):
             raise BenchmarkError(f"--n-gen {self.n_gen}: extra-set conditions need at least one image")
         if not self.categories:
@@ -93,6 +107,7 @@ class Row:
     shots: int | None
     seed: int
     condition: str
+    scorer: str  # the resolved scorer of a generated condition, "" for shots and plain_aug
     n_gen: int  # extra images of this row (0 for the ``shots`` condition)
     preset: str
     image_size: int
@@ -119,28 +134,50 @@ def default_backbone(model: str) -> str:
     return MODELS[model].default_backbone
 
 
+@functools.cache
+def _real_clip(preset: str, clip_weights: str | None) -> bool:
+    from tgad.assets.clip import clip_weights_available
+    from tgad.models.prompt_selector import PromptSelectorConfig
+
+    return clip_weights_available(PromptSelectorConfig.preset(preset).clip_model, clip_weights)
+
+
+def plan_scorers(config: BenchmarkConfig) -> tuple[str, ...]:
+    """The resolved scorers of the generated conditions, in order, without repeats (``auto`` answered)."""
+    from tgad.models.integrator.scorers import resolve_scorer
+
+    if not set(config.conditions) & set(GENERATED):
+        return ()
+    needs_clip = "auto" in config.scorers
+    random_clip = not _real_clip(config.preset, config.clip_weights) if needs_clip else True
+    return tuple(dict.fromkeys(resolve_scorer(s, random_clip)[0] for s in config.scorers))
+
+
 def full_plan(config: BenchmarkConfig) -> list[Row]:
     """Every row of the grid, grouped so each (category, shots, seed) builds its extra sets once."""
     rows = []
+    scorers = plan_scorers(config)
     for category in config.categories:
         for shots in config.shots:
             for seed in config.seeds:
                 for condition in config.conditions:
-                    for model in config.models:
-                        rows.append(
-                            Row(
-                                dataset=config.dataset,
-                                category=category,
-                                model=model,
-                                backbone=config.backbone or default_backbone(model),
-                                shots=shots,
-                                seed=seed,
-                                condition=condition,
-                                n_gen=0 if condition == "shots" else config.n_gen,
-                                preset=config.preset,
-                                image_size=config.size,
+                    for scorer in scorers if condition in GENERATED else ("",):
+                        for model in config.models:
+                            rows.append(
+                                Row(
+                                    dataset=config.dataset,
+                                    category=category,
+                                    model=model,
+                                    backbone=config.backbone or default_backbone(model),
+                                    shots=shots,
+                                    seed=seed,
+                                    condition=condition,
+                                    scorer=scorer,
+                                    n_gen=0 if condition == "shots" else config.n_gen,
+                                    preset=config.preset,
+                                    image_size=config.size,
+                                )
                             )
-                        )
     return rows
 
 

@@ -18,7 +18,13 @@ import torch  # noqa: E402
 from tgad.assets.cache import atomic_file  # noqa: E402
 from tgad.data.images import read_rgb  # noqa: E402
 
-CONDITION_COLOURS = {"shots": "#8c8c8c", "plain_aug": "#4c78a8", "tgad": "#e45756"}
+CONDITION_COLOURS = {"shots": "#8c8c8c", "plain_aug": "#4c78a8", "tgad": "#e45756", "tgad_aug": "#f58518"}
+_EXTRA_COLOURS = ("#54a24b", "#b279a2", "#9d755d", "#72b7b2", "#eeca3b", "#ff9da6")
+
+
+def _colour(label: str, index: int) -> str:
+    """A condition's colour; a scorer variant (``tgad (none)``) gets its own from a second palette."""
+    return CONDITION_COLOURS.get(label) or _EXTRA_COLOURS[index % len(_EXTRA_COLOURS)]
 
 
 def _save(fig, path: Path) -> Path:
@@ -50,7 +56,7 @@ def save_bars(
             yerr=stds,
             capsize=3,
             label=condition,
-            color=CONDITION_COLOURS.get(condition),
+            color=_colour(condition, i),
         )
     ax.set_xticks(x, categories)
     finite = [v[0] for c in categories for v in stats[c].values() if np.isfinite(v[0])]

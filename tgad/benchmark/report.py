@@ -1,5 +1,6 @@
-"""The benchmark's markdown summary: mean +- std over seeds per category and condition, the delta of tgad over
-each control (paired by seed), the mean over categories, the weights used, timings, and links to the plots.
+"""The benchmark's markdown summary: mean +- std over seeds per category and condition (one column per scorer
+of a generated condition), the deltas of tgad over each control and of tgad_aug over plain_aug (paired by
+seed), the mean over categories, the scorers and weights used, timings, and links to the plots.
 
 It covers exactly the grid the benchmark asked for (rows of other grids in the same CSV are left out).
 """
@@ -11,9 +12,10 @@ import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from tgad.assets.cache import atomic_file
-from tgad.benchmark.plan import BenchmarkConfig, full_plan, row_key
+from tgad.benchmark.plan import GENERATED, BenchmarkConfig, full_plan, plan_scorers, row_key
 from tgad.benchmark.results import METRICS, to_float
 
 METRIC_NAMES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": "AUPRO", "spro": "sPRO"}
@@ -34,55 +36,93 @@ def _fmt(stat: tuple[float, float, int], signed: bool = False) -> str:
     return f"{mean:+.3f} ± {std:.3f}" if signed else f"{mean:.3f} ± {std:.3f}"
 
 
-def _by_seed(rows, metric) -> dict[tuple[str, str], dict[int, float]]:
-    """(category, condition) -> {seed: value}."""
-    out: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-    for row in rows:
-        value = to_float(row.get(metric))
-        if value is not None:
-            out[(row["category"], row["condition"])][int(row["seed"])] = value
+class Variant(NamedTuple):
+    """One column of the tables: a condition, with its scorer for the generated ones."""
+
+    label: str  # ``tgad`` (one scorer) or ``tgad (shot_fidelity)`` (several)
+    condition: str
+    scorer: str
+
+
+def variants(conditions: Sequence[str], scorers: Sequence[str]) -> list[Variant]:
+    out = []
+    for condition in conditions:
+        if condition in GENERATED:
+            for scorer in scorers:
+                label = condition if len(scorers) == 1 else f"{condition} ({scorer})"
+                out.append(Variant(label, condition, scorer))
+        else:
+            out.append(Variant(condition, condition, ""))
     return out
 
 
-def _deltas(conditions: Sequence[str]) -> list[tuple[str, str]]:
-    """(minuend, control) pairs: tgad over each control, else plain_aug over shots."""
-    if "tgad" in conditions:
-        return [("tgad", c) for c in ("shots", "plain_aug") if c in conditions]
-    return [("plain_aug", "shots")] if {"plain_aug", "shots"} <= set(conditions) else []
+def _by_seed(rows, metric) -> dict[tuple[str, str, str], dict[int, float]]:
+    """(category, condition, scorer) -> {seed: value}."""
+    out: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
+    for row in rows:
+        value = to_float(row.get(metric))
+        if value is not None:
+            out[(row["category"], row["condition"], row.get("scorer", ""))][int(row["seed"])] = value
+    return out
 
 
-def metric_table(rows, metric: str, categories: Sequence[str], conditions: Sequence[str]) -> tuple[str, dict]:
-    """A markdown table of one metric, and its stats ``{category: {condition: (mean, std, n)}}`` for plots."""
+def _deltas(columns: Sequence[Variant]) -> list[tuple[Variant, Variant]]:
+    """(minuend, control) pairs: each tgad variant over shots and plain_aug, each tgad_aug variant over
+    plain_aug; without generated conditions, plain_aug over shots."""
+    by_condition = {v.condition: v for v in columns if not v.scorer}
+    pairs = []
+    for v in columns:
+        controls = {"tgad": ("shots", "plain_aug"), "tgad_aug": ("plain_aug",)}.get(v.condition, ())
+        pairs += [(v, by_condition[c]) for c in controls if c in by_condition]
+    if not pairs and {"plain_aug", "shots"} <= set(by_condition):
+        pairs = [(by_condition["plain_aug"], by_condition["shots"])]
+    return pairs
+
+
+def metric_table(
+    rows, metric: str, categories: Sequence[str], conditions: Sequence[str], scorers: Sequence[str] = ()
+) -> tuple[str, dict]:
+    """A markdown table of one metric per condition, then a table of the deltas (paired by seed), and the
+    stats ``{category: {label: (mean, std, n)}}`` for plots."""
     by_seed = _by_seed(rows, metric)
-    pairs = _deltas(conditions)
-    header = ["category", *conditions, *[f"{a} − {b}" for a, b in pairs]]
+    columns = variants(conditions, scorers)
+    pairs = _deltas(columns)
+    header = ["category", *[v.label for v in columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    delta_header = ["category", *[f"{a.label} − {b.label}" for a, b in pairs]]
+    delta_lines = ["| " + " | ".join(delta_header) + " |", "|" + "---|" * len(delta_header)]
     stats: dict[str, dict[str, tuple[float, float, int]]] = {}
     for category in [*categories, "mean"]:
         if category == "mean":  # per seed, the mean over categories; then mean +- std over seeds
             per_seed = {
-                cond: {
-                    s: statistics.fmean(by_seed[(c, cond)][s] for c in categories)
-                    for s in set.intersection(*[set(by_seed[(c, cond)]) for c in categories])
+                v.label: {
+                    s: statistics.fmean(by_seed[(c, v.condition, v.scorer)][s] for c in categories)
+                    for s in set.intersection(*[set(by_seed[(c, v.condition, v.scorer)]) for c in categories])
                 }
-                for cond in conditions
+                for v in columns
             }
         else:
-            per_seed = {cond: by_seed.get((category, cond), {}) for cond in conditions}
-        cells = {cond: mean_std(per_seed[cond].values()) for cond in conditions}
+            per_seed = {v.label: by_seed.get((category, v.condition, v.scorer), {}) for v in columns}
+        cells = {v.label: mean_std(per_seed[v.label].values()) for v in columns}
         deltas = [
-            mean_std([per_seed[a][s] - per_seed[b][s] for s in per_seed[a] if s in per_seed[b]])
+            mean_std(
+                [
+                    per_seed[a.label][s] - per_seed[b.label][s]
+                    for s in per_seed[a.label]
+                    if s in per_seed[b.label]
+                ]
+            )
             for a, b in pairs
         ]
         name = "**mean**" if category == "mean" else category
-        lines.append(
-            "| "
-            + " | ".join([name, *[_fmt(cells[c]) for c in conditions], *[_fmt(d, True) for d in deltas]])
-            + " |"
-        )
+        lines.append("| " + " | ".join([name, *[_fmt(cells[v.label]) for v in columns]]) + " |")
+        delta_lines.append("| " + " | ".join([name, *[_fmt(d, True) for d in deltas]]) + " |")
         if any(stat[2] for stat in cells.values()):
             stats[category] = cells
-    return "\n".join(lines), stats
+    text = "\n".join(lines)
+    if pairs:
+        text += "\n\nDeltas (paired by seed):\n\n" + "\n".join(delta_lines)
+    return text, stats
 
 
 def _unique(rows, column: str) -> list[str]:
@@ -94,12 +134,16 @@ def build_summary(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: 
 
     planned = {row.key() for row in full_plan(config)}
     rows = [row for row in rows if row_key(row) in planned]
+    scorers = plan_scorers(config)
+    columns = [v.label for v in variants(config.conditions, scorers)]
     seeds = ", ".join(str(s) for s in config.seeds)
     lines = [
         f"# tgad benchmark: {config.dataset} / {config.name or config.preset}",
         "",
         f"Models {', '.join(config.models)}; shots {', '.join(str(s or 'full') for s in config.shots)}; "
-        f"seeds {seeds}; conditions {', '.join(config.conditions)}; preset `{config.preset}`, "
+        f"seeds {seeds}; conditions {', '.join(config.conditions)}"
+        + (f" (scorers: {', '.join(scorers)})" if scorers else "")
+        + f"; preset `{config.preset}`, "
         f"image size {config.size}, {config.n_gen} extra images per extra set. "
         f"Rows: {len(rows)} of {len(planned)} planned ([results.csv](results.csv)). "
         "Cells: mean ± std over seeds; deltas are paired by seed; **mean** is the mean over categories "
@@ -114,12 +158,12 @@ def build_summary(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: 
             for metric in METRICS:
                 if not any(r.get(metric) for r in subset):
                     continue
-                table, stats = metric_table(subset, metric, config.categories, config.conditions)
+                table, stats = metric_table(subset, metric, config.categories, config.conditions, scorers)
                 lines += ["", f"### {METRIC_NAMES[metric]}", "", table]
                 if metric == "image_auroc" and stats:
                     plot = save_bars(
                         {c: s for c, s in stats.items()},
-                        config.conditions,
+                        columns,
                         out_dir / "plots" / f"bars_{model}_k{shots or 'full'}_{metric}.png",
                         f"{config.dataset} {model} k={shots or 'full'}: {METRIC_NAMES[metric]} (± std over seeds)",
                         METRIC_NAMES[metric],
@@ -127,13 +171,23 @@ def build_summary(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: 
                     lines += ["", f"![{METRIC_NAMES[metric]}]({plot.relative_to(out_dir).as_posix()})"]
     lines += ["", "## Weights", ""]
     for model in config.models:
+        weights = _unique([r for r in rows if r["model"] == model], "backbone_weights")
+        loud = " (**RANDOM detector weights: these rows do not measure the real model**)"
         lines.append(
-            f"- {model} backbone: {', '.join(_unique([r for r in rows if r['model'] == model], 'backbone_weights')) or '-'}"
+            f"- {model} backbone: {', '.join(weights) or '-'}"
+            + (loud if any("RANDOM" in w for w in weights) else "")
         )
     clip = _unique(rows, "clip_weights")
     lines.append(
         f"- CLIP: {', '.join(clip) if clip else 'none (the shots and plain_aug conditions use no CLIP)'}"
+        + (
+            " (**RANDOM weights: its text score carries no guidance**)"
+            if any("RANDOM" in c for c in clip)
+            else ""
+        )
     )
+    for scorer in scorers:
+        lines.append(f"- scorer `{scorer}`: {_scorer_formula(config, rows, scorer, out_dir)}")
     if extra := _unique(rows, "extra_weights"):
         lines.append(f"- generator: {', '.join(extra)}")
     lines += ["", "## Cost", ""]
@@ -161,6 +215,22 @@ def build_summary(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: 
         lines += ["", "## Extra sets and anomaly maps", ""]
         lines += [f"- [{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures]
     return "\n".join(lines) + "\n"
+
+
+def _scorer_formula(config: BenchmarkConfig, rows: list[dict[str, str]], scorer: str, out_dir: Path) -> str:
+    """What the scorer computed: the formula its extra sets' manifests recorded, else the preset's."""
+    from tgad.models.integrator import IntegratorConfig
+    from tgad.models.integrator.scorers import scorer_description
+
+    for row in rows:
+        if row.get("condition") == "tgad" and row.get("scorer") == scorer and row.get("extra_set"):
+            manifest = Path(out_dir) / row["extra_set"] / "manifest.json"
+            if manifest.is_file():
+                recorded = (json.loads(manifest.read_text()).get("scorer") or {}).get("formula")
+                if recorded:
+                    return recorded
+    cfg = IntegratorConfig.preset(config.preset)
+    return scorer_description(scorer, cfg.combined_clip_weight, cfg.fidelity_tail, cfg.fidelity_views)
 
 
 def write_report(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: Path, seconds: float) -> Path:

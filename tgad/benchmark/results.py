@@ -2,15 +2,19 @@
 
 Each append writes the whole file to a temporary sibling and renames it over the old one, so a run killed at
 any moment leaves either the old file or the new one, never a truncated one, and loses at most the row in
-progress. A results folder holds rows of one column layout; a file with other columns is refused.
+progress. Appends hold an exclusive lock on ``<csv>.lock`` (POSIX), so several processes may share one results
+folder, e.g. one per category. A results folder holds rows of one column layout; a file with other columns is
+refused, except the layout before the ``scorer`` column, which is upgraded on the next append (its tgad rows
+were scored by CLIP: ``scorer=clip_text``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from tgad.assets.cache import atomic_file
@@ -44,6 +48,29 @@ COLUMNS = (
     "date",
 )
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "spro")
+LEGACY_COLUMNS = tuple(c for c in COLUMNS if c != "scorer")  # tgad 0.1 rows, before scorers existed
+
+
+def _upgrade(row: dict[str, str]) -> dict[str, str]:
+    """A legacy row in the current layout: its tgad rows were selected by CLIP (the only scorer then)."""
+    return {name: row.get(name, "clip_text" if row["condition"] == "tgad" else "") for name in COLUMNS}
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``<path>.lock`` while a row is appended (no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: one process per results folder
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _cell(value: object) -> str:
@@ -72,7 +99,10 @@ class ResultsCSV:
             return []
         with open(self.path, newline="") as handle:
             reader = csv.DictReader(handle)
-            if tuple(reader.fieldnames or ()) != COLUMNS:
+            fields = tuple(reader.fieldnames or ())
+            if fields == LEGACY_COLUMNS:
+                return [_upgrade(row) for row in reader]
+            if fields != COLUMNS:
                 raise BenchmarkError(
                     f"{self.path}: its columns differ from this tgad version's; move it away or use another "
                     "--name (a results folder holds rows of one layout)"
@@ -83,19 +113,16 @@ class ResultsCSV:
         return {row_key(row) for row in self.rows()}
 
     def append(self, row: Mapping[str, object]) -> None:
-        """Add one row (missing columns empty; unknown keys refused), atomically."""
+        """Add one row (missing columns empty; unknown keys refused), atomically and under the lock."""
         unknown = set(row) - set(COLUMNS)
         if unknown:
             raise ValueError(f"results row has unknown columns {sorted(unknown)}")
-        existing = self.path.read_text() if self.path.is_file() else ""
-        if existing:
-            self.rows()  # refuses a file of another layout before adding to it
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-        if not existing:
+        with _locked(self.path):
+            existing = self.rows()  # refuses a file of another layout before adding to it
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
             writer.writeheader()
-        writer.writerow({name: _cell(row.get(name)) for name in COLUMNS})
-        if existing and not existing.endswith("\n"):
-            existing += "\n"
-        with atomic_file(self.path) as handle:
-            handle.write(existing + buffer.getvalue())
+            writer.writerows(existing)
+            writer.writerow({name: _cell(row.get(name)) for name in COLUMNS})
+            with atomic_file(self.path) as handle:
+                handle.write(buffer.getvalue())

@@ -33,7 +33,16 @@ from rich.progress import (
 import tgad
 from tgad.assets import AssetError
 from tgad.benchmark.extra_sets import TGAD_UNAVAILABLE, ExtraSet, ensure_extra_set, tgad_available
-from tgad.benchmark.plan import PRESET_SETTINGS, BenchmarkConfig, BenchmarkError, Row, full_plan, make_plan
+from tgad.benchmark.plan import (
+    GENERATED,
+    PRESET_SETTINGS,
+    BenchmarkConfig,
+    BenchmarkError,
+    Row,
+    full_plan,
+    make_plan,
+    plan_scorers,
+)
 from tgad.benchmark.results import ResultsCSV
 from tgad.data import DATAMODULES, DataError
 from tgad.text.keywords import KeywordError
@@ -123,6 +132,7 @@ def run_row(row: Row, config: BenchmarkConfig, extra: ExtraSet | None, work_dir:
         preset=row.preset,
         seed=row.seed,
         allow_random_backbone=config.allow_random_backbone,
+        backbone_file=config.backbone_weights,
         **overrides,
     )
     extra_dirs = [str(extra.path)] if extra else []
@@ -175,16 +185,18 @@ def run_row(row: Row, config: BenchmarkConfig, extra: ExtraSet | None, work_dir:
 
 def preflight(config: BenchmarkConfig) -> None:
     """Fail at once, before any row, on a missing dataset/category or an unavailable condition."""
-    from tgad.baselines.registry import check_backbone
+    from tgad.baselines.registry import check_backbone, check_weights
 
     for model in config.models:
         try:
             check_backbone(model, config.backbone)
         except ValueError as err:
             raise BenchmarkError(f"--models/--backbone: {err}") from err
-    if "tgad" in config.conditions and not tgad_available():
+        check_weights(model, config.backbone, config.backbone_weights, config.allow_random_backbone)
+    generated = bool(set(config.conditions) & set(GENERATED))
+    if generated and not tgad_available():
         raise BenchmarkError(TGAD_UNAVAILABLE + "; run with --conditions shots plain_aug")
-    if "tgad" in config.conditions:
+    if generated:
         from tgad.text.keywords import resolve_keyword
 
         for category in config.categories:
@@ -214,6 +226,7 @@ def run_benchmark(
     console = console or Console(stderr=True)
     console.print(
         f"[bold]tgad benchmark[/bold] {config.dataset} -> {out_dir}: {len(plan)} of {total} rows to run"
+        + (f" (scorers: {', '.join(plan_scorers(config))})" if plan_scorers(config) else "")
     )
     tracker = Tracker(
         config.wandb,
@@ -234,7 +247,8 @@ def run_benchmark(
         with Progress(*columns, console=console, disable=not progress) as bar:
             task = bar.add_task("rows", total=len(plan))
             for index, row in enumerate(plan):
-                where = f"{row.category} k={row.shots} seed={row.seed} {row.condition}"
+                variant = f"{row.condition}[{row.scorer}]" if row.scorer else row.condition
+                where = f"{row.category} k={row.shots} seed={row.seed} {variant}"
 
                 def show(text: str, where: str = where) -> None:
                     bar.update(task, description=f"{where}: {text}")
@@ -247,7 +261,7 @@ def run_benchmark(
                     results.append(out)
                     tracker.log_row(out, index + 1)
                     if row.seed == first_seed and evaluation.examples:
-                        name = f"maps_{row.model}_{row.category}_k{row.shots}_{row.condition}.png"
+                        name = f"maps_{row.model}_{row.category}_k{row.shots}_{_variant(row)}.png"
                         save_overlays(
                             evaluation.examples, out_dir / "plots" / name, title=f"{row.model} {where}"
                         )
@@ -274,24 +288,31 @@ def _extra_for(row: Row, config: BenchmarkConfig, extras: dict, show, plot: bool
 
     if row.condition == "shots":
         return None
-    key = (row.category, row.shots, row.seed, row.condition)
+    key = (row.category, row.shots, row.seed, row.condition, row.scorer)
     if key not in extras:
         show("extra set")
         dm = make_datamodule(config, row.category, row.shots, row.seed, [])
         dm.setup()
         try:
-            extras[key] = ensure_extra_set(config, row.condition, dm, row.shots, row.seed, show)
+            extras[key] = ensure_extra_set(
+                config, row.condition, dm, row.shots, row.seed, show, scorer=row.scorer
+            )
         except (BenchmarkError, DataError, AssetError, KeywordError):
             raise
         except Exception as err:
             extras[key] = err
             raise
         if plot:
-            name = f"extra_{row.condition}_{row.category}_k{row.shots}.png"
+            name = f"extra_{_variant(row)}_{row.category}_k{row.shots}.png"
             save_extra_grid(extras[key].path, config.out_dir / "plots" / name)
     if isinstance(extras[key], Exception):
         raise RuntimeError(f"its extra set failed earlier ({extras[key]})")
     return extras[key]
+
+
+def _variant(row: Row) -> str:
+    """The condition as file names show it: ``tgad_shot_fidelity``, ``plain_aug``."""
+    return f"{row.condition}_{row.scorer}" if row.scorer else row.condition
 
 
 def _config_dict(config: BenchmarkConfig, host: str) -> dict[str, Any]:
@@ -301,5 +322,6 @@ def _config_dict(config: BenchmarkConfig, host: str) -> dict[str, Any]:
         "tgad_version": tgad.__version__,
         "git_commit": git_commit(),
         "torch_threads": torch.get_num_threads(),
+        "resolved_scorers": list(plan_scorers(config)),
     }
     return out

@@ -64,7 +64,8 @@ class Tracker:
     @_safe
     def log_row(self, row: Mapping[str, object], step: int) -> None:
         metrics = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        prefix = f"{row['category']}/{row['model']}/k{row['shots']}/{row['condition']}"
+        variant = f"{row['condition']}[{row['scorer']}]" if row.get("scorer") else row["condition"]
+        prefix = f"{row['category']}/{row['model']}/k{row['shots']}/{variant}"
         self.run.log({f"{prefix}/{k}": v for k, v in metrics.items()} | {"rows_done": step}, step=step)
 
     @_safe

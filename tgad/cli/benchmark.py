@@ -1,4 +1,5 @@
-"""``tgad benchmark`` (= ``make benchmark``): shots vs plain augmentation vs tgad, per category, with a report."""
+"""``tgad benchmark`` (= ``make benchmark``): shots vs plain augmentation vs tgad vs tgad + plain augmentation,
+per category and scorer, with a report."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markdown import Markdown
+
+from tgad.benchmark.plan import CONDITIONS
+from tgad.models.integrator.names import SCORERS
 
 
 def _shots(value: str) -> int | None:
@@ -25,7 +29,8 @@ def _shots(value: str) -> int | None:
 def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "benchmark",
-        help="fit anomalib detectors on the shots alone, + plain augmentation, + tgad images; CSV and report",
+        help="fit anomalib detectors on the shots alone, + plain augmentation, + tgad images, + augmented tgad "
+        "images; CSV and report",
         description="For each category x shots x seed x model, evaluates the conditions on the same test "
         "split and appends one row per run to results/<dataset>/<name>/results.csv (rows already there are "
         "skipped, so an interrupted run resumes). Writes summary.md and plots beside it.",
@@ -48,8 +53,17 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--conditions",
         nargs="+",
-        default=["shots", "plain_aug", "tgad"],
-        choices=["shots", "plain_aug", "tgad"],
+        default=list(CONDITIONS),
+        choices=list(CONDITIONS),
+        help="default: all four (tgad_aug = the tgad images through plain_aug's transforms)",
+    )
+    p.add_argument(
+        "--scorers",
+        nargs="+",
+        default=["auto"],
+        choices=list(SCORERS),
+        help="how the Integrator selects, one tgad/tgad_aug row each: auto (combined with real CLIP, "
+        "shot_fidelity with random CLIP), clip_text (the paper), shot_fidelity, combined, none (random)",
     )
     p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "paper"])
     p.add_argument("--n-gen", type=int, default=64, help="extra images per extra set (default 64)")
@@ -62,6 +76,12 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
         help="results root: rows go to <it>/<dataset>/<name>/ (default results)",
     )
     p.add_argument("--backbone", default=None, help="timm backbone for every model (default: each model's)")
+    p.add_argument(
+        "--backbone-weights",
+        default=None,
+        metavar="FILE",
+        help="a local timm state dict (.pth/.safetensors) for --backbone, e.g. DINOv2 for anomaly_dino",
+    )
     p.add_argument("--image-size", type=int, default=None, help="override the preset's image side")
     p.add_argument(
         "--clip-weights", default=None, help="CLIP checkpoint file or open_clip tag (tgad condition)"
@@ -77,7 +97,9 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
         "--allow-random-clip", action="store_true", help="tgad condition may use random CLIP weights"
     )
     p.add_argument(
-        "--allow-random-backbone", action="store_true", help="models may use random backbone weights (marked)"
+        "--allow-random-backbone",
+        action="store_true",
+        help="models may use random backbone weights when none are found (rows say RANDOM)",
     )
     p.add_argument(
         "--no-wandb", action="store_true", help="no W&B run (default: offline unless WANDB_MODE set)"
@@ -144,11 +166,13 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         shots=tuple(args.shots),
         seeds=tuple(args.seeds),
         conditions=tuple(dict.fromkeys(args.conditions)),
+        scorers=tuple(dict.fromkeys(args.scorers)),
         preset=args.preset,
         n_gen=args.n_gen,
         name=args.name,
         results_dir=args.results_dir,
         backbone=args.backbone,
+        backbone_weights=args.backbone_weights,
         image_size=args.image_size,
         clip_weights=args.clip_weights,
         keywords=_keywords(args.keywords),

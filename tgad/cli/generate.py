@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tgad.models.integrator.names import SCORERS
+
 STAGE_LABELS = {
     "data": "data: index and shots",
     "prompt": "PromptSelector: P*",
@@ -45,6 +47,13 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
         "--allow-random-clip",
         action="store_true",
         help="run with random CLIP weights when none are available (outputs are marked RANDOM)",
+    )
+    p.add_argument(
+        "--scorer",
+        default="auto",
+        choices=list(SCORERS),
+        help="how samples are selected: auto (combined with real CLIP, shot_fidelity with random CLIP), "
+        "clip_text (the paper), shot_fidelity, combined, none (random selection)",
     )
 
 
@@ -95,6 +104,7 @@ def run_generate(args: argparse.Namespace, console: Console, err_console: Consol
                 args.out,
                 clip_weights=args.clip_weights,
                 allow_random_clip=args.allow_random_clip,
+                integrator_overrides={"scorer": args.scorer},
                 threads=threads,
                 reporter=RichStages(progress),
             )
@@ -121,6 +131,9 @@ def _summary(console: Console, out: Path, manifest: dict) -> None:
     table.add_row(
         "CLIP", f"[bold red]{clip} (random weights: no text guidance)[/bold red]" if random else clip
     )
+    scorer = manifest.get("scorer") or {}
+    if scorer:
+        table.add_row("scorer", f"{scorer.get('resolved')} ({scorer.get('why')}): {scorer.get('formula')}")
     summary = manifest.get("score_summary", {})
     if summary:
         table.add_row(

@@ -1,4 +1,5 @@
-"""Plain augmentation of the shots: the control every generated set must beat (METHOD.md section 4).
+"""Plain augmentation of the shots: the control every generated set must beat (METHOD.md section 4), and the
+same augmentation applied to a generated set (the ``tgad_aug`` condition).
 
 Flips, 90-degree rotations, a small affine warp and colour jitter (torchvision v2), each image drawn from its
 own seeded generator, so the same (shots, n, seed, config) gives byte-identical images in any order. The
@@ -79,7 +80,11 @@ def augment_image(image: torch.Tensor, config: AugmentConfig, generator: torch.G
 def augment_shots(
     shots: Sequence[torch.Tensor], n: int, seed: int, config: AugmentConfig = AugmentConfig()
 ) -> list[tuple[torch.Tensor, int]]:
-    """``n`` augmented copies, round-robin over the shots: [(image (3, H, W), index of its shot)]."""
+    """``n`` augmented copies, round-robin over the shots: [(image (3, H, W), index of its shot)].
+
+    Image i is augmented by the stream seeded ``seed * 1_000_003 + i``, whatever the source: a generated set
+    augmented with the same seed (``make_tgad_aug_set``) gets exactly the transforms plain augmentation drew.
+    """
     if not shots or n < 1:
         raise ValueError(f"augment_shots: need at least one shot and n >= 1 (got {len(shots)} shots, n={n})")
     out = []
@@ -121,5 +126,52 @@ def make_plain_aug_set(
         seed=seed,
         config={"augment": dataclasses.asdict(config), "image_size": image_size},
         timings={"augment_seconds": augment_seconds},
+        key=key,
+    )
+
+
+def make_tgad_aug_set(
+    out_dir: str | Path,
+    source_dir: str | Path,
+    *,
+    seed: int,
+    image_size: int | None = 256,
+    config: AugmentConfig = AugmentConfig(),
+    key: str | None = None,
+) -> Path:
+    """Write the images of a generated ExtraSet (``source_dir``), each plainly augmented, as an ExtraSet of
+    kind ``tgad_aug``: image i gets the transform plain augmentation gives image i for the same seed, so
+    ``tgad_aug`` and ``plain_aug`` differ only in what is augmented (generated images vs the shots)."""
+    from tgad.generate.artifact import load_manifest
+
+    start = time.perf_counter()
+    source = load_manifest(source_dir)
+    images = [_load(Path(source_dir) / record["file"], image_size) for record in source["images"]]
+    pairs = augment_shots(images, len(images), seed, config)  # one source image per output, in order
+    records = [
+        {"source_shot": record["source_shot"], "source_image": record["file"]} for record in source["images"]
+    ]
+    return write_extra_set(
+        out_dir,
+        (image for image, _ in pairs),
+        records,
+        kind="tgad_aug",
+        dataset=source["dataset"],
+        category=source["category"],
+        shot_ids=source["shot_ids"],
+        shot_paths=source["shot_paths"],
+        seed=seed,
+        config={
+            "augment": dataclasses.asdict(config),
+            "image_size": image_size,
+            "source": {
+                "path": str(source_dir),
+                "kind": source["kind"],
+                "cache_key": source["cache_key"],
+                "scorer": source.get("scorer"),
+            },
+        },
+        weights=source["weights"],
+        timings={"augment_seconds": time.perf_counter() - start},
         key=key,
     )

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 import tgad
 from tgad.generate.artifact import MANIFEST, cache_key, is_complete
 from tgad.generate.chain_writer import collapse_report, write_generated_set
+from tgad.generate.fit_cache import fit_cache_file, load_fit, save_fit
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +213,7 @@ def generate_extra_set(
     integrator_overrides: dict[str, Any] | None = None,
     threads: int | None = None,
     reporter: StageReporter | None = None,
+    generator_cache: str | Path | None = None,
 ) -> Path:
     """Generate ``n`` normal images of ``category`` from ``shots`` real ones and write them as an ExtraSet.
 
@@ -224,6 +226,9 @@ def generate_extra_set(
         keyword: object word or synset for categories the class table lacks.
         vqgan_iterations, integrator_overrides: override the preset (``IntegratorConfig`` field names).
         threads: ``torch.set_num_threads`` for the run (recorded either way).
+        generator_cache: a folder for fitted VarianceVQGAN weights, keyed by everything the fit depends on
+            (shots, seed, preset, iterations): requests that differ only after the fit (scorer, tau, N) reuse
+            one fit. None fits every time.
 
     Returns:
         ``out_dir``, a complete ExtraSet (reused as is when the same request already wrote it).
@@ -231,7 +236,7 @@ def generate_extra_set(
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
-    from tgad.assets import LITE0, create_backbone
+    from tgad.assets import LITE0, create_backbone, sha256_file
     from tgad.assets.clip import resolve_clip
     from tgad.data import DATAMODULES
     from tgad.models.integrator import Integrator, IntegratorConfig
@@ -276,6 +281,7 @@ def generate_extra_set(
         "root": str(Path(dm.root).resolve()),
         "category": category,
         "shot_ids": shot_ids,
+        "shot_sha256": [sha256_file(p) for p in shot_paths],
         "seed": seed,
         "n": n,
         "preset": preset,
@@ -319,17 +325,29 @@ def generate_extra_set(
             LITE0, features_only=True, out_indices=PERCEPTUAL_OUT_INDICES
         )
         loader = DataLoader(TensorDataset(images), batch_size=len(images))
+        fit_file = fit_cache_file(
+            generator_cache, arguments, CHAIN_PRESETS[preset].image_size, backbone_resolved
+        )
         with tempfile.TemporaryDirectory(prefix="tgad-generate-") as work:
             with _Stage(reporter, timings, "generator", iterations):
                 vqgan = VarianceVQGAN(preset=preset, perceptual_backbone=LITE0)
                 vqgan.attach_perceptual(backbone, backbone_resolved.describe())
-                with _quiet_lightning():
-                    trainer = _trainer(
-                        work, [_advance_callback(reporter, "generator")], max_steps=2 * iterations
-                    )
-                    trainer.fit(vqgan, train_dataloaders=loader)
+                fit_note = f"VarianceVQGAN {preset} fitted for {iterations} iterations"
+                if fit_file is not None and fit_file.is_file():
+                    fit_note += load_fit(vqgan, fit_file)
+                    reporter.advance("generator", iterations)
+                else:
+                    with _quiet_lightning():
+                        trainer = _trainer(
+                            work, [_advance_callback(reporter, "generator")], max_steps=2 * iterations
+                        )
+                        trainer.fit(vqgan, train_dataloaders=loader)
+                    if fit_file is not None:
+                        fit_note += save_fit(vqgan, fit_file)
                 vqgan.eval()
 
+            # a fitted and a cached generator continue from the same random state
+            L.seed_everything(seed + 1, verbose=False)
             with _Stage(reporter, timings, "integrator", integrator_cfg.rounds):
                 integrator = Integrator(
                     preset=preset,
@@ -341,9 +359,7 @@ def generate_extra_set(
                 )
                 integrator.attach_clip(clip, tokenizer, clip_resolved)
                 integrator.attach_perceptual(backbone, backbone_resolved)
-                integrator.attach_generator(
-                    vqgan, f"VarianceVQGAN {preset} fitted for {iterations} iterations"
-                )
+                integrator.attach_generator(vqgan, fit_note)
                 if integrator_cfg.rounds > 0:
                     cb = [_advance_callback(reporter, "integrator")]
                     with _quiet_lightning():

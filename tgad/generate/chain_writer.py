@@ -67,9 +67,10 @@ def write_generated_set(
             "round": int(r),
             "codes_changed": round(float(c), 4),
             "novelty": round(float(v), 6),
+            **{name: float(values[i]) for name, values in final.parts.items()},  # raw score parts
         }
-        for s, score, r, c, v in zip(
-            final.shot_index, final.scores, final.rounds, final.changed, final.novelty, strict=True
+        for i, (s, score, r, c, v) in enumerate(
+            zip(final.shot_index, final.scores, final.rounds, final.changed, final.novelty, strict=True)
         )
     ]
     clip_w, backbone_w = meta["clip_resolved"], meta["backbone_resolved"]
@@ -116,9 +117,8 @@ def write_generated_set(
         save_grid(tmp / GRID_PNG, shots, final.images, captions, title)
         save_score_histogram(
             tmp / HISTOGRAM_PNG,
-            [r.scores for r in history],
-            [r.threshold for r in history],
-            [r["score"] for r in records],
+            [r._asdict() for r in history],
+            {name: values.tolist() for name, values in final.parts.items()},
             title,
         )
         save_selection(selection, tmp, category=manifest["category"])
@@ -140,6 +140,7 @@ def write_generated_set(
                     "threshold": final.threshold,
                     "candidates": final.candidates,
                 },
+                "scorer": integrator.provenance.get("scorer"),
                 "rounds": [r._asdict() for r in history],
                 "collapse": meta["collapse"],
                 "collapsed": meta["collapse"]["collapsed"],

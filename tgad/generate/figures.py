@@ -66,30 +66,57 @@ def save_grid(
     return _save(plt, fig, path)
 
 
+PART_LABELS = {
+    "clip_text": "CLIP cosine similarity with P*",
+    "shot_fidelity": "shot fidelity (- tail patch distance to the shots)",
+}
+
+
 def save_score_histogram(
     path: str | Path,
-    round_scores: Sequence[Sequence[float]],
-    thresholds: Sequence[float],
-    final_scores: Sequence[float],
+    rounds: Sequence[dict],
+    final_parts: dict[str, Sequence[float]],
     title: str,
 ) -> Path:
-    """One step histogram per round (all M samples) and one of the written images, with the gates marked."""
+    """Per round (columns) and recorded score part (rows): kept vs dropped samples; the last column is the
+    written images. A scorer that selects well keeps the right-hand side of the shot-fidelity row; under
+    random selection (``none``) kept and dropped overlap.
+
+    Args:
+        rounds: ``RoundRecord._asdict()`` of every round (``parts``, ``kept``, ``excluded``).
+        final_parts: part name -> value of each written image.
+    """
     plt = _figure_module()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    everything = [s for r in round_scores for s in r] + list(final_scores)
-    lo, hi = (min(everything), max(everything)) if everything else (0.0, 1.0)
-    bins = torch.linspace(lo, hi + 1e-6, 31).tolist()
-    cmap = plt.get_cmap("viridis")
-    for r, scores in enumerate(round_scores):
-        color = cmap(r / max(1, len(round_scores)))
-        ax.hist(scores, bins=bins, histtype="step", linewidth=1.5, color=color, label=f"round {r} (all)")
-        if r < len(thresholds):
-            ax.axvline(thresholds[r], color=color, linestyle=":", linewidth=1)
-    if final_scores:
-        ax.hist(final_scores, bins=bins, alpha=0.3, color="tab:red", label=f"written ({len(final_scores)})")
-    ax.set_xlabel("CLIP cosine similarity with P*")
-    ax.set_ylabel("images")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    names = [p for p in PART_LABELS if any(p in r.get("parts", {}) for r in rounds) or p in final_parts]
+    if not names:
+        names = ["score"]
+    columns = len(rounds) + 1
+    fig, axes = plt.subplots(len(names), columns, figsize=(3.0 * columns, 2.4 * len(names)), squeeze=False)
+    for row, name in enumerate(names):
+        everything = [v for r in rounds for v in _values(r, name)] + list(final_parts.get(name, []))
+        lo, hi = (min(everything), max(everything)) if everything else (0.0, 1.0)
+        bins = torch.linspace(lo, hi + 1e-6, 21).tolist()
+        for col, record in enumerate(rounds):
+            ax, values = axes[row, col], _values(record, name)
+            kept = set(record.get("kept", []))
+            excluded = record.get("excluded", [False] * len(values))
+            chosen = [v for i, v in enumerate(values) if i in kept]
+            dropped = [v for i, v in enumerate(values) if i not in kept and not excluded[i]]
+            ax.hist(dropped, bins=bins, histtype="step", linewidth=1.5, color="tab:gray", label="dropped")
+            ax.hist(chosen, bins=bins, alpha=0.6, color="tab:green", label="kept")
+            ax.set_title(f"round {record.get('round', col)} ({record.get('scorer') or 'scorer'})", fontsize=8)
+            if col == 0:
+                ax.set_ylabel(PART_LABELS.get(name, name), fontsize=7)
+        ax = axes[row, -1]
+        ax.hist(list(final_parts.get(name, [])), bins=bins, alpha=0.6, color="tab:red", label="written")
+        ax.set_title("written images", fontsize=8)
+        for ax in axes[row]:
+            ax.tick_params(labelsize=6)
+            ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _save(plt, fig, path)
+
+
+def _values(record: dict, name: str) -> list[float]:
+    return list(record.get("parts", {}).get(name, record.get("scores", []) if name == "score" else []))

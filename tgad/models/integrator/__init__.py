@@ -1,5 +1,5 @@
-"""Integrator: R rounds of {sample, score by CLIP(image, P*), keep with diversity, update} over a fitted
-VarianceVQGAN, then the final N images (METHOD.md section 3).
+"""Integrator: R rounds of {sample, score (CLIP(image, P*) and/or shot fidelity), keep with diversity,
+update} over a fitted VarianceVQGAN, then the final N images (METHOD.md section 3).
 
 ``Integrator`` (LightningModule) is imported lazily so the pure parts load without Lightning.
 """
@@ -28,6 +28,13 @@ _EXPORTS = {
     "feature_vectors": "torch_model",
     "load_generator_state": "torch_model",
     "integrator_loss": "loss",
+    "SCORERS": "names",
+    "Scorer": "scorers",
+    "ShotFidelity": "scorers",
+    "ClipText": "scorers",
+    "PatchFeatures": "scorers",
+    "resolve_scorer": "scorers",
+    "random_choice": "scorers",
     "IntegratorLossOutput": "loss",
 }
 __all__ = sorted(_EXPORTS)

@@ -6,10 +6,12 @@ from dataclasses import dataclass, replace
 
 from tgad.assets.clip import TINY_CLIP
 
+from .names import SCORERS
+
 
 @dataclass(frozen=True)
 class IntegratorConfig:
-    """One round: draw ``samples_per_round`` images, score them by CLIP(image, P*), keep
+    """One round: draw ``samples_per_round`` images, score them (``scorer``, see ``scorers.py``), keep
     ``keep_fraction`` of them (score threshold, then diversity), take ``update_steps`` optimiser steps.
 
     Selection: the best ``pass_fraction`` by score pass (the threshold); among them greedy farthest-point in
@@ -26,11 +28,15 @@ class IntegratorConfig:
     tau: float = 1.0  # noise scale of the VarianceVQGAN sampler
     patch_fraction: float = 1.0  # share of latent positions perturbed per sample ("target patches")
     reconstruction_weight: float = 1.0  # generator reconstructs the kept images
-    clip_weight: float = 1.0  # 1 - cos(CLIP(fresh differentiable samples), P*)
+    guidance_weight: float = 1.0  # the scorer's differentiable term on fresh samples (clip_text: 1 - cos)
     fidelity_weight: float = 1.0  # generator still reconstructs the shots (no drift)
-    clip_samples: int = 4  # differentiable samples per update step for the CLIP term
+    guidance_samples: int = 4  # differentiable samples per update step for the guidance term
     final_pool_factor: float = 4.0  # the final N are chosen from about factor * N candidates
     clip_model: str = "ViT-B-32"  # must match the CLIP that chose P*
+    scorer: str = "auto"  # auto | clip_text | shot_fidelity | combined | none (scorers.py)
+    combined_clip_weight: float = 0.5  # w in combined = w * z(clip_text) + (1 - w) * z(shot_fidelity)
+    fidelity_tail: float = 0.01  # shot_fidelity: mean of the largest 1 % of patch distances
+    fidelity_views: int = 8  # shot_fidelity: the shot and 7 augmented views of it in the reference bank
 
     def __post_init__(self) -> None:
         if not 0 < self.keep_fraction <= self.pass_fraction <= 1:
@@ -40,6 +46,14 @@ class IntegratorConfig:
             )
         if self.rounds < 0 or self.samples_per_round < 1 or self.update_steps < 0:
             raise ValueError("IntegratorConfig: rounds, update_steps >= 0 and samples_per_round >= 1")
+        if self.scorer not in SCORERS:
+            raise ValueError(f"IntegratorConfig: scorer={self.scorer!r}; choose one of {list(SCORERS)}")
+        if not 0 <= self.combined_clip_weight <= 1 or not 0 < self.fidelity_tail <= 1:
+            raise ValueError(
+                "IntegratorConfig: need 0 <= combined_clip_weight <= 1 and 0 < fidelity_tail <= 1"
+            )
+        if self.fidelity_views < 1:
+            raise ValueError(f"IntegratorConfig: fidelity_views must be >= 1, got {self.fidelity_views}")
         if self.final_pool_factor < 1:
             raise ValueError(
                 f"IntegratorConfig: final_pool_factor must be >= 1, got {self.final_pool_factor}"
@@ -70,14 +84,14 @@ PRESETS: dict[str, IntegratorConfig] = {
         samples_per_round=16,
         update_steps=8,
         learning_rate=5e-3,
-        clip_weight=5.0,  # a random CLIP's scores barely move: the term needs weight to show in 24 steps
-        clip_samples=16,
+        guidance_weight=5.0,  # a random CLIP's scores barely move: the term needs weight to show in 24 steps
+        guidance_samples=16,
         final_pool_factor=2.0,
         clip_model=TINY_CLIP,
     ),
     # 256 px on two CPU cores: METHOD.md's defaults (R=3, M=32, q=25%) and few cheap steps. The CLIP term's
     # backward through ViT-B/32 costs ~0.35 s per image on one core, hence 2 samples per step; the final 64
     # come from ~3 x 64 candidates (experiments/generate_benchmark.py).
-    "cpu": IntegratorConfig(clip_samples=2, final_pool_factor=3.0),
-    "paper": IntegratorConfig(update_steps=20, learning_rate=5e-5, clip_samples=8),
+    "cpu": IntegratorConfig(guidance_samples=2, final_pool_factor=3.0),
+    "paper": IntegratorConfig(update_steps=20, learning_rate=5e-5, guidance_samples=8),
 }

@@ -1,12 +1,14 @@
-"""Integrator as a LightningModule: R rounds of {sample M, score by CLIP(image, P*), keep, update}, then the
-final N images (METHOD.md section 3).
+"""Integrator as a LightningModule: R rounds of {sample M, score, keep, update}, then the final N images
+(METHOD.md section 3). The score is the paper's CLIP(image, P*) or a CLIP-free shot fidelity (``scorer``;
+``scorers.py``).
 
 One training step is one round, whatever the batch: the batch's images are the shots (the train loader of a
 few-shot datamodule holds exactly them; set ``train_batch_size >= shots``). After ``rounds`` rounds the
 module asks the trainer to stop, so configs set ``trainer.max_epochs: -1``. The generator is a fitted
 VarianceVQGAN: from ``generator_checkpoint`` (a ``tgad fit --config conf/variance_vqgan/...`` checkpoint) or
 handed over in memory with :meth:`attach_generator` (``tgad generate`` does that). CLIP is a frozen judge
-kept out of the checkpoint and rebuilt from ``tgad.assets`` by name, as is the feature network.
+kept out of the checkpoint and rebuilt from ``tgad.assets`` by name, as is the feature network (diversity
+features and shot fidelity).
 """
 
 from __future__ import annotations
@@ -18,18 +20,21 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule
-from torch import nn
 
-from tgad.assets.weights import ResolvedWeights
 from tgad.models.variance_vqgan.config import VQGANConfig
-from tgad.models.variance_vqgan.loss import PerceptualLoss
 from tgad.models.variance_vqgan.torch_model import VarianceVQGANModel
 
 from .config import IntegratorConfig
+from .judges import JudgesMixin
 from .loss import integrator_loss
 from .records import FinalSet, RoundRecord, choose_final
-from .selection import check_pool, clip_scores, select_diverse
-from .torch_model import Pool, clip_image_embeddings, draw_pool, feature_vectors, load_generator_state
+from .scorers import (
+    Parts,
+    Scorer,
+    random_choice,
+)
+from .selection import check_pool, select_diverse
+from .torch_model import Pool, draw_pool, load_generator_state
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +49,7 @@ def _images(batch: Any) -> torch.Tensor:
     return batch[0]
 
 
-class Integrator(LightningModule):
+class Integrator(JudgesMixin, LightningModule):
     """Text-guided knowledge integration over a fitted VarianceVQGAN.
 
     Args:
@@ -53,6 +58,8 @@ class Integrator(LightningModule):
         generator_preset, generator_codebook_size: the generator's architecture (must match the checkpoint).
         prompt: P*; None = chosen from the shots with the PromptSelector (``category``/``keyword``).
         clip_model, clip_weights, allow_random_clip: the CLIP judge (must be the one that chose P*).
+        scorer: ``auto`` (default: combined with real CLIP, shot_fidelity with random CLIP), ``clip_text``,
+            ``shot_fidelity``, ``combined`` or ``none`` (random selection); see ``scorers.py``.
         sample_mode: ``residual`` (default) or ``direct`` decoding of the samples.
         diversity_space: ``perceptual`` (ImageNet features of ``perceptual_backbone``) or ``clip`` embeddings.
         seed: seeds every draw; round r uses seed * 1000 + r.
@@ -80,10 +87,14 @@ class Integrator(LightningModule):
         tau: float | None = None,
         patch_fraction: float | None = None,
         reconstruction_weight: float | None = None,
-        clip_weight: float | None = None,
+        guidance_weight: float | None = None,
         fidelity_weight: float | None = None,
-        clip_samples: int | None = None,
+        guidance_samples: int | None = None,
         final_pool_factor: float | None = None,
+        scorer: Literal["auto", "clip_text", "shot_fidelity", "combined", "none"] | None = None,
+        combined_clip_weight: float | None = None,
+        fidelity_tail: float | None = None,
+        fidelity_views: int | None = None,
         sample_mode: Literal["residual", "direct"] = "residual",
         diversity_space: Literal["perceptual", "clip"] = "perceptual",
         perceptual_backbone: str = "tf_efficientnet_lite0",
@@ -107,48 +118,19 @@ class Integrator(LightningModule):
         self.test_stats: dict[str, float] = {}
         # Frozen helpers out of the module tree (not in checkpoints), and provenance of everything used.
         self._aux: dict[str, Any] = {"clip": None, "tokenizer": None, "text": None, "perceptual": None}
-        self.provenance: dict[str, Any] = {"clip": None, "perceptual": None, "generator": None}
+        self.provenance: dict[str, Any] = {
+            "clip": None,
+            "perceptual": None,
+            "generator": None,
+            "scorer": None,
+        }
         self.selection = None  # PromptSelection when P* was chosen here
         self._bank: list[Pool] = []  # kept images of every round
-        self._bank_scores: list[torch.Tensor] = []
+        self._bank_parts: list[Parts] = []  # their raw scorer parts
+        self._scorer: Scorer | None = None
+        self._scorer_shots: torch.Tensor | None = None
         self._shots: torch.Tensor | None = None
         self._generator_ready = False
-
-    # ----- explicit hooks: the caller hands over what it already has -----
-    def attach_generator(self, generator: nn.Module, provenance: str = "in memory") -> None:
-        """Use a fitted ``VarianceVQGANModel`` (or a ``VarianceVQGAN`` module: its ``.model`` and perceptual net)."""
-        model = getattr(generator, "model", generator)
-        if not isinstance(model, VarianceVQGANModel):
-            raise TypeError(
-                f"attach_generator: expected a VarianceVQGAN(Model), got {type(generator).__name__}"
-            )
-        self.generator = model
-        self.generator.quantizer.train(False)
-        self._generator_ready = True
-        self.provenance["generator"] = provenance
-        perceptual = getattr(generator, "perceptual", None)
-        if perceptual is not None and self._aux["perceptual"] is None:
-            self._aux["perceptual"] = perceptual
-
-    def attach_clip(self, clip: nn.Module, tokenizer: Any, resolved: ResolvedWeights) -> None:
-        self._aux.update(clip=clip, tokenizer=tokenizer, text=None)
-        self.provenance["clip"] = resolved.to_dict() | {"describe": resolved.describe()}
-
-    def attach_perceptual(self, backbone: nn.Module, resolved: ResolvedWeights) -> None:
-        """A timm ``features_only`` backbone (strides 4/8/16) for the diversity features."""
-        self._aux["perceptual"] = PerceptualLoss(backbone)
-        self.provenance["perceptual"] = resolved.to_dict() | {"describe": resolved.describe()}
-
-    def set_prompt(self, prompt: str) -> None:
-        self.prompt, self._aux["text"] = prompt, None
-
-    @property
-    def clip(self) -> nn.Module:
-        return self._aux["clip"]
-
-    @property
-    def perceptual(self) -> PerceptualLoss | None:
-        return self._aux["perceptual"]
 
     def train(self, mode: bool = True) -> Integrator:
         super().train(mode)
@@ -176,9 +158,7 @@ class Integrator(LightningModule):
                     allow_random=self.hparams.allow_random_clip,
                 )
             self.attach_clip(clip, tokenizer, resolved)
-        if self.perceptual is None and (
-            self.hparams.diversity_space == "perceptual" or self.generator.config.perceptual_weight > 0
-        ):
+        if self.perceptual is None and self._needs_features():
             from tgad.assets import create_backbone
 
             backbone, resolved = create_backbone(
@@ -211,48 +191,6 @@ class Integrator(LightningModule):
         self.round_index = saved.get("round_index", 0)
         self._generator_ready = True  # the checkpoint's state dict holds the integrated generator
 
-    # ----- scoring -----
-    def _ensure_prompt(self, shots: torch.Tensor | None) -> torch.Tensor:
-        """P*'s unit text embedding (D,); P* is chosen from ``shots`` first when none was given."""
-        if self.prompt is None:
-            if shots is None:
-                raise ValueError("Integrator: no P*; pass prompt= or let a round choose it from the shots")
-            self._choose_prompt(shots)
-        if self._aux["text"] is None:
-            from tgad.text.clip_embed import encode_text
-
-            self._aux["text"] = encode_text(self.clip, self._aux["tokenizer"], [self.prompt])[0]
-        return self._aux["text"]
-
-    def _choose_prompt(self, shots: torch.Tensor) -> None:
-        from tgad.assets.weights import ResolvedWeights as RW
-        from tgad.models.prompt_selector import PromptSelectorConfig, select_prompt
-        from tgad.text.keywords import resolve_keyword
-
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        category = self.hparams.category or getattr(datamodule, "category", None)
-        sense = resolve_keyword(category, self.hparams.keyword)
-        cfg = PromptSelectorConfig.preset(self.hparams.preset)
-        resolved = RW(**{k: v for k, v in self.provenance["clip"].items() if k != "describe"})
-        self.selection = select_prompt(
-            self.clip, self._aux["tokenizer"], shots, sense, resolved, cfg.num_words, cfg.templates
-        )
-        self.prompt = self.selection.best_prompt
-        logger.info("Integrator: P* = %r (score %.4f)", self.prompt, self.selection.best_score)
-
-    @torch.no_grad()
-    def score(self, images: torch.Tensor) -> torch.Tensor:
-        """(B,) CLIP cosine similarity of [0, 1] images with P*."""
-        text = self._ensure_prompt(self._shots)
-        return clip_scores(clip_image_embeddings(self.clip, images.to(self.device)), text).cpu()
-
-    @torch.no_grad()
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, F) vectors for the diversity term (squared distance = perceptual distance, or CLIP space)."""
-        if self.hparams.diversity_space == "clip" or self.perceptual is None:
-            return clip_image_embeddings(self.clip, images.to(self.device)).cpu()
-        return feature_vectors(self.perceptual, images.to(self.device)).cpu()
-
     def _draw(self, shots: torch.Tensor, n: int, seed: int) -> Pool:
         g = torch.Generator().manual_seed(seed)
         cfg = self.config
@@ -269,35 +207,43 @@ class Integrator(LightningModule):
             self.trainer.should_stop = True
 
     def run_round(self, shots: torch.Tensor) -> RoundRecord:
-        """Sample M, score, keep (gate + diversity), update the generator; appended to ``history``."""
+        """Sample M, score, keep (gate + diversity; random with ``none``), update; appended to ``history``."""
         start, cfg, r = time.perf_counter(), self.config, self.round_index
         self.generator.quantizer.train(False)  # whoever switched modes: the codebook must not move
         shots = shots.detach().float().to(self.device)
         self._shots = shots
-        text = self._ensure_prompt(shots)
+        self._ensure_prompt(shots)
+        scorer = self.scorer(shots)
         pool = self._draw(shots, cfg.samples_per_round, self.hparams.seed * 1000 + r)
         check = check_pool(pool.images, shots, pool.shot_index)
         if check.collapsed:
             logger.warning("Integrator round %d: generator collapsed: %s", r, check.reason)
-        scores = self.score(pool.images)
+        parts = scorer.parts(pool.images.to(self.device))
+        scores = scorer.combine(parts)
         eligible = ~check.constant & ~check.copies
         if not eligible.any():
             eligible = ~check.constant
         features, anchors = self.features(pool.images), self.features(shots)
-        sel = select_diverse(scores, features, cfg.keep, cfg.pass_fraction, anchors, eligible)
-        kept = pool.images[sel.kept]
-        self._bank.append(Pool(kept.cpu(), pool.shot_index[sel.kept], pool.changed[sel.kept]))
-        self._bank_scores.append(scores[sel.kept])
-        losses = self._update(kept.to(self.device), shots, text, r)
-        rejected = scores[~sel.passed & eligible]  # failed the gate (excluded images never competed)
+        if scorer.random:
+            g = torch.Generator().manual_seed(self.hparams.seed * 1000 + r + 250)
+            kept_index = random_choice(len(scores), cfg.keep, eligible, g)
+            passed, threshold = eligible.clone(), math.nan
+        else:
+            sel = select_diverse(scores, features, cfg.keep, cfg.pass_fraction, anchors, eligible)
+            kept_index, passed, threshold = sel.kept, sel.passed, sel.threshold
+        kept = pool.images[kept_index]
+        self._bank.append(Pool(kept.cpu(), pool.shot_index[kept_index], pool.changed[kept_index]))
+        self._bank_parts.append({k: v[kept_index] for k, v in parts.items()})
+        losses = self._update(kept.to(self.device), shots, parts, self._gate(parts), r)
+        rejected = scores[~passed & eligible]  # failed the gate (excluded images never competed)
         record = RoundRecord(
             round=r,
             scores=scores.tolist(),
-            kept=sel.kept.tolist(),
-            passed=sel.passed.tolist(),
+            kept=kept_index.tolist(),
+            passed=passed.tolist(),
             excluded=(~eligible).tolist(),
-            threshold=sel.threshold,
-            kept_mean=float(scores[sel.kept].mean()),
+            threshold=threshold,
+            kept_mean=float(scores[kept_index].mean()),
             rejected_mean=float(rejected.mean()) if len(rejected) else math.nan,
             changed_mean=float(pool.changed.mean()),
             pixel_spread=check.pixel_spread,
@@ -305,6 +251,8 @@ class Integrator(LightningModule):
             collapsed=check.collapsed,
             losses=losses,
             seconds=time.perf_counter() - start,
+            scorer=scorer.name,
+            parts={k: v.tolist() for k, v in parts.items()},
         )
         self.history.append(record)
         self.round_index += 1
@@ -314,22 +262,32 @@ class Integrator(LightningModule):
                 {
                     "integrator/kept_score": record.kept_mean,
                     "integrator/pool_score": float(scores.mean()),
-                    "integrator/threshold": sel.threshold,
                     "integrator/pixel_spread": check.pixel_spread,
                     "integrator/novelty": record.novelty_mean,
                     "integrator/round": float(r),
                 }
             )
+            logs.update({f"integrator/pool_{k}": float(v.mean()) for k, v in parts.items()})
+            if not math.isnan(threshold):
+                logs["integrator/threshold"] = threshold
             self.log_dict(logs, on_step=True, on_epoch=False, batch_size=len(shots))
-        logger.info("Integrator round %d: kept %.4f, pool %.4f", r, record.kept_mean, float(scores.mean()))
+        logger.info(
+            "Integrator round %d (%s): kept %.4f, pool %.4f",
+            r,
+            scorer.name,
+            record.kept_mean,
+            float(scores.mean()),
+        )
         return record
 
     def _update(
-        self, kept: torch.Tensor, shots: torch.Tensor, text: torch.Tensor, r: int
+        self, kept: torch.Tensor, shots: torch.Tensor, pool_parts: Parts, gate: float | None, r: int
     ) -> dict[str, float]:
         cfg, gcfg = self.config, self.generator.config
         if cfg.update_steps == 0:
             return {}
+        scorer = self.scorer(shots)
+        guidance = None if scorer.random else (lambda samples: scorer.guidance(samples, pool_parts, gate))
         opt = self.optimizers() if self._trainer is not None else self._standalone_optimizer()
         g = torch.Generator().manual_seed(self.hparams.seed * 1000 + r + 500)
         sums: dict[str, float] = {}
@@ -339,12 +297,11 @@ class Integrator(LightningModule):
                     self.generator,
                     kept,
                     shots,
-                    self.clip,
-                    text,
+                    guidance,
                     reconstruction_weight=cfg.reconstruction_weight,
-                    clip_weight=cfg.clip_weight,
+                    guidance_weight=cfg.guidance_weight,
                     fidelity_weight=cfg.fidelity_weight,
-                    clip_samples=cfg.clip_samples,
+                    guidance_samples=cfg.guidance_samples,
                     tau=cfg.tau,
                     patch_fraction=cfg.patch_fraction,
                     perceptual=self.perceptual,
@@ -352,6 +309,8 @@ class Integrator(LightningModule):
                     crop_size=gcfg.crop_size,
                     mode=self.hparams.sample_mode,
                     generator=g,
+                    # shot fidelity rewards closeness to the shots: it must not shrink the learned spread
+                    variance_grad=scorer.name == "clip_text",
                 )
                 opt.zero_grad()
                 if self._trainer is not None:
@@ -375,7 +334,8 @@ class Integrator(LightningModule):
     @torch.no_grad()
     def generate(self, n: int, shots: torch.Tensor | None = None, seed: int | None = None) -> FinalSet:
         """The final N: a fresh draw from the integrated generator plus every round's kept images, gated by
-        score and chosen for diversity; exact copies of a shot and constant images only if nothing else is left.
+        score and chosen for diversity (uniformly at random with ``none``); exact copies of a shot and
+        constant images only if nothing else is left. ``combined`` z-scores over all these candidates.
 
         Raises:
             FloatingPointError: NaN/inf in the draw. ValueError: fewer than ``n`` usable candidates.
@@ -385,25 +345,41 @@ class Integrator(LightningModule):
         if shots is None:
             raise ValueError("Integrator.generate: no shots; run a round first or pass shots=")
         shots = self._shots = shots.float().to(self.device)
-        banked = sum(len(b.images) for b in self._bank)
+        scorer = self.scorer(shots)
+        bank, bank_parts = (
+            (self._bank, self._bank_parts) if torch.equal(self._scorer_shots, shots) else ([], [])
+        )
+        banked = sum(len(b.images) for b in bank)
         fresh = max(n, math.ceil(cfg.final_pool_factor * n) - banked)
         seed = self.hparams.seed * 1000 + 999 if seed is None else seed
         pool = self._draw(shots, fresh, seed)
         check = check_pool(pool.images, shots, pool.shot_index)
         if check.collapsed:
             logger.warning("Integrator: the final draw collapsed: %s", check.reason)
-        images = torch.cat([pool.images, *[b.images for b in self._bank]])  # (C, 3, H, W)
-        shot_index = torch.cat([pool.shot_index, *[b.shot_index for b in self._bank]])
-        changed = torch.cat([pool.changed, *[b.changed for b in self._bank]])
+        images = torch.cat([pool.images, *[b.images for b in bank]])  # (C, 3, H, W)
+        shot_index = torch.cat([pool.shot_index, *[b.shot_index for b in bank]])
+        changed = torch.cat([pool.changed, *[b.changed for b in bank]])
         rounds = torch.cat(
             [torch.full((fresh,), self.round_index)]
-            + [torch.full((len(b.images),), i) for i, b in enumerate(self._bank)]
+            + [torch.full((len(b.images),), i) for i, b in enumerate(bank)]
         )
-        scores = torch.cat([self.score(pool.images), *self._bank_scores])
+        fresh_parts = scorer.parts(pool.images.to(self.device))
+        parts = {k: torch.cat([v, *[b[k] for b in bank_parts]]) for k, v in fresh_parts.items()}
         candidates = Pool(images, shot_index, changed)
         anchors = self.features(shots)
+        random_g = torch.Generator().manual_seed(seed + 250) if scorer.random else None
         return choose_final(
-            candidates, rounds, scores, self.features(images), shots, anchors, n, cfg.pass_fraction, check
+            candidates,
+            rounds,
+            scorer.combine(parts),
+            self.features(images),
+            shots,
+            anchors,
+            n,
+            cfg.pass_fraction,
+            check,
+            parts=parts,
+            random_generator=random_g,
         )
 
     # ----- test: score statistics of a fresh batch -----
@@ -424,7 +400,8 @@ class Integrator(LightningModule):
         n = self.hparams.test_samples or self.config.samples_per_round
         pool = self._draw(self._shots, n, self.hparams.seed * 1000 + 777)
         check = check_pool(pool.images, self._shots, pool.shot_index)
-        scores = self.score(pool.images)
+        parts = self.scorer(self._shots).parts(pool.images.to(self.device))
+        scores = self.scorer().combine(parts)
         feats = self.features(pool.images)
         stats = {
             "test/score_mean": scores.mean(),
@@ -436,6 +413,7 @@ class Integrator(LightningModule):
             "test/copy_fraction": check.copies.float().mean(),
             "test/collapsed": torch.tensor(float(check.collapsed)),
         }
+        stats.update({f"test/{k}_mean": v.mean() for k, v in parts.items()})
         self.test_stats = {k: float(v) for k, v in stats.items()}
         self.log_dict(stats, batch_size=n)
         if check.collapsed:

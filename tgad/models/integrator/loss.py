@@ -1,8 +1,10 @@
-"""The Integrator's update objective: reconstruct the kept images, pull fresh samples toward P* in CLIP
-space, and keep reconstructing the shots (fidelity), each weighted by the config."""
+"""The Integrator's update objective: reconstruct the kept images, push fresh samples toward what the scorer
+rewards (the guidance term: 1 - cos to P* for clip_text, the relative tail patch distance to the shots for
+shot_fidelity, both for combined), and keep reconstructing the shots (fidelity), each weighted by the config."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -10,16 +12,16 @@ from torch import nn
 
 from tgad.models.variance_vqgan.torch_model import SampleMode, VarianceVQGANModel
 
-from .selection import clip_scores
-from .torch_model import clip_image_embeddings, differentiable_samples, random_crop
+from .torch_model import differentiable_samples, random_crop
+
+Guidance = Callable[[torch.Tensor], torch.Tensor]  # (B, 3, H, W) samples -> scalar loss, lower is better
 
 
 class IntegratorLossOutput(NamedTuple):
     total: torch.Tensor
     reconstruction: torch.Tensor  # on the kept images
-    clip: torch.Tensor  # 1 - mean cos(CLIP(sample), P*)
+    guidance: torch.Tensor  # the scorer's differentiable term on fresh samples (0 without a scorer)
     fidelity: torch.Tensor  # on the shots
-    clip_score: torch.Tensor  # mean cos of this step's differentiable samples (detached)
 
 
 def reconstruction_loss(
@@ -40,13 +42,12 @@ def integrator_loss(
     model: VarianceVQGANModel,
     kept: torch.Tensor,
     shots: torch.Tensor,
-    clip: nn.Module,
-    text_emb: torch.Tensor,
+    guidance: Guidance | None,
     *,
     reconstruction_weight: float,
-    clip_weight: float,
+    guidance_weight: float,
     fidelity_weight: float,
-    clip_samples: int,
+    guidance_samples: int,
     tau: float,
     patch_fraction: float,
     perceptual: nn.Module | None = None,
@@ -54,12 +55,14 @@ def integrator_loss(
     crop_size: int = 0,
     mode: SampleMode = "residual",
     generator: torch.Generator | None = None,
+    variance_grad: bool = True,
 ) -> IntegratorLossOutput:
     """One update step's loss. Reconstruction and fidelity see one shared random crop (``crop_size``, as the
-    generator was fitted); the CLIP term needs whole images (CLIP resizes them itself)."""
+    generator was fitted); the guidance term sees whole samples (CLIP resizes them itself; shot fidelity
+    compares them with whole shots). ``variance_grad=False`` keeps the guidance away from the variance head
+    (see ``differentiable_samples``)."""
     zero = shots.new_zeros(())
-    rec = fid = clip_term = zero
-    score = zero
+    rec = fid = guide = zero
     if reconstruction_weight > 0 and len(kept):
         both = random_crop(torch.cat([kept, shots]), crop_size, generator)  # (q+k, 3, c, c)
         rec = reconstruction_loss(model, both[: len(kept)], perceptual, perceptual_weight)
@@ -69,11 +72,13 @@ def integrator_loss(
         fid = reconstruction_loss(
             model, random_crop(shots, crop_size, generator), perceptual, perceptual_weight
         )
-    if clip_weight > 0 and clip_samples > 0:
-        per_shot = max(1, -(-clip_samples // len(shots)))
-        samples = differentiable_samples(model, shots, per_shot, tau, patch_fraction, generator, mode)
+    if guidance is not None and guidance_weight > 0 and guidance_samples > 0:
+        per_shot = max(1, -(-guidance_samples // len(shots)))
+        samples = differentiable_samples(
+            model, shots, per_shot, tau, patch_fraction, generator, mode, variance_grad
+        )
+        # (k*n, ...) shot-major -> shot-interleaved, so the first guidance_samples cover every shot
         samples = samples.view(len(shots), per_shot, *samples.shape[1:]).transpose(0, 1).flatten(0, 1)
-        cos = clip_scores(clip_image_embeddings(clip, samples[:clip_samples]), text_emb)  # shot-interleaved
-        clip_term, score = 1 - cos.mean(), cos.mean().detach()
-    total = reconstruction_weight * rec + clip_weight * clip_term + fidelity_weight * fid
-    return IntegratorLossOutput(total, rec, clip_term, fid, score)
+        guide = guidance(samples[:guidance_samples])
+    total = reconstruction_weight * rec + guidance_weight * guide + fidelity_weight * fid
+    return IntegratorLossOutput(total, rec, guide, fid)

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import torch
 
+from .scorers import random_choice
 from .selection import PoolCheck, check_pool, select_diverse
 from .torch_model import Pool
 
@@ -16,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 class RoundRecord(NamedTuple):
     round: int
-    scores: list[float]  # (M,) CLIP score of every sample of the round
+    scores: list[float]  # (M,) the scorer's score of every sample of the round (zeros for ``none``)
     kept: list[int]  # pool indices kept, in pick order
     passed: list[bool]  # (M,) passed the score gate
     excluded: list[bool]  # (M,) never competed: constant, or an exact copy of its shot
@@ -27,13 +28,15 @@ class RoundRecord(NamedTuple):
     pixel_spread: float
     novelty_mean: float  # mean feature distance of the round's samples to the nearest shot (drift watch)
     collapsed: bool
-    losses: dict[str, float]  # update-step means: total, reconstruction, clip, fidelity, clip_score
+    losses: dict[str, float]  # update-step means: total, reconstruction, guidance, fidelity
     seconds: float
+    scorer: str = ""  # the resolved scorer
+    parts: dict[str, list[float]] = {}  # raw (M,) values of every part (shot_fidelity always)
 
 
 class FinalSet(NamedTuple):
     images: torch.Tensor  # (N, 3, H, W) in [0, 1], on the 8-bit grid
-    scores: torch.Tensor  # (N,) CLIP score of each image
+    scores: torch.Tensor  # (N,) the scorer's score of each image (combined: z-scored over the candidates)
     rounds: torch.Tensor  # (N,) round that produced it (``rounds`` = the final draw)
     shot_index: torch.Tensor  # (N,) which shot it was drawn from
     changed: torch.Tensor  # (N,) fraction of latent codes changed
@@ -41,6 +44,7 @@ class FinalSet(NamedTuple):
     threshold: float
     candidates: int  # size of the pool the N were chosen from
     check: PoolCheck  # guards of the final draw
+    parts: dict[str, torch.Tensor] = {}  # raw (N,) part values of each image
 
 
 def choose_final(
@@ -53,8 +57,11 @@ def choose_final(
     n: int,
     pass_fraction: float,
     check: PoolCheck,
+    parts: dict[str, torch.Tensor] | None = None,
+    random_generator: torch.Generator | None = None,
 ) -> FinalSet:
-    """Score gate then farthest-point diversity (seeded by the shots' ``anchors``) over all candidates.
+    """Score gate then farthest-point diversity (seeded by the shots' ``anchors``) over all candidates, or a
+    uniformly random choice when ``random_generator`` is given (the ``none`` scorer).
 
     Exact copies of a shot are used only when too few other images exist, constant images never.
 
@@ -68,8 +75,11 @@ def choose_final(
         eligible = ~full.constant
     if int(eligible.sum()) < n:
         raise ValueError(f"Integrator.generate: only {int(eligible.sum())} non-constant images for n={n}")
-    sel = select_diverse(scores, features, n, pass_fraction, anchors, eligible)
-    k = sel.kept
+    if random_generator is not None:
+        k, threshold = random_choice(len(scores), n, eligible, random_generator), float("nan")
+    else:
+        sel = select_diverse(scores, features, n, pass_fraction, anchors, eligible)
+        k, threshold = sel.kept, sel.threshold
     novelty = torch.cdist(features[k], anchors).min(dim=1).values
     return FinalSet(
         candidates.images[k],
@@ -78,7 +88,8 @@ def choose_final(
         candidates.shot_index[k],
         candidates.changed[k],
         novelty,
-        sel.threshold,
+        threshold,
         len(candidates.images),
         check,
+        {name: values[k] for name, values in (parts or {}).items()},
     )

@@ -53,17 +53,21 @@ def differentiable_samples(
     patch_fraction: float,
     generator: torch.Generator | None = None,
     mode: SampleMode = "residual",
+    variance_grad: bool = True,
 ) -> torch.Tensor:
     """Samples like ``VarianceVQGANModel.sample`` but with gradients to the encoder, decoder and variance head.
 
     Quantisation passes gradients straight through (z' + (q' - z').detach()), so the forward values equal the
     sampler's while the decoder, the encoder and the predicted variance all learn from a loss on the images.
+    ``variance_grad=False`` detaches the predicted spread: a loss that rewards closeness to the shots would
+    otherwise simply shrink it (Adam takes full-size steps on the variance head whatever the loss's size).
     Returns (k*n, 3, H, W), sample j of shot i at i*n + j. The quantiser must be in eval mode (no EMA update).
     """
     enc = model.encode(shots)
     b, d, h, w = enc.z_e.shape
     z = enc.z_e.repeat_interleave(n, 0)  # (k*n, d, h, w)
-    std = torch.exp(0.5 * enc.logvar).repeat_interleave(n, 0)
+    logvar = enc.logvar if variance_grad else enc.logvar.detach()
+    std = torch.exp(0.5 * logvar).repeat_interleave(n, 0)
     eps = torch.randn(z.shape, generator=generator).to(z)
     keep = round(patch_fraction * h * w)
     order = torch.rand(b * n, h * w, generator=generator)

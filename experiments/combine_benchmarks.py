@@ -1,0 +1,70 @@
+"""One set of tables over several benchmark results (e.g. the shared MVTec class and the embedded categories):
+per category and the mean over all of them, mean +- std over seeds, deltas paired by seed.
+
+    python experiments/combine_benchmarks.py results/mvtec/issue8/results.csv results/embedded/issue8/results.csv \
+        --out experiments/results/benchmark/issue8_combined.md
+
+Only the rows every file shares the layout of are read (``tgad.benchmark.results``); the tables are those of
+``tgad benchmark``'s summary (``tgad.benchmark.report.metric_table``), so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tgad.assets.cache import atomic_file
+from tgad.benchmark.plan import CONDITIONS, GENERATED
+from tgad.benchmark.report import METRIC_NAMES, metric_table
+from tgad.benchmark.results import METRICS, ResultsCSV
+
+
+def _ordered(values, order) -> list[str]:
+    present = set(values)
+    return [v for v in order if v in present] + sorted(present - set(order))
+
+
+def combine(paths: list[Path]) -> str:
+    rows = [row for path in paths for row in ResultsCSV(path).rows()]
+    if not rows:
+        raise SystemExit(f"{[str(p) for p in paths]}: no rows")
+    categories = list(dict.fromkeys(row["category"] for row in rows))
+    conditions = _ordered({r["condition"] for r in rows}, CONDITIONS)
+    scorers = _ordered({r["scorer"] for r in rows if r["condition"] in GENERATED}, ("shot_fidelity", "none"))
+    lines = [
+        "# Combined benchmark tables",
+        "",
+        "Sources: " + ", ".join(f"`{p}`" for p in paths) + ".",
+        f"Categories: {', '.join(categories)}; seeds: {', '.join(sorted({r['seed'] for r in rows}, key=int))}. "
+        "Cells: mean ± std over seeds; **mean**: per seed the mean over categories, then mean ± std over seeds.",
+        "",
+        "Weights: "
+        + "; ".join(sorted({r["backbone_weights"] for r in rows}))
+        + "; CLIP: "
+        + "; ".join(sorted({r["clip_weights"] for r in rows if r["clip_weights"]}) or ["none"]),
+    ]
+    for model in sorted({r["model"] for r in rows}):
+        for shots in sorted({r["shots"] for r in rows}):
+            subset = [r for r in rows if r["model"] == model and r["shots"] == shots]
+            lines += ["", f"## {model}, k={shots}"]
+            for metric in METRICS:
+                if not any(r.get(metric) for r in subset):
+                    continue
+                table, _ = metric_table(subset, metric, categories, conditions, scorers)
+                lines += ["", f"### {METRIC_NAMES[metric]}", "", table]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("csv", nargs="+", type=Path, help="results.csv files of tgad benchmark runs")
+    parser.add_argument("--out", type=Path, required=True, help="markdown file to write")
+    args = parser.parse_args()
+    text = combine(args.csv)
+    with atomic_file(args.out) as handle:
+        handle.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

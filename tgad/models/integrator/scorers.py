@@ -1,0 +1,316 @@
+"""How the Integrator judges a generated image: one small interface, four scorers, chosen by config.
+
+Every scorer answers in *parts*, raw per-image values where higher is better, and combines them into one
+score per image. The update step uses a differentiable form of the same parts (``guidance``), scaled by the
+pool the round scored, so the generator is pushed toward what the selection rewards.
+
+* ``clip_text``: cos(CLIP(image), CLIP(P*)), the paper's score, unchanged. Guidance 1 - cos.
+* ``shot_fidelity``: needs no CLIP. Every patch of the image is compared with its nearest patch among the
+  shots' augmented views in the features of an ImageNet backbone; the score is minus the mean of the largest
+  1 % of those distances (at least one patch), so an image with any patch unlike the shots (an artifact, an
+  invented defect, a blur) ranks low. Guidance: the part of that tail mean above the first round's gate.
+* ``combined``: w * z(clip_text) + (1 - w) * z(shot_fidelity), each part z-scored over the pool being
+  scored (a round's M samples, or the final candidates). Guidance: the same sum with the pool's stds.
+* ``none``: no scorer; selection is uniformly random (the ablation). shot_fidelity is still computed for the
+  record, never used.
+* ``auto`` (default) resolves to ``combined`` when real CLIP weights were resolved and to ``shot_fidelity``
+  when CLIP is random (random CLIP scores carry no guidance).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tgad.models.variance_vqgan.augment import AugmentConfig, make_views
+
+from .names import SCORERS
+from .selection import clip_scores
+from .torch_model import clip_image_embeddings
+
+ScorerName = Literal["auto", "clip_text", "shot_fidelity", "combined", "none"]
+Parts = dict[str, torch.Tensor]  # part name -> (B,) raw values, higher is better
+
+
+def resolve_scorer(requested: str, clip_is_random: bool) -> tuple[str, str]:
+    """(the scorer to use, why): ``auto`` becomes ``combined`` with real CLIP, ``shot_fidelity`` without."""
+    if requested not in SCORERS:
+        raise ValueError(f"scorer={requested!r}: choose one of {list(SCORERS)}")
+    if requested != "auto":
+        return requested, "chosen explicitly"
+    if clip_is_random:
+        return "shot_fidelity", "auto: CLIP weights are RANDOM, so its text score carries no guidance"
+    return "combined", "auto: real CLIP weights, so the text score and shot fidelity are combined"
+
+
+def tail_mean(distances: torch.Tensor, fraction: float) -> torch.Tensor:
+    """(B, P) -> (B,): the mean of the largest ``fraction`` of each row (at least one value).
+
+    AnomalyDINO's image score is the same statistic (the mean of the top 1 % patch distances); unlike a
+    quantile it is differentiable with respect to every value in the tail.
+    """
+    top = max(1, int(distances.shape[1] * fraction))
+    return distances.topk(top, dim=1).values.mean(dim=1)
+
+
+def _zscore(values: torch.Tensor) -> torch.Tensor:
+    if len(values) < 2:
+        return torch.zeros_like(values)
+    return (values - values.mean()) / values.std().clamp_min(1e-8)
+
+
+class PatchFeatures(nn.Module):
+    """PatchCore-style patch features of a frozen timm ``features_only`` backbone.
+
+    Takes the last two maps the backbone returns (strides 8 and 16 for the integrator's perceptual network,
+    the layers tgad's PatchCore uses), smooths each with a 3x3 average (PatchCore's local neighbourhood),
+    upsamples the coarser one to the finer grid and concatenates: (B, 3, H, W) in [0, 1] -> (B, h*w, C).
+    """
+
+    def __init__(self, backbone: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.backbone = backbone.eval().requires_grad_(False)
+        self.register_buffer("mean", mean.reshape(1, 3, 1, 1).clone(), persistent=False)
+        self.register_buffer("std", std.reshape(1, 3, 1, 1).clone(), persistent=False)
+
+    def train(self, mode: bool = True) -> PatchFeatures:
+        return super().train(False)  # pretrained BatchNorm statistics never move
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        maps = self.backbone((images - self.mean) / self.std)[-2:]
+        size = maps[0].shape[-2:]
+        smoothed = [
+            F.interpolate(F.avg_pool2d(m, 3, 1, 1), size=size, mode="bilinear", align_corners=False)
+            for m in maps
+        ]
+        return torch.cat(smoothed, dim=1).flatten(2).transpose(1, 2)  # (B, C, h, w) -> (B, h*w, C)
+
+
+def nearest_distances(features: torch.Tensor, bank: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
+    """(B, P, C) patch features, (N, C) bank -> (B, P) Euclidean distance of each patch to its nearest
+    bank row. Chunked over the bank so memory stays at P x chunk floats per image; differentiable."""
+    rows = []
+    bank_sq = bank.pow(2).sum(1)  # (N,)
+    for image in features:  # (P, C)
+        sq = image.pow(2).sum(1, keepdim=True)  # (P, 1)
+        best = None
+        for start in range(0, len(bank), chunk):
+            part = bank[start : start + chunk]
+            d2 = (sq - 2 * image @ part.T + bank_sq[start : start + chunk]).clamp_min(0)  # (P, n)
+            low = d2.min(dim=1).values
+            best = low if best is None else torch.minimum(best, low)
+        rows.append(best)
+    return torch.stack(rows).add(1e-12).sqrt()
+
+
+class ShotFidelity:
+    """Distances of generated patches to the shots' patches: the CLIP-free part (see the module docstring).
+
+    The reference bank holds the patch features of every shot and of ``views - 1`` mildly augmented views
+    of it (photometric jitter, sensor noise, a shift of a few pixels, a small rotation: the VarianceVQGAN's
+    view augmentation), so natural variation of that size is not penalised. Flips and 90-degree turns are
+    not in the bank: on aligned objects they are themselves defects.
+    """
+
+    def __init__(
+        self,
+        features: PatchFeatures,
+        shots: torch.Tensor,
+        views: int = 8,
+        tail: float = 0.01,
+        seed: int = 0,
+        batch_size: int = 8,
+    ) -> None:
+        if views < 1 or not 0 < tail <= 1:
+            raise ValueError(f"shot_fidelity: need views >= 1 and 0 < tail <= 1 (got {views}, {tail})")
+        self.features, self.tail, self.batch_size = features, tail, batch_size
+        generator = torch.Generator().manual_seed(seed)
+        shots = shots.detach().float()
+        bank_images = make_views(shots.cpu(), views, cfg=AugmentConfig(), generator=generator)
+        bank_images = bank_images.flatten(0, 1).to(shots.device)  # (k, V, 3, H, W) -> (k*V, 3, H, W)
+        with torch.no_grad():
+            self.bank = torch.cat(
+                [
+                    features(bank_images[i : i + batch_size]).flatten(0, 1)
+                    for i in range(0, len(bank_images), batch_size)
+                ]
+            )  # (k*V*P, C)
+
+    def distances(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B,) tail-mean nearest-patch distance; differentiable."""
+        return tail_mean(nearest_distances(self.features(images), self.bank), self.tail)
+
+    @torch.no_grad()
+    def score(self, images: torch.Tensor) -> torch.Tensor:
+        out = [
+            -self.distances(images[i : i + self.batch_size]) for i in range(0, len(images), self.batch_size)
+        ]
+        return torch.cat(out)
+
+
+class ClipText:
+    """cos(CLIP(image), CLIP(P*)): the paper's score."""
+
+    def __init__(self, clip: nn.Module, text_embedding: torch.Tensor) -> None:
+        self.clip, self.text = clip, text_embedding
+
+    def similarity(self, images: torch.Tensor) -> torch.Tensor:
+        """(B,) cosine similarity; gradients reach ``images`` when they require them."""
+        return clip_scores(clip_image_embeddings(self.clip, images), self.text)
+
+    @torch.no_grad()
+    def score(self, images: torch.Tensor) -> torch.Tensor:
+        return self.similarity(images)
+
+
+class Scorer:
+    """One of ``clip_text``, ``shot_fidelity``, ``combined``, ``none`` over its parts.
+
+    Args:
+        name: the resolved scorer (never ``auto``; see :func:`resolve_scorer`).
+        clip: the ``ClipText`` part (needed by ``clip_text`` and ``combined``).
+        fidelity: the ``ShotFidelity`` part (needed by ``shot_fidelity`` and ``combined``; with ``none`` or
+            ``clip_text`` it is computed for the record when given).
+        clip_weight: w of ``combined``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        clip: ClipText | None = None,
+        fidelity: ShotFidelity | None = None,
+        clip_weight: float = 0.5,
+    ) -> None:
+        if name not in SCORERS or name == "auto":
+            raise ValueError(
+                f"Scorer: {name!r} is not a resolved scorer ({[s for s in SCORERS if s != 'auto']})"
+            )
+        if name in ("clip_text", "combined") and clip is None:
+            raise ValueError(f"scorer {name} needs CLIP")
+        if name in ("shot_fidelity", "combined") and fidelity is None:
+            raise ValueError(f"scorer {name} needs the shots' patch features (a backbone)")
+        if not 0 <= clip_weight <= 1:
+            raise ValueError(f"combined_clip_weight must be in [0, 1], got {clip_weight}")
+        self.name, self.clip, self.fidelity, self.clip_weight = name, clip, fidelity, clip_weight
+
+    @property
+    def random(self) -> bool:
+        """True for ``none``: selection ignores every score."""
+        return self.name == "none"
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Part -> weight in the score (parts with weight 0 are recorded only)."""
+        return {
+            "clip_text": {"clip_text": 1.0},
+            "shot_fidelity": {"shot_fidelity": 1.0},
+            "combined": {"clip_text": self.clip_weight, "shot_fidelity": 1.0 - self.clip_weight},
+            "none": {},
+        }[self.name]
+
+    @torch.no_grad()
+    def parts(self, images: torch.Tensor) -> Parts:
+        """Raw (B,) values of every available part, on CPU: what is selected on and what is recorded."""
+        out: Parts = {}
+        if self.clip is not None and self.name in ("clip_text", "combined"):
+            out["clip_text"] = self.clip.score(images).cpu()
+        if self.fidelity is not None:
+            out["shot_fidelity"] = self.fidelity.score(images).cpu()
+        return out
+
+    def combine(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """(B,) scores from the parts: the one part as is, or the z-scored weighted sum for ``combined``.
+        ``none`` returns zeros (its selection is random)."""
+        n = len(next(iter(parts.values()))) if parts else 0
+        if self.name == "combined":
+            return sum(w * _zscore(parts[p].float()) for p, w in self.weights.items())
+        if self.name == "none":
+            return torch.zeros(n)
+        return parts[self.name].float()
+
+    def score(self, images: torch.Tensor) -> torch.Tensor:
+        return self.combine(self.parts(images))
+
+    def guidance(
+        self, images: torch.Tensor, pool: Mapping[str, torch.Tensor], fidelity_gate: float | None = None
+    ) -> torch.Tensor | None:
+        """A differentiable loss (lower is better) for the update step, or None (``none``).
+
+        ``clip_text``: 1 - cos, the paper's term. ``shot_fidelity``: only the tail distance *above*
+        ``fidelity_gate`` (the distance at the selection gate of the first round) is penalised, relative to
+        that gate: pulling every sample toward the shots would reward copies of them (measured: with the
+        plain tail distance as loss, a tiny run's rounds 1 and 2 drew nothing but near-copies), while the
+        hinge only pushes back what the gate would reject. ``combined``: both, each in units of the
+        standard deviation of its part over ``pool`` (the round's scored samples), as the score z-scores.
+        """
+        if self.random:
+            return None
+        loss = images.new_zeros(())
+        for part, weight in self.weights.items():
+            if weight == 0:
+                continue
+            if part == "clip_text":
+                cos = self.clip.similarity(images)
+                scale = _pool_std(pool[part]) if self.name == "combined" else 1.0
+                loss = loss + weight * (1 - cos).mean() / scale
+            else:
+                gate = fidelity_gate if fidelity_gate is not None else float(-pool[part].median())
+                excess = (self.fidelity.distances(images) - gate).clamp_min(0)  # (B,)
+                scale = _pool_std(pool[part]) if self.name == "combined" else max(gate, 1e-8)
+                loss = loss + weight * excess.mean() / scale
+        return loss
+
+
+def fidelity_gate(shot_fidelity: torch.Tensor, pass_fraction: float) -> float:
+    """The tail distance of the weakest sample that a pure shot-fidelity gate would pass (``pass_fraction``
+    of ``shot_fidelity``, the (M,) scores of a pool): the hinge of the shot-fidelity guidance."""
+    distances = (-shot_fidelity.float()).sort().values
+    return float(distances[max(0, math.ceil(pass_fraction * len(distances)) - 1)])
+
+
+def _pool_std(values: torch.Tensor) -> float:
+    return float(values.float().std().clamp_min(1e-8)) if len(values) > 1 else 1.0
+
+
+def random_choice(n: int, keep: int, eligible: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``keep`` indices drawn uniformly without replacement among the ``eligible`` of ``n`` (the ``none``
+    scorer's selection)."""
+    pool = torch.nonzero(eligible[:n]).flatten()
+    if len(pool) == 0:
+        raise ValueError("random selection: no eligible image in the pool (all were rejected by the guards)")
+    order = torch.randperm(len(pool), generator=generator)
+    return pool[order[: min(keep, len(pool))]]
+
+
+def scorer_description(name: str, clip_weight: float, tail: float, views: int) -> str:
+    """One line for manifests and reports: the formula the resolved scorer used."""
+    fidelity = (
+        f"-mean of the top {tail:.0%} patch distances to the shots ({views} views each) in PatchCore-style "
+        "backbone features"
+    )
+    return {
+        "clip_text": "cos(CLIP(image), CLIP(P*))",
+        "shot_fidelity": fidelity,
+        "combined": f"{clip_weight:g} * z(cos(CLIP(image), CLIP(P*))) + {1 - clip_weight:g} * z({fidelity})",
+        "none": "none: kept images drawn uniformly at random",
+    }[name]
+
+
+__all__ = [
+    "SCORERS",
+    "ClipText",
+    "PatchFeatures",
+    "Scorer",
+    "ShotFidelity",
+    "fidelity_gate",
+    "nearest_distances",
+    "random_choice",
+    "resolve_scorer",
+    "scorer_description",
+    "tail_mean",
+]
