@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "seconds",
                 )
             }
-            | {"clip_score_in_update": r["losses"].get("clip_score")}
+            | {"guidance_in_update": r["losses"].get("guidance"), "scorer": r.get("scorer")}
             for r in manifest["rounds"]
         ],  # fmt: skip
         "written_novelty_mean": sum(i["novelty"] for i in manifest["images"]) / manifest["n"],

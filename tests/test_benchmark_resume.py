@@ -245,3 +245,45 @@ def test_wandb_offline_run_is_written(mvtec_root, tmp_path, monkeypatch):
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
     with open(config.out_dir / "results.csv", newline="") as handle:
         assert tuple(csv.DictReader(handle).fieldnames) == COLUMNS
+
+
+def test_a_csv_from_before_the_scorer_column_is_upgraded(tmp_path):
+    from tgad.benchmark.results import LEGACY_COLUMNS
+
+    path = tmp_path / "results.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LEGACY_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for condition in ("shots", "tgad"):
+            writer.writerow({"dataset": "d", "category": "a", "condition": condition, "image_auroc": "0.5"})
+    table = ResultsCSV(path)
+    assert [(r["condition"], r["scorer"]) for r in table.rows()] == [("shots", ""), ("tgad", "clip_text")]
+    table.append({"dataset": "d", "category": "a", "condition": "tgad", "scorer": "shot_fidelity"})
+    with open(path, newline="") as handle:
+        assert tuple(csv.DictReader(handle).fieldnames) == COLUMNS  # rewritten in the current layout
+    assert [r["scorer"] for r in table.rows()] == ["", "clip_text", "shot_fidelity"]
+
+
+def _append_many(path, worker, count):
+    table = ResultsCSV(path)
+    for i in range(count):
+        table.append({"dataset": "d", "category": f"w{worker}", "seed": i, "image_auroc": 0.5})
+
+
+def test_processes_sharing_a_results_csv_lose_no_row(tmp_path):
+    """Two processes append at once (e.g. one benchmark per category): the lock keeps every row."""
+    import multiprocessing
+
+    path = tmp_path / "results.csv"
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_append_many, args=(path, w, 25)) for w in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    rows = ResultsCSV(path).rows()
+    assert len(rows) == 50
+    assert {(r["category"], r["seed"]) for r in rows} == {
+        (f"w{w}", str(i)) for w in range(2) for i in range(25)
+    }

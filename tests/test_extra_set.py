@@ -17,7 +17,13 @@ from tgad.generate.artifact import (
     validate_manifest,
     write_extra_set,
 )
-from tgad.generate.augment import AugmentConfig, augment_shots, make_plain_aug_set
+from tgad.generate.augment import (
+    AugmentConfig,
+    augment_image,
+    augment_shots,
+    make_plain_aug_set,
+    make_tgad_aug_set,
+)
 
 META = dict(
     kind="plain_aug",
@@ -135,3 +141,49 @@ def test_plain_aug_set_on_disk(tmp_path):
     )
     for record in manifest["images"]:  # byte-identical images for the same request
         assert (out / record["file"]).read_bytes() == (again / record["file"]).read_bytes()
+
+
+def test_tgad_aug_applies_plain_augs_transform_of_the_same_index(tmp_path):
+    """A generated set whose images are exact copies of the shot, augmented as ``tgad_aug``, is plain_aug's set
+    pixel for pixel: the two conditions differ only in what is augmented. Other generated images get the
+    same transforms (image i flipped/rotated as plain_aug's image i)."""
+    rng = np.random.default_rng(0)
+    shot_path = tmp_path / "000.png"
+    shot = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    Image.fromarray(shot).save(shot_path)
+    plain = make_plain_aug_set(
+        tmp_path / "plain", [shot_path], ["000.png"], n=6, seed=4, dataset="d", category="c", image_size=24
+    )
+    copies = write_extra_set(
+        tmp_path / "copies",
+        [shot] * 6,
+        [{"source_shot": "000.png"}] * 6,
+        **(META | {"kind": "tgad", "shot_ids": ["000.png"], "shot_paths": [str(shot_path)]}),
+    )
+    augmented = make_tgad_aug_set(tmp_path / "tgad_aug", copies, seed=4, image_size=24, key="k")
+    manifest = load_manifest(augmented)
+    assert manifest["kind"] == "tgad_aug" and manifest["n"] == 6 and manifest["cache_key"] == "k"
+    assert manifest["config"]["augment"] == load_manifest(plain)["config"]["augment"]
+    assert manifest["config"]["source"]["path"] == str(copies)
+    for a, b in zip(load_manifest(plain)["images"], manifest["images"], strict=True):
+        assert (plain / a["file"]).read_bytes() == (augmented / b["file"]).read_bytes()
+        assert b["source_image"] == b["file"]  # image i comes from generated image i
+
+    # other images: image i gets exactly the transform plain augmentation draws for index i
+    marked = shot.copy()
+    marked[:4, :4] = [255, 0, 0]
+    source = write_extra_set(
+        tmp_path / "marked",
+        [marked] * 6,
+        [{"source_shot": "000.png"}] * 6,
+        **(META | {"kind": "tgad", "shot_ids": ["000.png"], "shot_paths": [str(shot_path)]}),
+    )
+    out = make_tgad_aug_set(tmp_path / "marked_aug", source, seed=4, image_size=24)
+    marked_tensor = torch.from_numpy(marked).permute(2, 0, 1).float() / 255
+    for i, record in enumerate(load_manifest(out)["images"]):
+        expected = augment_image(
+            marked_tensor, AugmentConfig(), torch.Generator().manual_seed(4 * 1_000_003 + i)
+        )
+        expected = (expected.permute(1, 2, 0).numpy() * 255).round().astype(int)
+        got = np.asarray(Image.open(out / record["file"])).astype(int)
+        assert np.abs(got - expected).max() <= 1, i  # the resize at image_size=24 is the identity

@@ -161,3 +161,49 @@ def test_refusals_random_clip_and_foreign_out_folder(tmp_path, capsys):
     (foreign / "notes.txt").write_text("keep me")
     assert main([*base, "--out", str(foreign), "--allow-random-clip"]) == 2
     assert "not an ExtraSet" in capsys.readouterr().err and (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_a_cached_generator_fit_gives_the_same_images_as_a_fresh_fit(tmp_path):
+    """Requests that differ only after the fit share it through ``generator_cache``; a cached fit and a fresh
+    one continue from the same random state, so the written images are byte-identical."""
+    root = _write_dataset(tmp_path / "data")
+    small = dict(
+        vqgan_iterations=4, integrator_overrides={"rounds": 1, "samples_per_round": 4, "update_steps": 1}
+    )
+    cache = tmp_path / "fits"
+
+    def run(name, **kwargs):
+        return generate_extra_set(
+            "mvtec",
+            root,
+            "hazelnut",
+            1,
+            0,
+            4,
+            "tiny",
+            tmp_path / name,
+            allow_random_clip=True,
+            **small,
+            **kwargs,
+        )
+
+    fresh, saved, reused = (
+        run("fresh"),
+        run("saved", generator_cache=cache),
+        run("reused", generator_cache=cache),
+    )
+    (fit_file,) = cache.glob("hazelnut/k1_seed0_*.pt")
+    assert (
+        "saved to" in load_manifest(saved)["generator"]
+        and "reused from" in load_manifest(reused)["generator"]
+    )
+    assert (
+        load_manifest(reused)["timings"]["generator_seconds"]
+        < load_manifest(saved)["timings"]["generator_seconds"]
+    )
+    for record in load_manifest(fresh)["images"]:
+        images = [np.asarray(Image.open(d / record["file"])).astype(int) for d in (fresh, saved, reused)]
+        diffs = [int(np.abs(images[0] - other).max()) for other in images[1:]]
+        assert diffs == [0, 0], (record["file"], diffs)
+    state = torch.load(fit_file, weights_only=True)
+    assert set(state) == {"state_dict", "config"} and state["config"]["codebook_size"] > 0

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from tests.helpers.datasets import write_mvtec
-from tgad.assets import create_backbone
+from tgad.assets import ResolvedWeights, create_backbone
 from tgad.assets.clip import TINY_CLIP, resolve_clip
 from tgad.models.integrator import (
     Integrator,
@@ -21,6 +21,7 @@ from tgad.models.integrator import (
     check_pool,
     differentiable_samples,
     farthest_point,
+    random_choice,
     select_diverse,
 )
 from tgad.models.integrator.lightning_model import PERCEPTUAL_OUT_INDICES
@@ -143,7 +144,7 @@ def test_differentiable_samples_equal_the_sampler_and_reach_every_part():
 # ----- a real run -----
 def test_rounds_keep_the_best_update_the_generator_and_raise_the_kept_score(fitted, judges, tmp_path):
     model, shot, _ = fitted
-    module = _integrator(judges, model.model)
+    module = _integrator(judges, model.model, scorer="clip_text")  # the paper's score
     before = [p.detach().clone() for p in module.generator.parameters()]
     _trainer(tmp_path, max_epochs=-1).fit(module, DataLoader(TensorDataset(shot), batch_size=1))
     history = module.history
@@ -201,3 +202,43 @@ def test_cli_fit_and_test_with_a_generator_checkpoint(fitted, tmp_path):
     assert metrics["test/score_min"] <= metrics["test/score_mean"] <= metrics["test/score_max"] <= 0
     assert metrics["test/shot_fidelity_mean"] == pytest.approx(float(metrics["test/score_mean"]))
     assert cli.model.round_index == 2  # restored from the integrator checkpoint
+
+
+# ----- scorers inside the Integrator -----
+def test_auto_picks_shot_fidelity_with_random_clip_and_records_it(fitted, judges):
+    model, shot, _ = fitted
+    module = _integrator(judges, model.model)  # the tiny CLIP has random weights
+    record = module.run_round(shot)
+    assert module.scorer_name == "shot_fidelity" and record.scorer == "shot_fidelity"
+    provenance = module.provenance["scorer"]
+    assert provenance["requested"] == "auto" and "RANDOM" in provenance["why"]
+    assert provenance["parts_recorded"] == ["shot_fidelity"]
+    assert record.scores == record.parts["shot_fidelity"] and max(record.scores) < 0
+    final = module.generate(6)
+    torch.testing.assert_close(final.scores, final.parts["shot_fidelity"])
+
+    (clip, tokenizer, _), (backbone, backbone_resolved) = judges
+    real = ResolvedWeights(TINY_CLIP, "local_file", Path("/weights/tiny.pt"), "0" * 64)
+    other = Integrator(preset="tiny", prompt="a hazelnut with perfect")
+    other.attach_clip(clip, tokenizer, real)
+    other.attach_perceptual(backbone, backbone_resolved)
+    other.attach_generator(copy.deepcopy(model.model))
+    record = other.run_round(shot)
+    assert other.scorer_name == "combined" and set(record.parts) == {"clip_text", "shot_fidelity"}
+    z = torch.tensor(record.scores)
+    assert abs(float(z.mean())) < 1e-5  # a sum of z-scores over the pool
+
+
+def test_none_scorer_keeps_a_seeded_random_subset(fitted, judges):
+    model, shot, _ = fitted
+    module = _integrator(judges, model.model, scorer="none", update_steps=1)
+    record = module.run_round(shot)
+    eligible = ~torch.tensor(record.excluded)
+    expected = random_choice(
+        len(record.scores), module.config.keep, eligible, torch.Generator().manual_seed(250)
+    )
+    assert record.kept == expected.tolist() and record.scorer == "none"
+    assert set(record.scores) == {0.0} and "shot_fidelity" in record.parts  # recorded, never used
+    assert record.losses["guidance"] == 0.0
+    final = module.generate(6)
+    assert len(final.images) == 6 and torch.isnan(torch.tensor(final.threshold))

@@ -82,3 +82,48 @@ def test_trained_models_fit_and_predict(name, kwargs, mvtec_root, tmp_path):
         0.0 <= scores.image_auroc <= 1.0 and 0.0 <= scores.pixel_auroc <= 1.0 and 0.0 <= scores.aupro <= 1.0
     )
     assert scores.n_train == 2 and scores.n_test == 6
+
+
+def test_anomaly_dino_builds_offline_only_with_allowed_random_or_given_weights(mvtec_root, tmp_path):
+    """No DINOv2 weights exist offline: refused with a one-line how-to; random only when allowed (RANDOM,
+    seeded); a local file is what the encoder loads; and it fits and scores the fixture."""
+    import timm
+    import torch
+
+    with pytest.raises(AssetError, match="--backbone-weights"):
+        build_model("anomaly_dino", image_size=28)
+    built, scores = _fit("anomaly_dino", mvtec_root, tmp_path, image_size=28, allow_random_backbone=True)
+    assert (
+        built.weights.describe() == "vit_small_patch14_dinov2:RANDOM" and built.backbone == built.weights.name
+    )
+    assert scores.n_train == 2 and scores.n_test == 6 and 0.0 <= scores.image_auroc <= 1.0
+    assert 0.0 <= scores.pixel_auroc <= 1.0 and built.settings["num_neighbours"] == 1
+    again = build_model("anomaly_dino", image_size=28, allow_random_backbone=True)
+    first = next(iter(built.model.model.feature_encoder.state_dict().values()))
+    assert torch.equal(first, next(iter(again.model.model.feature_encoder.state_dict().values())))  # seeded
+
+    torch.manual_seed(7)
+    file = tmp_path / "dinov2.pth"
+    reference = timm.create_model("vit_small_patch14_dinov2", pretrained=False).state_dict()
+    torch.save(reference, file)
+    local = build_model("anomaly_dino", image_size=28, backbone_file=str(file))
+    assert local.weights.source == "local_file" and not local.weights.is_random
+    encoder = local.model.model.feature_encoder.feature_extractor.state_dict()
+    assert torch.equal(encoder["patch_embed.proj.weight"], reference["patch_embed.proj.weight"])
+
+
+def test_benchmark_refuses_random_detector_weights_unless_allowed(mvtec_root, tmp_path, capsys):
+    from tgad.benchmark.results import ResultsCSV
+    from tgad.cli.main import main
+
+    argv = ["benchmark", "--dataset", "mvtec", "--root", str(mvtec_root), "--categories", "widget",
+            "--preset", "tiny", "--models", "anomaly_dino", "--conditions", "shots", "--image-size", "28",
+            "--results-dir", str(tmp_path / "results"), "--no-wandb", "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    assert "no pretrained weights for backbone vit_small_patch14_dinov2" in capsys.readouterr().err
+    assert not (tmp_path / "results" / "mvtec" / "tiny" / "results.csv").exists()  # refused before any row
+    assert main([*argv, "--allow-random-backbone"]) == 0
+    out = tmp_path / "results" / "mvtec" / "tiny"
+    (row,) = ResultsCSV(out / "results.csv").rows()
+    assert row["model"] == "anomaly_dino" and row["backbone_weights"] == "vit_small_patch14_dinov2:RANDOM"
+    assert "RANDOM detector weights" in (out / "summary.md").read_text()

@@ -124,13 +124,16 @@ def resolve_backbone_weights(
     if cached.is_file():
         return ResolvedWeights(name, "cache", cached, sha256_file(cached))
 
-    found, source, why = _from_package(name), "package", f"no package ships {name}"
-    if found is None:
-        source = "download"
-        try:
-            found = _from_timm_hub(name)
-        except Exception as exc:  # anything timm/HF raise offline becomes the one-line error below
-            why = f"timm could not load its pretrained weights ({type(exc).__name__}: {str(exc)[:120]})"
+    # Building a model to convert into consumes the global RNG; a first run (no cache yet) must draw the
+    # same random numbers afterwards as every later run, or seeded fits differ between the two.
+    with torch.random.fork_rng(devices=[]):
+        found, source, why = _from_package(name), "package", f"no package ships {name}"
+        if found is None:
+            source = "download"
+            try:
+                found = _from_timm_hub(name)
+            except Exception as exc:  # anything timm/HF raise offline becomes the one-line error below
+                why = f"timm could not load its pretrained weights ({type(exc).__name__}: {str(exc)[:120]})"
     if found is not None:
         state_dict, tag = found
         with atomic_file(cached, "wb") as handle:

@@ -12,6 +12,7 @@ from anomalib.models import Patchcore
 
 from tgad.assets import ResolvedWeights, use_backbone_weights
 from tgad.baselines.coreset import use_fast_coreset
+from tgad.baselines.raw import raw_model
 
 # Feature layers of the backbones tgad resolves offline (stride 8 and 16, as ResNet's layer2/layer3).
 DEFAULT_LAYERS = {
@@ -31,16 +32,14 @@ def make_patchcore(
     seed: int = 0,
 ) -> Patchcore:
     """PatchCore (call inside ``use_backbone_weights``), fast seeded coreset, no post-processing."""
-    model = Patchcore(
+    model = raw_model(
+        Patchcore,
+        image_size,
         backbone=backbone,
         layers=layers or DEFAULT_LAYERS.get(backbone, ["layer2", "layer3"]),
         pre_trained=pre_trained,
         coreset_sampling_ratio=coreset_sampling_ratio,
         num_neighbors=num_neighbors,
-        pre_processor=Patchcore.configure_pre_processor(image_size=(image_size, image_size)),
-        post_processor=False,
-        evaluator=False,
-        visualizer=False,
     )
     return use_fast_coreset(model, seed=seed)
 

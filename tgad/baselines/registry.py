@@ -5,7 +5,8 @@
 preset needs. The paper's backbones (ResNet-18, Wide-ResNet-50-2) are used when the user has their weights;
 the default here is the offline ImageNet EfficientNet-Lite0, at the same strides as the ResNet layers.
 Models that train (CFlow, EfficientAd, Reverse Distillation) get step budgets per preset: ``tiny`` for tests,
-``cpu`` for minutes on two cores, ``paper`` for the published schedules.
+``cpu`` for minutes on two cores, ``paper`` for the published schedules. AnomalyDINO uses a timm DINOv2
+encoder: real weights from a local file or a cache (``tgad.assets``), or seeded random ones when allowed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tgad.assets import LITE0, ResolvedWeights, use_backbone_weights
 from tgad.assets.backbones import random_weights_file
 from tgad.baselines.efficient_ad import OfflineEfficientAd, teacher_weights
 from tgad.baselines.patchcore import make_patchcore
+from tgad.baselines.raw import raw_model
 
 PRESETS = ("tiny", "cpu", "paper")
 _RESNETS = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2")
@@ -57,15 +59,13 @@ def _patchcore(backbone, layers, pre_trained, image_size, seed, coreset_sampling
 
 
 def _padim(backbone, layers, pre_trained, image_size, seed, n_features=100):
-    model = Padim(
+    model = raw_model(
+        Padim,
+        image_size,
         backbone=backbone,
         layers=list(layers),
         pre_trained=pre_trained,
         n_features=n_features,
-        pre_processor=Padim.configure_pre_processor(image_size=(image_size, image_size)),
-        post_processor=False,
-        evaluator=False,
-        visualizer=False,
     )
     return model, {"n_features": n_features}
 
@@ -73,7 +73,9 @@ def _padim(backbone, layers, pre_trained, image_size, seed, n_features=100):
 def _cflow(backbone, layers, pre_trained, image_size, seed, coupling_blocks=8, condition_vector=128, lr=1e-4):
     # A training step needs one fiber batch of positions at the coarsest (stride-32) layer of one image.
     fiber_batch_size = max(1, min(64, (image_size // 32) ** 2))
-    model = Cflow(
+    model = raw_model(
+        Cflow,
+        image_size,
         backbone=backbone,
         layers=list(layers),
         pre_trained=pre_trained,
@@ -82,24 +84,18 @@ def _cflow(backbone, layers, pre_trained, image_size, seed, coupling_blocks=8, c
         coupling_blocks=coupling_blocks,
         clamp_alpha=1.9,
         lr=lr,
-        pre_processor=Cflow.configure_pre_processor(image_size=(image_size, image_size)),
-        post_processor=False,
-        evaluator=False,
-        visualizer=False,
     )
     settings = {"coupling_blocks": coupling_blocks, "condition_vector": condition_vector, "lr": lr}
     return model, {**settings, "fiber_batch_size": fiber_batch_size}
 
 
 def _reverse_distillation(backbone, layers, pre_trained, image_size, seed):
-    model = ReverseDistillation(
+    model = raw_model(
+        ReverseDistillation,
+        image_size,
         backbone=backbone,
         layers=list(layers),
         pre_trained=pre_trained,
-        pre_processor=ReverseDistillation.configure_pre_processor(image_size=(image_size, image_size)),
-        post_processor=False,
-        evaluator=False,
-        visualizer=False,
     )
     return model, {"anomaly_map_mode": "add"}
 
@@ -107,17 +103,15 @@ def _reverse_distillation(backbone, layers, pre_trained, image_size, seed):
 def _efficient_ad(teacher, image_size, seed, model_size="small", imagenet_dir="./datasets/imagenette"):
     if image_size < 256:  # the autoencoder's encoder ends in an 8x8 convolution at stride 32
         raise ValueError(f"efficient_ad needs image_size >= 256 (got {image_size}): its autoencoder needs it")
-    model = OfflineEfficientAd(
+    model = raw_model(
+        OfflineEfficientAd,
+        image_size,
         teacher=teacher,
         penalty_seed=seed,
         imagenet_dir=imagenet_dir,
         model_size=model_size,
         lr=1e-4,
         weight_decay=1e-5,
-        pre_processor=OfflineEfficientAd.configure_pre_processor(image_size=(image_size, image_size)),
-        post_processor=False,
-        evaluator=False,
-        visualizer=False,
     )
     return model, {"model_size": model_size, "penalty_images": model.penalty_source}
 
@@ -141,16 +135,12 @@ def _anomaly_dino(
         encoder_name=backbone,
         masking=masking,
         coreset_subsampling=coreset_subsampling,
-        pre_processor=AnomalyDINO.configure_pre_processor(image_size=(image_size, image_size)),
-        post_processor=False,
-        evaluator=False,
-        visualizer=False,
     )
     if pre_trained:
-        model = AnomalyDINO(**kwargs)
+        model = raw_model(AnomalyDINO, image_size, **kwargs)
     else:
         with random_weights_file(backbone, seed):
-            model = AnomalyDINO(**kwargs)
+            model = raw_model(AnomalyDINO, image_size, **kwargs)
     settings = {
         "num_neighbours": num_neighbours,
         "masking": masking,
