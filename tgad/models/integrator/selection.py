@@ -75,7 +75,7 @@ def select_diverse(
     passed but were not picked were dropped for redundancy, not for their score.
 
     Args:
-        scores: (N,) CLIP scores. features: (N, F). anchors: (A, F) features of the shots.
+        scores: (N,) scores (higher is better; see scorers.py). features: (N, F). anchors: (A, F) of the shots.
         eligible: (N,) bool; False excludes an image entirely (e.g. constant output).
     """
     n = len(scores)
