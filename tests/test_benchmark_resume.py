@@ -170,13 +170,13 @@ def test_summary_means_stds_and_paired_deltas():
         row["scorer"] = "shot_fidelity" if row["condition"] == "tgad" else ""
     table, stats = metric_table(rows, "image_auroc", ["a", "b"], ["shots", "tgad"], ["shot_fidelity"])
     lines = table.splitlines()
-    assert lines[0] == "| category | shots | tgad |"
+    assert lines[0] == "| category | shots | tgad (shot_fidelity) |"
     assert lines[2] == "| a | 0.700 ± 0.141 | 0.750 ± 0.071 |"
     assert lines[3] == "| b | 0.600 ± 0.141 | 0.900 ± 0.000 |"
     # mean over categories per seed: shots (0.55, 0.75), tgad (0.8, 0.85), delta (0.25, 0.1)
     assert lines[4] == "| **mean** | 0.650 ± 0.141 | 0.825 ± 0.035 |"
     deltas = lines[lines.index("Deltas (paired by seed):") + 2 :]
-    assert deltas[0] == "| category | tgad − shots |"
+    assert deltas[0] == "| category | tgad (shot_fidelity) − shots |"
     assert deltas[2:] == ["| a | +0.050 ± 0.071 |", "| b | +0.300 ± 0.141 |", "| **mean** | +0.175 ± 0.106 |"]
     assert stats["a"]["shots"] == pytest.approx((0.7, 0.1414, 2), abs=1e-4)
 

@@ -39,7 +39,7 @@ def _fmt(stat: tuple[float, float, int], signed: bool = False) -> str:
 class Variant(NamedTuple):
     """One column of the tables: a condition, with its scorer for the generated ones."""
 
-    label: str  # ``tgad`` (one scorer) or ``tgad (shot_fidelity)`` (several)
+    label: str  # ``plain_aug``, or ``tgad (shot_fidelity)``: a generated condition always names its scorer
     condition: str
     scorer: str
 
@@ -49,8 +49,7 @@ def variants(conditions: Sequence[str], scorers: Sequence[str]) -> list[Variant]
     for condition in conditions:
         if condition in GENERATED:
             for scorer in scorers:
-                label = condition if len(scorers) == 1 else f"{condition} ({scorer})"
-                out.append(Variant(label, condition, scorer))
+                out.append(Variant(f"{condition} ({scorer})", condition, scorer))
         else:
             out.append(Variant(condition, condition, ""))
     return out
