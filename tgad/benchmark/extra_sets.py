@@ -38,7 +38,7 @@ def tgad_available() -> bool:
 
 
 class _StageText:
-    """A ``tgad.generate.chain.StageReporter`` that shows the chain's current stage in the progress line."""
+    """A ``tgad.generate.stages.StageReporter`` that shows the chain's current stage in the progress line."""
 
     def __init__(self, show) -> None:
         self.show, self.done, self.total = show, 0, None

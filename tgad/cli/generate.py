@@ -58,7 +58,7 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
 
 
 class RichStages:
-    """A ``chain.StageReporter`` drawing one rich progress bar per stage."""
+    """A ``tgad.generate.stages.StageReporter`` drawing one rich progress bar per stage."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress, self.tasks = progress, {}

@@ -10,16 +10,11 @@ prompt table. The folder appears only when complete; the same request finds it c
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import dataclasses
 import logging
 import os
-import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +26,14 @@ import tgad
 from tgad.generate.artifact import MANIFEST, cache_key, is_complete
 from tgad.generate.chain_writer import collapse_report, write_generated_set
 from tgad.generate.fit_cache import fit_cache_file, load_fit, save_fit
+from tgad.generate.stages import (
+    Stage,
+    StageReporter,
+    advance_callback,
+    cpu_trainer,
+    generator_malloc,
+    quiet_lightning,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,117 +51,6 @@ CHAIN_PRESETS: dict[str, ChainPreset] = {
     "cpu": ChainPreset(image_size=256, vqgan_iterations=600),  # as conf/variance_vqgan/cpu.yaml
     "paper": ChainPreset(image_size=256, vqgan_iterations=5000),
 }
-
-
-class StageReporter:
-    """Receives the chain's progress; the CLI draws rich progress bars, this default only logs."""
-
-    def start(self, stage: str, total: int | None = None) -> None:
-        logger.info("stage %s: start (%s steps)", stage, total)
-
-    def advance(self, stage: str, amount: int = 1) -> None:
-        pass
-
-    def finish(self, stage: str, seconds: float) -> None:
-        logger.info("stage %s: %.1f s", stage, seconds)
-
-
-class _Stage:
-    """Times one stage and reports its start and end."""
-
-    def __init__(
-        self, reporter: StageReporter, timings: dict[str, float], name: str, total: int | None
-    ) -> None:
-        self.reporter, self.timings, self.name, self.total = reporter, timings, name, total
-
-    def __enter__(self) -> _Stage:
-        self.start = time.perf_counter()
-        self.reporter.start(self.name, self.total)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.timings[f"{self.name}_seconds"] = round(time.perf_counter() - self.start, 3)
-        if exc[0] is None:
-            self.reporter.finish(self.name, self.timings[f"{self.name}_seconds"])
-
-
-def _advance_callback(reporter: StageReporter, stage: str, every: int = 1):
-    import lightning as L
-
-    class Advance(L.Callback):
-        def on_train_batch_end(self, trainer, *args) -> None:
-            reporter.advance(stage, every)
-
-    return Advance()
-
-
-@contextlib.contextmanager
-def _quiet_lightning():
-    """Lightning's banners and warnings about our deliberate choices (no validation loop, a frozen codebook in
-    eval mode) would break the progress bars; real warnings still pass, and ``-v`` shows the banners."""
-    lightning_logger = logging.getLogger("lightning.pytorch")
-    old = lightning_logger.level
-    if not logger.isEnabledFor(logging.INFO):
-        lightning_logger.setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        for pattern in (
-            ".*validation_step.*",
-            ".*module\\(s\\) in eval mode.*",
-            ".*LeafSpec.*",
-            ".*num_workers.*",
-        ):
-            warnings.filterwarnings("ignore", message=pattern)
-        try:
-            yield
-        finally:
-            lightning_logger.setLevel(old)
-
-
-M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-
-
-@contextlib.contextmanager
-def _generator_malloc():
-    """Raise glibc's mmap threshold to 32 MB while the generator fits, when ``MALLOC_MMAP_THRESHOLD_`` set it low.
-
-    The project sets MALLOC_MMAP_THRESHOLD_=131072 so PatchCore's coreset stays small (ENVIRONMENT.md), but
-    then every activation above 128 KB is a fresh mmap: a VarianceVQGAN cpu iteration took 1.65 s instead of
-    0.75 s (measured, one thread). The setting is restored afterwards and freed memory is trimmed, so a
-    detector fitted later in the same process sees the low threshold again.
-    """
-    low = os.environ.get("MALLOC_MMAP_THRESHOLD_", "")
-    libc = None
-    if low.isdigit() and sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            if not libc.mallopt(M_MMAP_THRESHOLD, 32 << 20):
-                libc = None
-        except (OSError, AttributeError):
-            libc = None
-    try:
-        yield
-    finally:
-        if libc is not None:
-            libc.mallopt(M_MMAP_THRESHOLD, int(low))
-            libc.malloc_trim(0)
-
-
-def _trainer(root: str, callbacks: list, **kwargs):
-    import lightning as L
-
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        default_root_dir=root,
-        callbacks=callbacks,
-        **kwargs,
-    )
 
 
 def _load_shots(paths: list[Path], size: int) -> torch.Tensor:
@@ -266,7 +158,7 @@ def generate_extra_set(
     started = time.perf_counter()
     load_start = os.getloadavg()
 
-    with _Stage(reporter, timings, "data", 1):
+    with Stage(reporter, timings, "data", 1):
         dm = DATAMODULES[dataset](
             root=str(root) if root else None, category=category, shots=shots, shot_seed=seed, download=False
         )
@@ -300,9 +192,9 @@ def generate_extra_set(
             reporter.finish(stage, 0.0)
         return out_dir
 
-    with _generator_malloc():
+    with generator_malloc():
         L.seed_everything(seed, verbose=False)
-        with _Stage(reporter, timings, "prompt", 1):
+        with Stage(reporter, timings, "prompt", 1):
             # random CLIP weights (if allowed) are a function of the seed
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
@@ -329,7 +221,7 @@ def generate_extra_set(
             generator_cache, arguments, CHAIN_PRESETS[preset].image_size, backbone_resolved
         )
         with tempfile.TemporaryDirectory(prefix="tgad-generate-") as work:
-            with _Stage(reporter, timings, "generator", iterations):
+            with Stage(reporter, timings, "generator", iterations):
                 vqgan = VarianceVQGAN(preset=preset, perceptual_backbone=LITE0)
                 vqgan.attach_perceptual(backbone, backbone_resolved.describe())
                 fit_note = f"VarianceVQGAN {preset} fitted for {iterations} iterations"
@@ -337,9 +229,9 @@ def generate_extra_set(
                     fit_note += load_fit(vqgan, fit_file)
                     reporter.advance("generator", iterations)
                 else:
-                    with _quiet_lightning():
-                        trainer = _trainer(
-                            work, [_advance_callback(reporter, "generator")], max_steps=2 * iterations
+                    with quiet_lightning():
+                        trainer = cpu_trainer(
+                            work, [advance_callback(reporter, "generator")], max_steps=2 * iterations
                         )
                         trainer.fit(vqgan, train_dataloaders=loader)
                     if fit_file is not None:
@@ -348,7 +240,7 @@ def generate_extra_set(
 
             # a fitted and a cached generator continue from the same random state
             L.seed_everything(seed + 1, verbose=False)
-            with _Stage(reporter, timings, "integrator", integrator_cfg.rounds):
+            with Stage(reporter, timings, "integrator", integrator_cfg.rounds):
                 integrator = Integrator(
                     preset=preset,
                     generator_preset=preset,
@@ -361,13 +253,13 @@ def generate_extra_set(
                 integrator.attach_perceptual(backbone, backbone_resolved)
                 integrator.attach_generator(vqgan, fit_note)
                 if integrator_cfg.rounds > 0:
-                    cb = [_advance_callback(reporter, "integrator")]
-                    with _quiet_lightning():
-                        trainer = _trainer(work, cb, max_epochs=integrator_cfg.rounds)
+                    cb = [advance_callback(reporter, "integrator")]
+                    with quiet_lightning():
+                        trainer = cpu_trainer(work, cb, max_epochs=integrator_cfg.rounds)
                         trainer.fit(integrator.train(), train_dataloaders=loader)
                 integrator.eval()
 
-        with _Stage(reporter, timings, "final", 1):
+        with Stage(reporter, timings, "final", 1):
             final = integrator.generate(n, images)
             reporter.advance("final")
 
@@ -383,7 +275,7 @@ def generate_extra_set(
                 collapse["mean_abs_diff_to_shot"],
             )
 
-    with _Stage(reporter, timings, "write", 1):
+    with Stage(reporter, timings, "write", 1):
         meta = {
             "arguments": arguments,
             "selection": selection,

@@ -27,12 +27,8 @@ from tgad.models.variance_vqgan.torch_model import VarianceVQGANModel
 from .config import IntegratorConfig
 from .judges import JudgesMixin
 from .loss import integrator_loss
-from .records import FinalSet, RoundRecord, choose_final
-from .scorers import (
-    Parts,
-    Scorer,
-    random_choice,
-)
+from .records import FinalSet, RoundRecord, choose_final, pool_candidates
+from .scorers import Parts, Scorer, random_choice
 from .selection import check_pool, select_diverse
 from .torch_model import Pool, draw_pool, load_generator_state
 
@@ -356,23 +352,15 @@ class Integrator(JudgesMixin, LightningModule):
         check = check_pool(pool.images, shots, pool.shot_index)
         if check.collapsed:
             logger.warning("Integrator: the final draw collapsed: %s", check.reason)
-        images = torch.cat([pool.images, *[b.images for b in bank]])  # (C, 3, H, W)
-        shot_index = torch.cat([pool.shot_index, *[b.shot_index for b in bank]])
-        changed = torch.cat([pool.changed, *[b.changed for b in bank]])
-        rounds = torch.cat(
-            [torch.full((fresh,), self.round_index)]
-            + [torch.full((len(b.images),), i) for i, b in enumerate(bank)]
-        )
         fresh_parts = scorer.parts(pool.images.to(self.device))
-        parts = {k: torch.cat([v, *[b[k] for b in bank_parts]]) for k, v in fresh_parts.items()}
-        candidates = Pool(images, shot_index, changed)
+        candidates, rounds, parts = pool_candidates(pool, fresh_parts, self.round_index, bank, bank_parts)
         anchors = self.features(shots)
         random_g = torch.Generator().manual_seed(seed + 250) if scorer.random else None
         return choose_final(
             candidates,
             rounds,
             scorer.combine(parts),
-            self.features(images),
+            self.features(candidates.images),
             shots,
             anchors,
             n,

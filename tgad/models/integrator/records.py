@@ -47,6 +47,24 @@ class FinalSet(NamedTuple):
     parts: dict[str, torch.Tensor] = {}  # raw (N,) part values of each image
 
 
+def pool_candidates(
+    fresh: Pool, fresh_parts: dict[str, torch.Tensor], fresh_round: int, bank: list[Pool], bank_parts: list
+) -> tuple[Pool, torch.Tensor, dict[str, torch.Tensor]]:
+    """The final draw and every round's kept images as one candidate pool, with each image's round (the
+    fresh draw counts as ``fresh_round``) and its raw scorer parts."""
+    candidates = Pool(
+        torch.cat([fresh.images, *[b.images for b in bank]]),  # (C, 3, H, W)
+        torch.cat([fresh.shot_index, *[b.shot_index for b in bank]]),
+        torch.cat([fresh.changed, *[b.changed for b in bank]]),
+    )
+    rounds = torch.cat(
+        [torch.full((len(fresh.images),), fresh_round)]
+        + [torch.full((len(b.images),), i) for i, b in enumerate(bank)]
+    )
+    parts = {k: torch.cat([v, *[b[k] for b in bank_parts]]) for k, v in fresh_parts.items()}
+    return candidates, rounds, parts
+
+
 def choose_final(
     candidates: Pool,
     rounds: torch.Tensor,
