@@ -1,5 +1,5 @@
-"""`tgad benchmark` end to end on a fixture dataset: all four conditions and two scorers, CSV rows, summary,
-plots, and the separability guard."""
+"""`tgad benchmark` end to end on a fixture dataset: all six conditions and two scorers, CSV rows with their
+validation columns, summary, plots, and the separability guard."""
 
 from __future__ import annotations
 
@@ -43,10 +43,15 @@ def _rows(path):
 GENERATED_ARGS = ("--allow-random-clip", "--keywords", "widget=metal nut", "--scorers", "auto", "none")
 
 
-def test_benchmark_end_to_end(mvtec_root, tmp_path):
-    """All four conditions, two scorers, on an obviously separable fixture: every row must score image AUROC
+def test_benchmark_end_to_end(tmp_path):
+    """All six conditions, two scorers, on an obviously separable fixture: every row must score image AUROC
     >= 0.99. A lower value here means the scoring path broke (e.g. raw scores squashed by a sigmoid give ~0.5).
+    12 training images leave 11 beyond the shot, enough for the validation columns.
     """
+    from tests.helpers.datasets import write_mvtec
+
+    mvtec_root = tmp_path / "data"
+    write_mvtec(mvtec_root, n_train=12)
     assert _run(mvtec_root, tmp_path / "results", *GENERATED_ARGS) == 0
     out = tmp_path / "results" / "mvtec" / "tiny"
     rows = _rows(out / "results.csv")
@@ -58,6 +63,9 @@ def test_benchmark_end_to_end(mvtec_root, tmp_path):
         ("tgad", "none"),
         ("tgad_aug", "shot_fidelity"),
         ("tgad_aug", "none"),
+        ("aug_select", ""),
+        ("tgad_select", "shot_fidelity"),
+        ("tgad_select", "none"),
     ]
     for row in rows:
         assert float(row["image_auroc"]) >= 0.99, row
@@ -71,7 +79,14 @@ def test_benchmark_end_to_end(mvtec_root, tmp_path):
         assert int(row["memory_bank"]) > 0 and float(row["peak_rss_mb"]) > 0
         assert row["shot_ids"] == rows[0]["shot_ids"]
         assert int(row["n_extra"]) == (0 if row["condition"] == "shots" else 4)
-        assert ("RANDOM" in row["clip_weights"]) == (row["condition"] in ("tgad", "tgad_aug"))
+        assert ("RANDOM" in row["clip_weights"]) == (row["condition"] in ("tgad", "tgad_aug", "tgad_select"))
+        assert int(row["memory_bank"]) == (1 if row["condition"] == "shots" else 5) * 64  # every patch kept
+        assert row["val_auroc_shots"] == rows[0]["val_auroc_shots"] != ""  # one validation set per seed
+        assert float(row["val_images"]) == 2 * 11  # 11 held-out normals and a synthetic defect of each
+        if row["condition"] == "shots":
+            assert float(row["val_normal_cov"]) == 0 and row["val_auroc"] == row["val_auroc_shots"]
+        else:
+            assert float(row["val_spread"]) > 0 and -1 <= float(row["val_defect_cov"]) <= 1
 
     manifests = {(r["condition"], r["scorer"]): load_manifest(out / r["extra_set"]) for r in rows[1:]}
     plain = manifests[("plain_aug", "")]
@@ -82,6 +97,14 @@ def test_benchmark_end_to_end(mvtec_root, tmp_path):
         assert augmented["config"]["source"]["cache_key"] == generated["cache_key"]
         assert augmented["config"]["augment"] == plain["config"]["augment"]
         assert [r["source_image"] for r in augmented["images"]] == [r["file"] for r in generated["images"]]
+    for scorer in ("shot_fidelity", "none"):  # candidates from augmentation and from that scorer's tgad set
+        selected = manifests[("tgad_select", scorer)]
+        assert selected["kind"] == "tgad_select" and len(selected["images"]) == 4
+        assert selected["config"]["source"]["cache_key"] == manifests[("tgad", scorer)]["cache_key"]
+        pool = selected["config"]["selection"]["pool_by_source"]
+        assert pool == {"augment": 12, "generated": 4, "generated_aug": 4}
+        assert all("defect_cover" in r["parts"] for r in selected["images"])
+    assert set(manifests[("aug_select", "")]["config"]["selection"]["pool_by_source"]) == {"augment"}
     # the two scorers share one fitted generator
     notes = [manifests[("tgad", s)]["generator"] for s in ("shot_fidelity", "none")]
     assert "saved to" in notes[0] and "reused from" in notes[1]
@@ -93,6 +116,8 @@ def test_benchmark_end_to_end(mvtec_root, tmp_path):
     )
     assert header in summary and re.search(r"\| widget \| 1\.000 ± 0\.000 \| 1\.000 ± 0\.000 \|", summary)
     assert "tgad_aug (shot_fidelity) − plain_aug" in summary and "tgad (none) − shots" in summary
+    assert "aug_select − plain_aug" in summary and "tgad_select (none) − plain_aug" in summary
+    assert "Synthetic-defect validation" in summary and "normal cov" in summary
     assert "scorer `shot_fidelity`: -mean of the top 1% patch distances" in summary
     assert "RANDOM weights" in summary and "tf_efficientnet_lite0" in summary
     links = re.findall(r"\]\(([^)]+)\)", summary)

@@ -140,9 +140,9 @@ def test_plan_skips_rows_in_the_csv(tmp_path):
     config = BenchmarkConfig(categories=("brick", "grass"), shots=(1, None), seeds=(0,), n_gen=8)
     rows = make_plan(config)
     # categories x shots x conditions (one model, one seed, one scorer: auto -> shot_fidelity offline)
-    assert len(rows) == 2 * 2 * 4
-    assert {r.scorer for r in rows if r.condition in ("tgad", "tgad_aug")} == {"shot_fidelity"}
-    assert {r.scorer for r in rows if r.condition in ("shots", "plain_aug")} == {""}
+    assert len(rows) == 2 * 2 * 6
+    assert {r.scorer for r in rows if r.condition in ("tgad", "tgad_aug", "tgad_select")} == {"shot_fidelity"}
+    assert {r.scorer for r in rows if r.condition in ("shots", "plain_aug", "aug_select")} == {""}
     assert {r.n_gen for r in rows if r.condition == "shots"} == {0} and rows[
         0
     ].backbone == "tf_efficientnet_lite0"
@@ -201,12 +201,13 @@ def test_summary_means_stds_and_paired_deltas():
     )
     deltas = lines[lines.index("Deltas (paired by seed):") + 2 :]
     assert deltas[0] == (
-        "| category | tgad (shot_fidelity) − shots | tgad (shot_fidelity) − plain_aug | tgad (none) − shots "
-        "| tgad (none) − plain_aug | tgad_aug (shot_fidelity) − plain_aug | tgad_aug (none) − plain_aug |"
+        "| category | plain_aug − shots | tgad (shot_fidelity) − shots | tgad (shot_fidelity) − plain_aug "
+        "| tgad (none) − shots | tgad (none) − plain_aug | tgad_aug (shot_fidelity) − plain_aug "
+        "| tgad_aug (none) − plain_aug |"
     )
-    assert (
-        deltas[2]
-        == "| a | +0.200 ± 0.000 | +0.100 ± 0.000 | +0.150 ± 0.000 | +0.050 ± 0.000 | +0.200 ± 0.000 | -0.050 ± 0.000 |"
+    assert deltas[2] == (
+        "| a | +0.100 ± 0.000 | +0.200 ± 0.000 | +0.100 ± 0.000 | +0.150 ± 0.000 | +0.050 ± 0.000 "
+        "| +0.200 ± 0.000 | -0.050 ± 0.000 |"
     )
 
 
@@ -247,17 +248,24 @@ def test_wandb_offline_run_is_written(mvtec_root, tmp_path, monkeypatch):
         assert tuple(csv.DictReader(handle).fieldnames) == COLUMNS
 
 
-def test_a_csv_from_before_the_scorer_column_is_upgraded(tmp_path):
-    from tgad.benchmark.results import LEGACY_COLUMNS
+@pytest.mark.parametrize("layout", [0, 1], ids=["before_scorer", "before_validation"])
+def test_a_csv_of_an_earlier_layout_is_upgraded(tmp_path, layout):
+    from tgad.benchmark.results import LEGACY_LAYOUTS
 
     path = tmp_path / "results.csv"
+    fields = LEGACY_LAYOUTS[layout]
+    assert "val_auroc" not in fields
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LEGACY_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for condition in ("shots", "tgad"):
-            writer.writerow({"dataset": "d", "category": "a", "condition": condition, "image_auroc": "0.5"})
+            row = {"dataset": "d", "category": "a", "condition": condition, "image_auroc": "0.5"}
+            if "scorer" in fields:
+                row["scorer"] = "clip_text" if condition == "tgad" else ""
+            writer.writerow(row)
     table = ResultsCSV(path)
     assert [(r["condition"], r["scorer"]) for r in table.rows()] == [("shots", ""), ("tgad", "clip_text")]
+    assert all(r["val_auroc"] == "" for r in table.rows())
     table.append({"dataset": "d", "category": "a", "condition": "tgad", "scorer": "shot_fidelity"})
     with open(path, newline="") as handle:
         assert tuple(csv.DictReader(handle).fieldnames) == COLUMNS  # rewritten in the current layout

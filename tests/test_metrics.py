@@ -125,7 +125,7 @@ def test_scoring_reports_spro_on_loco(loco_root, tmp_path):
     (loco_root / "juice_bottle" / "defects_config.json").write_text(json.dumps(config))
     dm = LOCO(root=str(loco_root), category="juice_bottle", shots=2, image_size=64, eval_batch_size=8)
     dm.setup()
-    built = build_model("patchcore", image_size=64, preset="tiny", coreset_sampling_ratio=0.5)
+    built = build_model("patchcore", image_size=64, preset="tiny", bank_budget=1024)
     scores = fit_and_score(built.model, dm, str(tmp_path), built.trainer_kwargs)
     assert scores.image_auroc == 1.0
     assert scores.spro is not None and 0.5 < scores.spro <= 1.0 and 0.0 <= scores.aupro <= 1.0

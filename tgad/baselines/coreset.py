@@ -1,4 +1,10 @@
-"""PatchCore's greedy coreset, computed with one matrix-vector product per step.
+"""PatchCore's memory bank under one rule for every condition, and its greedy coreset, computed with one
+matrix-vector product per step.
+
+**Bank rule** (the same for every condition, so a 1-shot control is not starved): a bank of at most
+``bank_budget`` patch rows is kept whole; a larger one is reduced to exactly ``bank_budget`` rows by the greedy
+coreset. 1-shot PatchCore in the literature keeps every patch of the shot; with anomalib's fixed ratio (0.1) one
+256-px shot kept ~100 patches while shots + 64 extra images kept ~6,600, and every "- shots" delta was inflated.
 
 anomalib's ``KCenterGreedy.update_distances`` materialises ``features - center`` (N x d) at every step; with
 ``MALLOC_MMAP_THRESHOLD_`` set (needed to keep PatchCore's memory down) that allocation page-faults and a 10%
@@ -44,8 +50,16 @@ class FastKCenterGreedy(KCenterGreedy):
         return selected
 
 
-def use_fast_coreset(patchcore, seed: int = 0):
-    """Make an anomalib ``Patchcore`` (LightningModule) select its coreset with ``FastKCenterGreedy``."""
+def bank_rows(n_patches: int, bank_budget: int) -> int:
+    """Rows the memory bank keeps under the bank rule: all of them up to ``bank_budget``, else the budget."""
+    if bank_budget < 1:
+        raise ValueError(f"bank_budget must be >= 1, got {bank_budget}")
+    return min(n_patches, bank_budget)
+
+
+def use_fast_coreset(patchcore, seed: int = 0, bank_budget: int | None = None):
+    """Make an anomalib ``Patchcore`` (LightningModule) build its memory bank with the bank rule (module
+    docstring) and ``FastKCenterGreedy``. ``bank_budget=None`` keeps anomalib's fixed sampling ratio."""
     torch_model = patchcore.model
 
     def subsample_embedding(self, sampling_ratio: float, embeddings: torch.Tensor | None = None) -> None:
@@ -53,7 +67,16 @@ def use_fast_coreset(patchcore, seed: int = 0):
             raise ValueError("PatchCore embedding store is empty: fit on at least one training image first")
         bank = torch.vstack(self.embedding_store)
         self.embedding_store.clear()
-        self.memory_bank = FastKCenterGreedy(bank, sampling_ratio, seed=seed).sample_coreset()
+        if bank_budget is not None:
+            rows = bank_rows(len(bank), bank_budget)
+            if rows == len(bank):
+                self.memory_bank = bank
+                return
+            greedy = FastKCenterGreedy(bank, rows / len(bank), seed=seed)
+            greedy.coreset_size = rows  # exactly the budget (the ratio's float rounding can lose a row)
+        else:
+            greedy = FastKCenterGreedy(bank, sampling_ratio, seed=seed)
+        self.memory_bank = greedy.sample_coreset()
 
     torch_model.subsample_embedding = types.MethodType(subsample_embedding, torch_model)
     return patchcore

@@ -30,8 +30,10 @@ def make_patchcore(
     coreset_sampling_ratio: float = 0.1,
     num_neighbors: int = 9,
     seed: int = 0,
+    bank_budget: int | None = None,
 ) -> Patchcore:
-    """PatchCore (call inside ``use_backbone_weights``), fast seeded coreset, no post-processing."""
+    """PatchCore (call inside ``use_backbone_weights``), fast seeded coreset, no post-processing.
+    ``bank_budget``: the bank rule of ``tgad.baselines.coreset`` (None: anomalib's fixed ratio)."""
     model = raw_model(
         Patchcore,
         image_size,
@@ -41,7 +43,7 @@ def make_patchcore(
         coreset_sampling_ratio=coreset_sampling_ratio,
         num_neighbors=num_neighbors,
     )
-    return use_fast_coreset(model, seed=seed)
+    return use_fast_coreset(model, seed=seed, bank_budget=bank_budget)
 
 
 def build_patchcore(

@@ -51,11 +51,17 @@ class ModelSpec:
     backbones: tuple[str, ...] | None = None  # only these work (None: any with layers known)
 
 
-def _patchcore(backbone, layers, pre_trained, image_size, seed, coreset_sampling_ratio=0.1, num_neighbors=9):
+# PatchCore's bank rule (tgad.baselines.coreset): every patch is kept up to this many rows, the greedy coreset
+# reduces a larger bank to it; the same for every condition. 131,072 rows hold 128 images of 256 px at stride 8,
+# so 1-shot rows with 64 extra images keep nearly all their patches and full-shot rows stay tractable on a CPU.
+BANK_BUDGET = 131_072
+
+
+def _patchcore(backbone, layers, pre_trained, image_size, seed, bank_budget=BANK_BUDGET, num_neighbors=9):
     model = make_patchcore(
-        backbone, list(layers), pre_trained, image_size, coreset_sampling_ratio, num_neighbors, seed
+        backbone, list(layers), pre_trained, image_size, 0.1, num_neighbors, seed, bank_budget=bank_budget
     )
-    return model, {"coreset_sampling_ratio": coreset_sampling_ratio, "num_neighbors": num_neighbors}
+    return model, {"bank_budget": bank_budget, "num_neighbors": num_neighbors}
 
 
 def _padim(backbone, layers, pre_trained, image_size, seed, n_features=100):
@@ -284,7 +290,7 @@ def build_model(
         seed: seeds torch before construction (PaDiM's random feature subset) and PatchCore's coreset.
         allow_random_backbone: use random weights when none are found (recorded as ``...:RANDOM``).
         backbone_file: a local timm state dict for the backbone.
-        overrides: model settings, e.g. ``coreset_sampling_ratio=0.01`` for PatchCore.
+        overrides: model settings, e.g. ``bank_budget=16384`` for PatchCore.
     """
     if name not in MODELS:
         raise ValueError(f"model {name!r} is not in the registry; choose one of {sorted(MODELS)}")

@@ -71,6 +71,8 @@ def ensure_extra_set(
     """
     if condition == "tgad_aug":
         return _tgad_aug(config, dm, shots, seed, show, scorer)
+    if condition in ("aug_select", "tgad_select"):
+        return _selected(config, condition, dm, shots, seed, show, scorer)
     arguments = {
         "kind": condition,
         "dataset": config.dataset,
@@ -91,6 +93,11 @@ def ensure_extra_set(
             "keyword": config.keywords.get(dm.category),
             "scorer": scorer,
         }
+        if config.integrator_overrides or config.vqgan_iterations:  # keys of earlier sets stay valid
+            arguments |= {
+                "integrator_overrides": dict(sorted(config.integrator_overrides.items())),
+                "vqgan_iterations": config.vqgan_iterations,
+            }
     key = cache_key(arguments)
     kind = f"{condition}_{scorer}" if scorer else condition
     path = extra_set_dir(config.out_dir / "extra_sets", kind, dm.category, shots, seed, key)
@@ -126,7 +133,11 @@ def ensure_extra_set(
                 clip_weights=config.clip_weights,
                 allow_random_clip=config.allow_random_clip,
                 keyword=config.keywords.get(dm.category),
-                integrator_overrides={"scorer": scorer} if scorer else None,
+                vqgan_iterations=config.vqgan_iterations,
+                integrator_overrides={
+                    **config.integrator_overrides,
+                    **({"scorer": scorer} if scorer else {}),
+                },
                 threads=config.threads,
                 reporter=_StageText(show),
                 generator_cache=config.out_dir / "extra_sets" / "generator",
@@ -153,4 +164,51 @@ def _tgad_aug(config: BenchmarkConfig, dm, shots: int | None, seed: int, show, s
         return ExtraSet(path, source.seconds, load_manifest(path))
     show("augmenting the generated set")
     make_tgad_aug_set(path, source.path, seed=seed, image_size=config.size, key=key)
+    return ExtraSet(path, time.perf_counter() - start, load_manifest(path))
+
+
+def _selected(
+    config: BenchmarkConfig, condition: str, dm, shots: int | None, seed: int, show, scorer: str
+) -> ExtraSet:
+    """``aug_select`` (augmentation candidates) or ``tgad_select`` (+ the ``tgad`` set of ``scorer`` and its
+    augmented images), kept by ``defect_safe`` (``tgad.generate.select``)."""
+    from tgad.generate.select import SelectConfig, make_selected_set
+
+    start = time.perf_counter()
+    source = (
+        ensure_extra_set(config, "tgad", dm, shots, seed, show, scorer)
+        if condition == "tgad_select"
+        else None
+    )
+    arguments = {
+        "kind": condition,
+        "dataset": config.dataset,
+        "category": dm.category,
+        "shot_ids": list(dm.shot_ids),
+        "shot_sha256": [sha256_file(p) for p in dm.shot_paths],
+        "seed": seed,
+        "n": config.n_gen,
+        "image_size": config.size,
+        "select": asdict(SelectConfig()),
+        "augment": asdict(AugmentConfig()),
+        "source_key": source.manifest["cache_key"] if source else None,
+    }
+    key = cache_key(arguments)
+    kind = f"{condition}_{scorer}" if scorer else condition
+    path = extra_set_dir(config.out_dir / "extra_sets", kind, dm.category, shots, seed, key)
+    if is_complete(path, key):
+        return ExtraSet(path, source.seconds if source else 0.0, load_manifest(path))
+    show(f"{condition}: scoring candidates")
+    make_selected_set(
+        path,
+        dm.shot_paths,
+        dm.shot_ids,
+        n=config.n_gen,
+        seed=seed,
+        dataset=config.dataset,
+        category=dm.category,
+        image_size=config.size,
+        generated=source.path if source else None,
+        key=key,
+    )
     return ExtraSet(path, time.perf_counter() - start, load_manifest(path))

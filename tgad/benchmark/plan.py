@@ -4,9 +4,10 @@ A row is identified by the values of ``KEY_COLUMNS`` only, so a re-run with the 
 finished rows in the results CSV and runs the rest; a wider grid (more seeds, another model, another scorer)
 in the same results folder adds only the new rows.
 
-The generated conditions (``tgad``, ``tgad_aug``) have one row per scorer; ``auto`` is resolved when the
+The generated conditions (``tgad``, ``tgad_aug``, ``tgad_select``) have one row per scorer; ``auto`` is resolved when the
 plan is made (``combined`` when real CLIP weights are found, ``shot_fidelity`` otherwise), so the CSV holds
-the scorer that ran. ``shots`` and ``plain_aug`` rows have no scorer and are shared by every scorer.
+the scorer that ran. ``shots``, ``plain_aug`` and ``aug_select`` rows have no scorer and are shared by every
+scorer.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 
 from tgad.models.integrator.names import SCORERS
 
-CONDITIONS = ("shots", "plain_aug", "tgad", "tgad_aug")
-GENERATED = ("tgad", "tgad_aug")  # conditions made by the generator: one row per scorer
+CONDITIONS = ("shots", "plain_aug", "tgad", "tgad_aug", "aug_select", "tgad_select")
+DEFAULT_CONDITIONS = ("shots", "plain_aug", "tgad", "tgad_aug", "aug_select", "tgad_select")
+GENERATED = ("tgad", "tgad_aug", "tgad_select")  # conditions made with the generator: one row per scorer
 # Image side, batch sizes and PatchCore coreset ratio per preset; model step budgets live in the registry.
 PRESET_SETTINGS = {
     "tiny": {"image_size": 64, "train_batch_size": 8, "eval_batch_size": 8},
@@ -55,7 +57,7 @@ class BenchmarkConfig:
     models: tuple[str, ...] = ("patchcore",)
     shots: tuple[int | None, ...] = (1,)  # None = the full train set
     seeds: tuple[int, ...] = (0,)
-    conditions: tuple[str, ...] = CONDITIONS
+    conditions: tuple[str, ...] = DEFAULT_CONDITIONS
     scorers: tuple[str, ...] = ("auto",)  # for the generated conditions; ``none`` = random selection
     preset: str = "cpu"
     n_gen: int = 64
@@ -72,6 +74,11 @@ class BenchmarkConfig:
     threads: int | None = None
     n_examples: int = 4  # test images per anomaly-map overlay
     model_overrides: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    # Generator settings over the preset (IntegratorConfig fields, e.g. tau, patch_fraction, rounds) and the
+    # VarianceVQGAN fit's iterations; both enter the generated ExtraSets' keys.
+    integrator_overrides: Mapping[str, object] = field(default_factory=dict)
+    vqgan_iterations: int | None = None
+    validate: bool = True  # the synthetic-defect validation columns, where the train split allows them
 
     def __post_init__(self) -> None:
         if self.preset not in PRESET_SETTINGS:
@@ -84,6 +91,15 @@ class BenchmarkConfig:
             raise BenchmarkError(f"--scorers {list(self.scorers)}: choose from {list(SCORERS)}")
         if self.n_gen < 1 and any(c != "shots" for c in self.conditions):
             raise BenchmarkError(f"--n-gen {self.n_gen}: extra-set conditions need at least one image")
+        if self.integrator_overrides:
+            from tgad.models.integrator.config import IntegratorConfig
+
+            try:
+                IntegratorConfig.preset(self.preset, **dict(self.integrator_overrides))
+            except (TypeError, ValueError) as err:
+                raise BenchmarkError(f"--set: {err}") from err
+        if self.vqgan_iterations is not None and self.vqgan_iterations < 1:
+            raise BenchmarkError(f"--vqgan-iterations {self.vqgan_iterations}: must be >= 1")
         if not self.categories:
             raise BenchmarkError("no categories: pass --categories (or a root holding category folders)")
 

@@ -19,6 +19,18 @@ from tgad.benchmark.plan import GENERATED, BenchmarkConfig, full_plan, plan_scor
 from tgad.benchmark.results import METRICS, to_float
 
 METRIC_NAMES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": "AUPRO", "spro": "sPRO"}
+# The controls each condition's delta is reported against (paired by seed); plain_aug - shots always.
+CONTROLS = {
+    "tgad": ("shots", "plain_aug"),
+    "tgad_aug": ("plain_aug",),
+    "aug_select": ("plain_aug",),
+    "tgad_select": ("plain_aug",),
+}
+VALIDATION_PARTS = (
+    ("val_spread", "spread"),
+    ("val_normal_cov", "normal cov"),
+    ("val_defect_cov", "defect cov"),
+)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
@@ -70,11 +82,11 @@ def _deltas(columns: Sequence[Variant]) -> list[tuple[Variant, Variant]]:
     plain_aug; without generated conditions, plain_aug over shots."""
     by_condition = {v.condition: v for v in columns if not v.scorer}
     pairs = []
+    if {"plain_aug", "shots"} <= set(by_condition):
+        pairs.append((by_condition["plain_aug"], by_condition["shots"]))
     for v in columns:
-        controls = {"tgad": ("shots", "plain_aug"), "tgad_aug": ("plain_aug",)}.get(v.condition, ())
+        controls = CONTROLS.get(v.condition, ())
         pairs += [(v, by_condition[c]) for c in controls if c in by_condition]
-    if not pairs and {"plain_aug", "shots"} <= set(by_condition):
-        pairs = [(by_condition["plain_aug"], by_condition["shots"])]
     return pairs
 
 
@@ -124,6 +136,31 @@ def metric_table(
     return text, stats
 
 
+def validation_table(rows, categories: Sequence[str], columns: Sequence[Variant]) -> str:
+    """Spread, normal and defect coverage (means over seeds) per category and condition, then the validation
+    AUROC table (held-out normals vs synthetic defects) with its deltas."""
+    header = ["category", *[v.label for v in columns]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for category in [*categories, "mean"]:
+        cells = []
+        for v in columns:
+            chosen = [
+                r
+                for r in rows
+                if r["condition"] == v.condition
+                and r.get("scorer", "") == v.scorer
+                and (category == "mean" or r["category"] == category)
+            ]
+            parts = []
+            for column, name in VALIDATION_PARTS:
+                values = [x for r in chosen if (x := to_float(r.get(column))) is not None and x == x]
+                if values:
+                    parts.append(f"{name} {statistics.fmean(values):.2f}")
+            cells.append(" · ".join(parts) or "-")
+        lines.append("| " + " | ".join(["**mean**" if category == "mean" else category, *cells]) + " |")
+    return "\n".join(lines)
+
+
 def _unique(rows, column: str) -> list[str]:
     return sorted({row[column] for row in rows if row.get(column)})
 
@@ -168,6 +205,26 @@ def build_summary(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: 
                         METRIC_NAMES[metric],
                     )
                     lines += ["", f"![{METRIC_NAMES[metric]}]({plot.relative_to(out_dir).as_posix()})"]
+            if any(r.get("val_auroc") for r in subset):
+                table, _ = metric_table(subset, "val_auroc", config.categories, config.conditions, scorers)
+                columns_v = variants(config.conditions, scorers)
+                lines += [
+                    "",
+                    "### Synthetic-defect validation (analysis only; never used to choose anything)",
+                    "",
+                    f"Held-out *training* normals (up to {_unique(subset, 'val_images')} images with their "
+                    "synthetic defects; never the shots or the test split, so more normals than a 1-shot user "
+                    "has). spread: the extra images' mean nearest-patch distance to the shots over that of the "
+                    "held-out normals (1 = as varied as real normals); normal / defect cov: the relative drop "
+                    "of the held-out normals' / synthetic defects' PatchCore image score when the set joins the "
+                    "bank. A useful set has normal cov well above defect cov.",
+                    "",
+                    validation_table(subset, config.categories, columns_v),
+                    "",
+                    "Validation AUROC (held-out normals vs synthetic defects):",
+                    "",
+                    table,
+                ]
     lines += ["", "## Weights", ""]
     for model in config.models:
         weights = _unique([r for r in rows if r["model"] == model], "backbone_weights")
@@ -207,7 +264,7 @@ def build_summary(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: 
         lines.append(
             "PatchCore memory bank (rows): "
             + "; ".join(f"{c} {min(v)}-{max(v)}" for c, v in sorted(banks.items()))
-            + f" (coreset settings: {sorted({json.loads(r['model_settings']).get('coreset_sampling_ratio') for r in rows if r['model'] == 'patchcore'})})."
+            + f" (bank rule: every patch kept up to {sorted({json.loads(r['model_settings']).get('bank_budget') for r in rows if r['model'] == 'patchcore'}, key=str)} rows, the same for every condition)."
         )
     figures = sorted((out_dir / "plots").glob("extra_*.png")) + sorted((out_dir / "plots").glob("maps_*.png"))
     if figures:

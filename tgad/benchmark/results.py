@@ -4,8 +4,8 @@ Each append writes the whole file to a temporary sibling and renames it over the
 any moment leaves either the old file or the new one, never a truncated one, and loses at most the row in
 progress. Appends hold an exclusive lock on ``<csv>.lock`` (POSIX), so several processes may share one results
 folder, e.g. one per category. A results folder holds rows of one column layout; a file with other columns is
-refused, except the layout before the ``scorer`` column, which is upgraded on the next append (its tgad rows
-were scored by CLIP: ``scorer=clip_text``).
+refused, except the layouts before the ``scorer`` column (its tgad rows were scored by CLIP:
+``scorer=clip_text``) and before the validation columns (left empty), which are upgraded on the next append.
 """
 
 from __future__ import annotations
@@ -31,6 +31,14 @@ COLUMNS = (
     "pixel_auroc",
     "aupro",
     "spro",
+    # the synthetic-defect validation of the extra set (tgad.evaluation.validation; empty where the train
+    # split has too few images beyond the shots): analysis only, never used to choose anything
+    "val_spread",
+    "val_normal_cov",
+    "val_defect_cov",
+    "val_auroc",
+    "val_auroc_shots",
+    "val_images",
     "backbone_weights",  # ResolvedWeights.describe(), e.g. tf_efficientnet_lite0:package:57934424
     "clip_weights",  # the CLIP weights that made the extra set (tgad condition), else empty
     "extra_weights",  # other weights behind the extra set (the generator's)
@@ -48,12 +56,21 @@ COLUMNS = (
     "date",
 )
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "spro")
-LEGACY_COLUMNS = tuple(c for c in COLUMNS if c != "scorer")  # tgad 0.1 rows, before scorers existed
+VALIDATION_COLUMNS = tuple(c for c in COLUMNS if c.startswith("val_"))
+# Earlier layouts, upgraded on read: tgad 0.1 (no scorer column) and 0.2 (no validation columns).
+LEGACY_LAYOUTS = (
+    tuple(c for c in COLUMNS if c != "scorer" and c not in VALIDATION_COLUMNS),
+    tuple(c for c in COLUMNS if c not in VALIDATION_COLUMNS),
+)
 
 
 def _upgrade(row: dict[str, str]) -> dict[str, str]:
-    """A legacy row in the current layout: its tgad rows were selected by CLIP (the only scorer then)."""
-    return {name: row.get(name, "clip_text" if row["condition"] == "tgad" else "") for name in COLUMNS}
+    """An earlier row in the current layout: tgad 0.1's tgad rows were selected by CLIP (the only scorer then);
+    rows before the validation have empty validation cells."""
+    return {
+        name: row.get(name, "clip_text" if name == "scorer" and row["condition"] == "tgad" else "")
+        for name in COLUMNS
+    }
 
 
 @contextlib.contextmanager
@@ -100,7 +117,7 @@ class ResultsCSV:
         with open(self.path, newline="") as handle:
             reader = csv.DictReader(handle)
             fields = tuple(reader.fieldnames or ())
-            if fields == LEGACY_COLUMNS:
+            if fields in LEGACY_LAYOUTS:
                 return [_upgrade(row) for row in reader]
             if fields != COLUMNS:
                 raise BenchmarkError(

@@ -44,6 +44,7 @@ from tgad.benchmark.plan import (
     plan_scorers,
 )
 from tgad.benchmark.results import ResultsCSV
+from tgad.benchmark.validate import Validations
 from tgad.data import DATAMODULES, DataError
 from tgad.text.keywords import KeywordError
 
@@ -235,6 +236,7 @@ def run_benchmark(
         out_dir,
     )
     failures, first_seed = [], min(config.seeds)
+    validations = Validations(config)
     extras: dict[tuple, ExtraSet | Exception] = {}  # (category, shots, seed, condition) -> set or its error
     columns = [
         TextColumn("{task.description}"),
@@ -258,6 +260,8 @@ def run_benchmark(
                     show(f"{row.model} fit + test")
                     with tempfile.TemporaryDirectory(prefix="tgad-row-") as work:
                         out, evaluation = run_row(row, config, extra, work)
+                    show("synthetic-defect validation")
+                    out.update(validations.columns(row, extra.path if extra else None))
                     results.append(out)
                     tracker.log_row(out, index + 1)
                     if row.seed == first_seed and evaluation.examples:

@@ -10,7 +10,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.markdown import Markdown
 
-from tgad.benchmark.plan import CONDITIONS
+from tgad.benchmark.plan import CONDITIONS, DEFAULT_CONDITIONS
+from tgad.cli.overrides import add_override_arguments, parse_overrides
 from tgad.models.integrator.names import SCORERS
 
 
@@ -53,9 +54,10 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--conditions",
         nargs="+",
-        default=list(CONDITIONS),
+        default=list(DEFAULT_CONDITIONS),
         choices=list(CONDITIONS),
-        help="default: all four (tgad_aug = the tgad images through plain_aug's transforms)",
+        help="default: all (tgad_aug = the tgad images through plain_aug's transforms; aug_select / "
+        "tgad_select = augmentation (+ generated) candidates kept by defect_safe)",
     )
     p.add_argument(
         "--scorers",
@@ -105,6 +107,12 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
         "--no-wandb", action="store_true", help="no W&B run (default: offline unless WANDB_MODE set)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-validate",
+        action="store_true",
+        help="skip the synthetic-defect validation columns (held-out train normals; analysis only)",
+    )
+    add_override_arguments(p)
 
 
 def _categories(args: argparse.Namespace) -> tuple[str, ...]:
@@ -154,10 +162,14 @@ def run_benchmark_command(args: argparse.Namespace, console: Console, err_consol
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
-    from tgad.benchmark.plan import BenchmarkConfig
+    from tgad.benchmark.plan import BenchmarkConfig, BenchmarkError
     from tgad.benchmark.runner import run_benchmark
 
     threads = int(os.environ["TGAD_THREADS"]) if os.environ.get("TGAD_THREADS") else None
+    try:
+        overrides = parse_overrides(args.overrides)
+    except ValueError as err:
+        raise BenchmarkError(str(err)) from err
     config = BenchmarkConfig(
         dataset=args.dataset,
         categories=_categories(args),
@@ -180,6 +192,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         allow_random_backbone=args.allow_random_backbone,
         wandb=not args.no_wandb,
         threads=threads,
+        integrator_overrides=overrides,
+        vqgan_iterations=args.vqgan_iterations,
+        validate=not args.no_validate,
     )
     result = run_benchmark(config, progress=not args.no_progress)
     console.print(Markdown(result.summary.read_text()))

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tgad.cli.overrides import add_override_arguments, parse_overrides
 from tgad.models.integrator.names import SCORERS
 
 STAGE_LABELS = {
@@ -53,8 +54,13 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
         default="auto",
         choices=list(SCORERS),
         help="how samples are selected: auto (combined with real CLIP, shot_fidelity with random CLIP), "
-        "clip_text (the paper), shot_fidelity, combined, none (random selection)",
+        "clip_text (the paper), shot_fidelity, combined, defect_safe (variation that leaves synthetic "
+        "defects of the shots visible), none (random selection)",
     )
+    p.add_argument(
+        "--keyword", default=None, help="object word or WordNet synset for a category the class table lacks"
+    )
+    add_override_arguments(p)
 
 
 class RichStages:
@@ -85,6 +91,13 @@ def run_generate(args: argparse.Namespace, console: Console, err_console: Consol
     from tgad.generate.chain import generate_extra_set
 
     threads = int(os.environ["TGAD_THREADS"]) if os.environ.get("TGAD_THREADS") else None
+    try:
+        overrides = parse_overrides(args.overrides)
+        if args.vqgan_iterations is not None and args.vqgan_iterations < 1:
+            raise ValueError(f"--vqgan-iterations {args.vqgan_iterations}: must be >= 1")
+    except ValueError as err:
+        err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        return 2
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -104,7 +117,9 @@ def run_generate(args: argparse.Namespace, console: Console, err_console: Consol
                 args.out,
                 clip_weights=args.clip_weights,
                 allow_random_clip=args.allow_random_clip,
-                integrator_overrides={"scorer": args.scorer},
+                keyword=args.keyword,
+                vqgan_iterations=args.vqgan_iterations,
+                integrator_overrides={**overrides, "scorer": args.scorer},
                 threads=threads,
                 reporter=RichStages(progress),
             )

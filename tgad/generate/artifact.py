@@ -25,7 +25,7 @@ from tgad.assets.cache import atomic_dir, atomic_file
 MANIFEST = "manifest.json"
 IMAGES_DIR = Path("train") / "good"
 SCHEMA_VERSION = 1
-KINDS = ("plain_aug", "tgad", "tgad_aug")
+KINDS = ("plain_aug", "tgad", "tgad_aug", "aug_select", "tgad_select")
 
 # field -> accepted types; the per-image records need "file" and "source_shot", anything else is extra.
 _REQUIRED: dict[str, tuple[type, ...]] = {

@@ -131,7 +131,9 @@ def write_generated_set(
                 "synset": selection.synset,
                 "clip_weights": selection.clip_weights,
                 "random_clip": clip_w.is_random,
-                "tau": cfg.tau,
+                "tau": integrator.tau,
+                "tau_requested": cfg.tau,
+                "tau_calibration": integrator.tau_calibration,
                 "patch_fraction": cfg.patch_fraction,
                 "score_summary": {
                     "mean": float(scores.mean()),

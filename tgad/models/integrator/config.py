@@ -37,6 +37,13 @@ class IntegratorConfig:
     combined_clip_weight: float = 0.5  # w in combined = w * z(clip_text) + (1 - w) * z(shot_fidelity)
     fidelity_tail: float = 0.01  # shot_fidelity: mean of the largest 1 % of patch distances
     fidelity_views: int = 8  # shot_fidelity: the shot and 7 augmented views of it in the reference bank
+    defect_weight: float = 2.0  # defect_safe: weight of defect_cover (synthetic defects of the shots hidden)
+    defect_tail_weight: float = 1.0  # defect_safe: weight of a candidate's own defect-like tail
+    defect_count: int = 8  # defect_safe: synthetic defects made from the shots
+    calibrate_tau: bool = False  # choose tau per class from the shots before the rounds (calibration.py)
+    max_defect_cover: float = 0.1  # calibration: the largest mean defect_cover a tau may reach
+    target_block: int = 1  # side of the square target patches in latent positions (1: scattered positions)
+    code_neighbors: int = 1  # target positions take one of this many nearest codes at random (1: the nearest)
 
     def __post_init__(self) -> None:
         if not 0 < self.keep_fraction <= self.pass_fraction <= 1:
@@ -52,6 +59,14 @@ class IntegratorConfig:
             raise ValueError(
                 "IntegratorConfig: need 0 <= combined_clip_weight <= 1 and 0 < fidelity_tail <= 1"
             )
+        if self.defect_count < 1 or self.defect_weight < 0 or self.defect_tail_weight < 0:
+            raise ValueError("IntegratorConfig: need defect_count >= 1 and defect weights >= 0")
+        if not 0 < self.max_defect_cover < 1:
+            raise ValueError(
+                f"IntegratorConfig: max_defect_cover must be in (0, 1), got {self.max_defect_cover}"
+            )
+        if self.target_block < 1 or self.code_neighbors < 1:
+            raise ValueError("IntegratorConfig: target_block and code_neighbors must be >= 1")
         if self.fidelity_views < 1:
             raise ValueError(f"IntegratorConfig: fidelity_views must be >= 1, got {self.fidelity_views}")
         if self.final_pool_factor < 1:

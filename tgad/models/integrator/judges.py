@@ -14,8 +14,10 @@ from tgad.assets.weights import ResolvedWeights
 from tgad.models.variance_vqgan.loss import PerceptualLoss
 from tgad.models.variance_vqgan.torch_model import VarianceVQGANModel
 
+from .defect_safe import PARTS as SAFE_PARTS
 from .scorers import (
     ClipText,
+    DefectSafe,
     Parts,
     PatchFeatures,
     Scorer,
@@ -104,6 +106,7 @@ class JudgesMixin:
             self.hparams.diversity_space == "perceptual"
             or self.generator.config.perceptual_weight > 0
             or self.config.scorer != "clip_text"
+            or self.config.calibrate_tau
         )
 
     @property
@@ -122,22 +125,55 @@ class JudgesMixin:
         cfg = self.config
         name, why = resolve_scorer(cfg.scorer, (self.provenance.get("clip") or {}).get("source") == "random")
         clip = ClipText(self.clip, self._ensure_prompt(shots)) if name in ("clip_text", "combined") else None
-        fidelity = None
+        fidelity, safe = None, None
         if self.perceptual is not None:
             features = PatchFeatures(self.perceptual.backbone, self.perceptual.mean, self.perceptual.std)
             fidelity = ShotFidelity(features, shots, cfg.fidelity_views, cfg.fidelity_tail, self.hparams.seed)
-        self._scorer = Scorer(name, clip, fidelity, cfg.combined_clip_weight)
+            if name == "defect_safe":
+                safe = DefectSafe(
+                    features,
+                    fidelity.bank,
+                    shots,
+                    cfg.defect_count,
+                    cfg.defect_weight,
+                    cfg.defect_tail_weight,
+                    cfg.fidelity_tail,
+                    self.hparams.seed,
+                )  # the same construction as defect_safe(), reusing the fidelity bank
+        self._scorer = Scorer(name, clip, fidelity, cfg.combined_clip_weight, safe)
         self._scorer_shots = shots.detach().clone()
         self.provenance["scorer"] = {
             "requested": cfg.scorer,
             "resolved": name,
             "why": why,
             "formula": scorer_description(
-                name, cfg.combined_clip_weight, cfg.fidelity_tail, cfg.fidelity_views
+                name,
+                cfg.combined_clip_weight,
+                cfg.fidelity_tail,
+                cfg.fidelity_views,
+                (cfg.defect_weight, cfg.defect_tail_weight, cfg.defect_count),
             ),
-            "parts_recorded": (["clip_text"] if clip else []) + (["shot_fidelity"] if fidelity else []),
+            "parts_recorded": (["clip_text"] if clip else [])
+            + (["shot_fidelity"] if fidelity else [])
+            + ([*SAFE_PARTS, "defect_safe"] if safe else []),
         }
         return self._scorer
+
+    def defect_safe(self, shots: torch.Tensor) -> DefectSafe:
+        """A ``defect_safe`` judge of ``shots`` whatever the scorer (tau calibration needs one)."""
+        cfg = self.config
+        features = PatchFeatures(self.perceptual.backbone, self.perceptual.mean, self.perceptual.std)
+        bank = ShotFidelity(features, shots, cfg.fidelity_views, cfg.fidelity_tail, self.hparams.seed).bank
+        return DefectSafe(
+            features,
+            bank,
+            shots,
+            cfg.defect_count,
+            cfg.defect_weight,
+            cfg.defect_tail_weight,
+            cfg.fidelity_tail,
+            self.hparams.seed,
+        )
 
     @torch.no_grad()
     def score(self, images: torch.Tensor) -> torch.Tensor:

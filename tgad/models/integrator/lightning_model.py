@@ -24,6 +24,7 @@ from lightning.pytorch import LightningModule
 from tgad.models.variance_vqgan.config import VQGANConfig
 from tgad.models.variance_vqgan.torch_model import VarianceVQGANModel
 
+from .calibration import calibrate_tau
 from .config import IntegratorConfig
 from .judges import JudgesMixin
 from .loss import integrator_loss
@@ -55,7 +56,11 @@ class Integrator(JudgesMixin, LightningModule):
         prompt: P*; None = chosen from the shots with the PromptSelector (``category``/``keyword``).
         clip_model, clip_weights, allow_random_clip: the CLIP judge (must be the one that chose P*).
         scorer: ``auto`` (default: combined with real CLIP, shot_fidelity with random CLIP), ``clip_text``,
-            ``shot_fidelity``, ``combined`` or ``none`` (random selection); see ``scorers.py``.
+            ``shot_fidelity``, ``combined``, ``defect_safe`` or ``none`` (random selection); see ``scorers.py``.
+        defect_weight, defect_tail_weight, defect_count: ``defect_safe``'s weights and synthetic defects.
+        calibrate_tau, max_defect_cover: choose tau from the shots before the rounds (``calibration.py``).
+        target_block, code_neighbors: generator levers (``VarianceVQGANModel.sample``): square target patches
+            of that many latent positions a side; one of that many nearest codes at each target position.
         sample_mode: ``residual`` (default) or ``direct`` decoding of the samples.
         diversity_space: ``perceptual`` (ImageNet features of ``perceptual_backbone``) or ``clip`` embeddings.
         seed: seeds every draw; round r uses seed * 1000 + r.
@@ -87,10 +92,18 @@ class Integrator(JudgesMixin, LightningModule):
         fidelity_weight: float | None = None,
         guidance_samples: int | None = None,
         final_pool_factor: float | None = None,
-        scorer: Literal["auto", "clip_text", "shot_fidelity", "combined", "none"] | None = None,
+        scorer: Literal["auto", "clip_text", "shot_fidelity", "combined", "defect_safe", "none"]
+        | None = None,
         combined_clip_weight: float | None = None,
         fidelity_tail: float | None = None,
         fidelity_views: int | None = None,
+        defect_weight: float | None = None,
+        defect_tail_weight: float | None = None,
+        defect_count: int | None = None,
+        calibrate_tau: bool | None = None,
+        max_defect_cover: float | None = None,
+        target_block: int | None = None,
+        code_neighbors: int | None = None,
         sample_mode: Literal["residual", "direct"] = "residual",
         diversity_space: Literal["perceptual", "clip"] = "perceptual",
         perceptual_backbone: str = "tf_efficientnet_lite0",
@@ -109,6 +122,8 @@ class Integrator(JudgesMixin, LightningModule):
         self.generator.quantizer.train(False)
         self.automatic_optimization = False
         self.prompt = prompt
+        self.tau = self.config.tau  # calibrate_tau replaces it from the shots before the first round
+        self.tau_calibration: list[dict[str, float]] = []
         self.round_index = 0
         self.history: list[RoundRecord] = []
         self.test_stats: dict[str, float] = {}
@@ -178,6 +193,8 @@ class Integrator(JudgesMixin, LightningModule):
             "prompt": self.prompt,
             "round_index": self.round_index,
             "history": [r._asdict() for r in self.history],
+            "tau": self.tau,
+            "tau_calibration": self.tau_calibration,
             "provenance": {k: str(v) for k, v in self.provenance.items()},
         }
 
@@ -185,12 +202,24 @@ class Integrator(JudgesMixin, LightningModule):
         saved = checkpoint.get("integrator", {})
         self.prompt = saved.get("prompt", self.prompt)
         self.round_index = saved.get("round_index", 0)
+        self.tau = saved.get("tau", self.tau)
+        self.tau_calibration = saved.get("tau_calibration", [])
         self._generator_ready = True  # the checkpoint's state dict holds the integrated generator
 
-    def _draw(self, shots: torch.Tensor, n: int, seed: int) -> Pool:
+    def _draw(self, shots: torch.Tensor, n: int, seed: int, tau: float | None = None) -> Pool:
         g = torch.Generator().manual_seed(seed)
         cfg = self.config
-        return draw_pool(self.generator, shots, n, cfg.tau, cfg.patch_fraction, g, self.hparams.sample_mode)
+        return draw_pool(
+            self.generator,
+            shots,
+            n,
+            self.tau if tau is None else tau,
+            cfg.patch_fraction,
+            g,
+            self.hparams.sample_mode,
+            cfg.target_block,
+            cfg.code_neighbors,
+        )
 
     # ----- one round -----
     def training_step(self, batch: Any, batch_idx: int) -> None:
@@ -210,6 +239,8 @@ class Integrator(JudgesMixin, LightningModule):
         self._shots = shots
         self._ensure_prompt(shots)
         scorer = self.scorer(shots)
+        if r == 0 and cfg.calibrate_tau and not self.tau_calibration:
+            self._calibrate_tau(shots)
         pool = self._draw(shots, cfg.samples_per_round, self.hparams.seed * 1000 + r)
         check = check_pool(pool.images, shots, pool.shot_index)
         if check.collapsed:
@@ -276,6 +307,16 @@ class Integrator(JudgesMixin, LightningModule):
         )
         return record
 
+    def _calibrate_tau(self, shots: torch.Tensor) -> None:
+        """tau from the shots alone: the largest on the ladder whose samples hide synthetic defects of the
+        shots by at most ``max_defect_cover`` (``calibration.py``)."""
+        safe = self.scorer(shots).safe or self.defect_safe(shots)
+        seed = self.hparams.seed * 1000 + 333
+        self.tau, self.tau_calibration = calibrate_tau(
+            lambda tau, n: self._draw(shots, n, seed, tau).images, safe, self.config.max_defect_cover
+        )
+        logger.info("Integrator: calibrated tau = %g (%s)", self.tau, self.tau_calibration)
+
     def _update(
         self, kept: torch.Tensor, shots: torch.Tensor, pool_parts: Parts, gate: float | None, r: int
     ) -> dict[str, float]:
@@ -298,7 +339,7 @@ class Integrator(JudgesMixin, LightningModule):
                     guidance_weight=cfg.guidance_weight,
                     fidelity_weight=cfg.fidelity_weight,
                     guidance_samples=cfg.guidance_samples,
-                    tau=cfg.tau,
+                    tau=self.tau,
                     patch_fraction=cfg.patch_fraction,
                     perceptual=self.perceptual,
                     perceptual_weight=gcfg.perceptual_weight,
@@ -306,7 +347,9 @@ class Integrator(JudgesMixin, LightningModule):
                     mode=self.hparams.sample_mode,
                     generator=g,
                     # shot fidelity rewards closeness to the shots: it must not shrink the learned spread
-                    variance_grad=scorer.name == "clip_text",
+                    # defect_safe rewards added variation: its gradient may widen the learned spread
+                    variance_grad=scorer.name in ("clip_text", "defect_safe"),
+                    block=cfg.target_block,
                 )
                 opt.zero_grad()
                 if self._trainer is not None:

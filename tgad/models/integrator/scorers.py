@@ -11,6 +11,8 @@ pool the round scored, so the generator is pushed toward what the selection rewa
   invented defect, a blur) ranks low. Guidance: the part of that tail mean above the first round's gate.
 * ``combined``: w * z(clip_text) + (1 - w) * z(shot_fidelity), each part z-scored over the pool being
   scored (a round's M samples, or the final candidates). Guidance: the same sum with the pool's stds.
+* ``defect_safe``: the variation a candidate adds minus how much it hides synthetic defects of the shots
+  (``defect_safe.py``). Guidance: minus the same score, differentiable.
 * ``none``: no scorer; selection is uniformly random (the ablation). shot_fidelity is still computed for the
   record, never used.
 * ``auto`` (default) resolves to ``combined`` when real CLIP weights were resolved and to ``shot_fidelity``
@@ -24,16 +26,19 @@ from collections.abc import Mapping
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from tgad.features.patches import PatchFeatures, nearest_distances, tail_mean
 from tgad.models.variance_vqgan.augment import AugmentConfig, make_views
 
+from .defect_safe import PARTS as SAFE_PARTS
+from .defect_safe import DefectSafe
+from .defect_safe import describe as describe_defect_safe
 from .names import SCORERS
 from .selection import clip_scores
 from .torch_model import clip_image_embeddings
 
-ScorerName = Literal["auto", "clip_text", "shot_fidelity", "combined", "none"]
+ScorerName = Literal["auto", "clip_text", "shot_fidelity", "combined", "defect_safe", "none"]
 Parts = dict[str, torch.Tensor]  # part name -> (B,) raw values, higher is better
 
 
@@ -48,64 +53,28 @@ def resolve_scorer(requested: str, clip_is_random: bool) -> tuple[str, str]:
     return "combined", "auto: real CLIP weights, so the text score and shot fidelity are combined"
 
 
-def tail_mean(distances: torch.Tensor, fraction: float) -> torch.Tensor:
-    """(B, P) -> (B,): the mean of the largest ``fraction`` of each row (at least one value).
-
-    AnomalyDINO's image score is the same statistic (the mean of the top 1 % patch distances); unlike a
-    quantile it is differentiable with respect to every value in the tail.
-    """
-    top = max(1, int(distances.shape[1] * fraction))
-    return distances.topk(top, dim=1).values.mean(dim=1)
-
-
 def _zscore(values: torch.Tensor) -> torch.Tensor:
     if len(values) < 2:
         return torch.zeros_like(values)
     return (values - values.mean()) / values.std().clamp_min(1e-8)
 
 
-class PatchFeatures(nn.Module):
-    """PatchCore-style patch features of a frozen timm ``features_only`` backbone.
-
-    Takes the last two maps the backbone returns (strides 8 and 16 for the integrator's perceptual network,
-    the layers tgad's PatchCore uses), smooths each with a 3x3 average (PatchCore's local neighbourhood),
-    upsamples the coarser one to the finer grid and concatenates: (B, 3, H, W) in [0, 1] -> (B, h*w, C).
-    """
-
-    def __init__(self, backbone: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
-        super().__init__()
-        self.backbone = backbone.eval().requires_grad_(False)
-        self.register_buffer("mean", mean.reshape(1, 3, 1, 1).clone(), persistent=False)
-        self.register_buffer("std", std.reshape(1, 3, 1, 1).clone(), persistent=False)
-
-    def train(self, mode: bool = True) -> PatchFeatures:
-        return super().train(False)  # pretrained BatchNorm statistics never move
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        maps = self.backbone((images - self.mean) / self.std)[-2:]
-        size = maps[0].shape[-2:]
-        smoothed = [
-            F.interpolate(F.avg_pool2d(m, 3, 1, 1), size=size, mode="bilinear", align_corners=False)
-            for m in maps
+@torch.no_grad()
+def view_bank(
+    features: PatchFeatures, shots: torch.Tensor, views: int, seed: int, batch_size: int = 8
+) -> torch.Tensor:
+    """(k*V*P, C): patch features of every shot and of ``views - 1`` mildly augmented views of it (the
+    VarianceVQGAN's view augmentation), so natural variation of that size is not mistaken for change."""
+    generator = torch.Generator().manual_seed(seed)
+    shots = shots.detach().float()
+    bank_images = make_views(shots.cpu(), views, cfg=AugmentConfig(), generator=generator)
+    bank_images = bank_images.flatten(0, 1).to(shots.device)  # (k, V, 3, H, W) -> (k*V, 3, H, W)
+    return torch.cat(
+        [
+            features(bank_images[i : i + batch_size]).flatten(0, 1)
+            for i in range(0, len(bank_images), batch_size)
         ]
-        return torch.cat(smoothed, dim=1).flatten(2).transpose(1, 2)  # (B, C, h, w) -> (B, h*w, C)
-
-
-def nearest_distances(features: torch.Tensor, bank: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
-    """(B, P, C) patch features, (N, C) bank -> (B, P) Euclidean distance of each patch to its nearest
-    bank row. Chunked over the bank so memory stays at P x chunk floats per image; differentiable."""
-    rows = []
-    bank_sq = bank.pow(2).sum(1)  # (N,)
-    for image in features:  # (P, C)
-        sq = image.pow(2).sum(1, keepdim=True)  # (P, 1)
-        best = None
-        for start in range(0, len(bank), chunk):
-            part = bank[start : start + chunk]
-            d2 = (sq - 2 * image @ part.T + bank_sq[start : start + chunk]).clamp_min(0)  # (P, n)
-            low = d2.min(dim=1).values
-            best = low if best is None else torch.minimum(best, low)
-        rows.append(best)
-    return torch.stack(rows).add(1e-12).sqrt()
+    )
 
 
 class ShotFidelity:
@@ -129,17 +98,7 @@ class ShotFidelity:
         if views < 1 or not 0 < tail <= 1:
             raise ValueError(f"shot_fidelity: need views >= 1 and 0 < tail <= 1 (got {views}, {tail})")
         self.features, self.tail, self.batch_size = features, tail, batch_size
-        generator = torch.Generator().manual_seed(seed)
-        shots = shots.detach().float()
-        bank_images = make_views(shots.cpu(), views, cfg=AugmentConfig(), generator=generator)
-        bank_images = bank_images.flatten(0, 1).to(shots.device)  # (k, V, 3, H, W) -> (k*V, 3, H, W)
-        with torch.no_grad():
-            self.bank = torch.cat(
-                [
-                    features(bank_images[i : i + batch_size]).flatten(0, 1)
-                    for i in range(0, len(bank_images), batch_size)
-                ]
-            )  # (k*V*P, C)
+        self.bank = view_bank(features, shots, views, seed, batch_size)
 
     def distances(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B,) tail-mean nearest-patch distance; differentiable."""
@@ -177,6 +136,7 @@ class Scorer:
         fidelity: the ``ShotFidelity`` part (needed by ``shot_fidelity`` and ``combined``; with ``none`` or
             ``clip_text`` it is computed for the record when given).
         clip_weight: w of ``combined``.
+        safe: the ``DefectSafe`` part (needed by ``defect_safe``).
     """
 
     def __init__(
@@ -185,6 +145,7 @@ class Scorer:
         clip: ClipText | None = None,
         fidelity: ShotFidelity | None = None,
         clip_weight: float = 0.5,
+        safe: DefectSafe | None = None,
     ) -> None:
         if name not in SCORERS or name == "auto":
             raise ValueError(
@@ -194,9 +155,12 @@ class Scorer:
             raise ValueError(f"scorer {name} needs CLIP")
         if name in ("shot_fidelity", "combined") and fidelity is None:
             raise ValueError(f"scorer {name} needs the shots' patch features (a backbone)")
+        if name == "defect_safe" and safe is None:
+            raise ValueError("scorer defect_safe needs the shots' patch features and synthetic defects")
         if not 0 <= clip_weight <= 1:
             raise ValueError(f"combined_clip_weight must be in [0, 1], got {clip_weight}")
         self.name, self.clip, self.fidelity, self.clip_weight = name, clip, fidelity, clip_weight
+        self.safe = safe
 
     @property
     def random(self) -> bool:
@@ -210,6 +174,7 @@ class Scorer:
             "clip_text": {"clip_text": 1.0},
             "shot_fidelity": {"shot_fidelity": 1.0},
             "combined": {"clip_text": self.clip_weight, "shot_fidelity": 1.0 - self.clip_weight},
+            "defect_safe": {"defect_safe": 1.0},
             "none": {},
         }[self.name]
 
@@ -221,6 +186,8 @@ class Scorer:
             out["clip_text"] = self.clip.score(images).cpu()
         if self.fidelity is not None:
             out["shot_fidelity"] = self.fidelity.score(images).cpu()
+        if self.safe is not None:
+            out.update(self.safe.score_parts(images))
         return out
 
     def combine(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -231,6 +198,8 @@ class Scorer:
             return sum(w * _zscore(parts[p].float()) for p, w in self.weights.items())
         if self.name == "none":
             return torch.zeros(n)
+        if self.name == "defect_safe":
+            return self.safe.combine({p: parts[p].float() for p in SAFE_PARTS})
         return parts[self.name].float()
 
     def score(self, images: torch.Tensor) -> torch.Tensor:
@@ -250,6 +219,8 @@ class Scorer:
         """
         if self.random:
             return None
+        if self.name == "defect_safe":
+            return self.safe.loss(images)
         loss = images.new_zeros(())
         for part, weight in self.weights.items():
             if weight == 0:
@@ -287,8 +258,11 @@ def random_choice(n: int, keep: int, eligible: torch.Tensor, generator: torch.Ge
     return pool[order[: min(keep, len(pool))]]
 
 
-def scorer_description(name: str, clip_weight: float, tail: float, views: int) -> str:
-    """One line for manifests and reports: the formula the resolved scorer used."""
+def scorer_description(
+    name: str, clip_weight: float, tail: float, views: int, safe: tuple[float, float, int] = (2.0, 1.0, 8)
+) -> str:
+    """One line for manifests and reports: the formula the resolved scorer used (``safe``: defect_weight,
+    defect_tail_weight and defect_count of ``defect_safe``)."""
     fidelity = (
         f"-mean of the top {tail:.0%} patch distances to the shots ({views} views each) in PatchCore-style "
         "backbone features"
@@ -297,6 +271,7 @@ def scorer_description(name: str, clip_weight: float, tail: float, views: int) -
         "clip_text": "cos(CLIP(image), CLIP(P*))",
         "shot_fidelity": fidelity,
         "combined": f"{clip_weight:g} * z(cos(CLIP(image), CLIP(P*))) + {1 - clip_weight:g} * z({fidelity})",
+        "defect_safe": describe_defect_safe(*safe),
         "none": "none: kept images drawn uniformly at random",
     }[name]
 
@@ -304,6 +279,7 @@ def scorer_description(name: str, clip_weight: float, tail: float, views: int) -
 __all__ = [
     "SCORERS",
     "ClipText",
+    "DefectSafe",
     "PatchFeatures",
     "Scorer",
     "ShotFidelity",
@@ -313,4 +289,5 @@ __all__ = [
     "resolve_scorer",
     "scorer_description",
     "tail_mean",
+    "view_bank",
 ]

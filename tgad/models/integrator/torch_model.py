@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tgad.models.variance_vqgan.torch_model import SampleMode, VarianceVQGANModel
+from tgad.models.variance_vqgan.torch_model import SampleMode, VarianceVQGANModel, target_mask
 from tgad.text.clip_embed import encode_images
 
 from .selection import quantize_uint8
@@ -32,12 +32,21 @@ def draw_pool(
     patch_fraction: float,
     generator: torch.Generator,
     mode: SampleMode = "residual",
+    block: int = 1,
+    code_neighbors: int = 1,
 ) -> Pool:
     """``n`` samples spread evenly over the shots (k, 3, H, W): shot i gives samples i, i + k, ..."""
     k = len(shots)
     per_shot = math.ceil(n / k)
     out = model.sample(
-        shots, per_shot, tau=tau, patch_fraction=patch_fraction, generator=generator, mode=mode
+        shots,
+        per_shot,
+        tau=tau,
+        patch_fraction=patch_fraction,
+        generator=generator,
+        mode=mode,
+        block=block,
+        code_neighbors=code_neighbors,
     )
     images = out.images.transpose(0, 1).flatten(0, 1)[:n]  # (per_shot*k, 3, H, W), shot-interleaved
     shot_index = torch.arange(k).repeat(per_shot)[:n]
@@ -54,6 +63,7 @@ def differentiable_samples(
     generator: torch.Generator | None = None,
     mode: SampleMode = "residual",
     variance_grad: bool = True,
+    block: int = 1,
 ) -> torch.Tensor:
     """Samples like ``VarianceVQGANModel.sample`` but with gradients to the encoder, decoder and variance head.
 
@@ -69,9 +79,7 @@ def differentiable_samples(
     logvar = enc.logvar if variance_grad else enc.logvar.detach()
     std = torch.exp(0.5 * logvar).repeat_interleave(n, 0)
     eps = torch.randn(z.shape, generator=generator).to(z)
-    keep = round(patch_fraction * h * w)
-    order = torch.rand(b * n, h * w, generator=generator)
-    mask = torch.zeros(b * n, h * w).scatter_(1, order.topk(keep, dim=1).indices, 1.0).view(b * n, 1, h, w)
+    mask = target_mask(b * n, h, w, patch_fraction, block, generator)  # (k*n, 1, h, w)
     z = z + tau * std * eps * mask.to(z)
     codes = model.quantizer.lookup(model.quantizer.nearest(z.detach()))
     decoded = model.decode(z + (codes - z).detach())  # (k*n, 3, H, W)

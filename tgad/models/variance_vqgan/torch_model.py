@@ -155,6 +155,18 @@ class VectorQuantizer(nn.Module):
         dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.T + self.codebook.pow(2).sum(1)
         return dist.argmin(1).view(b, h, w)
 
+    def nearest_k(self, z: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One of the ``k`` closest codes, uniformly at random, for every position: (B, d, h, w) -> (B, h, w).
+        ``k = 1`` is :meth:`nearest`."""
+        if k <= 1:
+            return self.nearest(z)
+        b, d, h, w = z.shape
+        flat = z.permute(0, 2, 3, 1).reshape(-1, d)  # (B*h*w, d)
+        dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.T + self.codebook.pow(2).sum(1)
+        top = dist.topk(min(k, self.num_codes), dim=1, largest=False).indices  # (B*h*w, k)
+        pick = torch.randint(top.shape[1], (top.shape[0], 1), generator=generator).to(top.device)
+        return top.gather(1, pick).view(b, h, w)
+
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Codes of an index map: (B, h, w) -> (B, d, h, w)."""
         return self.codebook[indices].permute(0, 3, 1, 2).contiguous()
@@ -277,12 +289,17 @@ class VarianceVQGANModel(nn.Module):
         generator: torch.Generator | None = None,
         mode: SampleMode = "residual",
         chunk: int = 16,
+        block: int = 1,
+        code_neighbors: int = 1,
     ) -> SampleOutput:
         """Draw ``n`` new images per input from N(E(x), tau^2 Sigma(x)) on a fraction of the latent positions.
 
         ``residual`` returns x + D(q(z')) - D(q(z)): tau = 0 gives the input exactly and unperturbed regions
         keep the shot's detail. ``direct`` returns D(q(z')): tau = 0 gives :meth:`reconstruct` exactly.
         ``generator`` (CPU) makes the draw reproducible; positions are chosen independently per sample.
+        ``block`` > 1 perturbs square blocks of ``block`` x ``block`` latent positions (larger, fewer target
+        patches, same fraction); ``code_neighbors`` > 1 gives each target position one of its that many
+        nearest codes at random (variation the noise alone rarely reaches with a small codebook).
         """
         if mode not in ("residual", "direct"):
             raise ValueError(f"VarianceVQGAN.sample: mode must be 'residual' or 'direct', got {mode!r}")
@@ -294,11 +311,12 @@ class VarianceVQGANModel(nn.Module):
         z = enc.z_e.repeat_interleave(n, 0)  # (B*n, d, h, w), sample j of image i at i*n + j
         std = torch.exp(0.5 * enc.logvar).repeat_interleave(n, 0)
         eps = torch.randn(z.shape, generator=generator).to(z)
-        keep = round(patch_fraction * h * w)
-        scores = torch.rand(b * n, h * w, generator=generator)
-        mask = torch.zeros(b * n, h * w).scatter_(1, scores.topk(keep, dim=1).indices, 1.0)
-        z = z + tau * std * eps * mask.view(b * n, 1, h, w).to(z)
+        mask = target_mask(b * n, h, w, patch_fraction, block, generator).to(z)  # (B*n, 1, h, w)
+        z = z + tau * std * eps * mask
         indices = self.quantizer.nearest(z)  # (B*n, h, w)
+        if code_neighbors > 1:  # target positions take one of the nearest codes at random
+            resampled = self.quantizer.nearest_k(z, code_neighbors, generator)
+            indices = torch.where(mask[:, 0].bool(), resampled, indices)
         changed = (indices != enc.indices.repeat_interleave(n, 0)).flatten(1).float().mean(1)
 
         decoded = base.repeat_interleave(n, 0).clone()  # unchanged samples reuse the exact base decoding
@@ -313,6 +331,25 @@ class VarianceVQGANModel(nn.Module):
         return SampleOutput(
             out.clamp(0, 1).view(b, n, *images.shape[1:]), indices.view(b, n, h, w), changed.view(b, n)
         )
+
+
+def target_mask(
+    n: int, h: int, w: int, fraction: float, block: int = 1, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """(n, 1, h, w) float mask of the "target patches" each sample perturbs: ``round(fraction * h * w)`` latent
+    positions (exactly, for ``block`` = 1), or the union of ``block`` x ``block`` squares at random places
+    covering about that fraction (fewer, larger patches)."""
+    if block <= 1:
+        keep = round(fraction * h * w)
+        scores = torch.rand(n, h * w, generator=generator)
+        return torch.zeros(n, h * w).scatter_(1, scores.topk(keep, dim=1).indices, 1.0).view(n, 1, h, w)
+    if fraction >= 1:
+        return torch.ones(n, 1, h, w)
+    gh, gw = -(-h // block), -(-w // block)  # a grid of block cells, cropped back to (h, w)
+    keep = max(1, round(fraction * gh * gw)) if fraction > 0 else 0
+    scores = torch.rand(n, gh * gw, generator=generator)
+    cells = torch.zeros(n, gh * gw).scatter_(1, scores.topk(keep, dim=1).indices, 1.0).view(n, 1, gh, gw)
+    return cells.repeat_interleave(block, 2).repeat_interleave(block, 3)[..., :h, :w]
 
 
 class PatchDiscriminator(nn.Module):

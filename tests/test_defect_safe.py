@@ -1,0 +1,127 @@
+"""Issue "generated normals that earn their place" on real computations with the offline ImageNet backbone: the
+fair PatchCore bank rule, the synthetic-defect validation moving the right way, ``defect_safe`` ranking, and
+selection among candidates dropping what hides synthetic defects of the shot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from skimage import data
+
+from tgad.evaluation.validation import (
+    MIN_HELD_OUT,
+    ExtraSetValidator,
+    ValidationSettings,
+    detector_features,
+    held_out_names,
+)
+from tgad.features.synthetic_defects import METHOD_KINDS, VALIDATION_KINDS, make_defects
+from tgad.generate.select import SelectConfig, select_candidates
+from tgad.models.integrator.defect_safe import DefectSafe
+from tgad.models.integrator.scorers import view_bank
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _photo(name: str) -> torch.Tensor:
+    array = np.asarray(getattr(data, name)())
+    image = torch.from_numpy(array).float() / 255
+    image = image[..., None].repeat(1, 1, 3) if image.ndim == 2 else image[..., :3]
+    return image.permute(2, 0, 1)  # (3, H, W)
+
+
+def _crops(photo: torch.Tensor, corners, side: int = 192, size: int = 96) -> torch.Tensor:
+    windows = [photo[None, :, t : t + side, left : left + side] for t, left in corners]
+    return torch.cat([F.interpolate(w, size=size, mode="bilinear", antialias=True) for w in windows])
+
+
+@pytest.fixture(scope="module")
+def features():
+    return detector_features()
+
+
+def test_the_bank_rule_keeps_every_patch_up_to_the_budget_for_every_condition():
+    from anomalib.models import Patchcore
+
+    from tgad.baselines.coreset import bank_rows, use_fast_coreset
+
+    assert [bank_rows(n, 100) for n in (1, 64, 100, 101, 5000)] == [1, 64, 100, 100, 100]
+    for n_images, expected in ((1, 64), (1 + 8, 9 * 64), (1 + 64, 1000)):  # shots; + 8 extra; + 64 extra
+        model = use_fast_coreset(Patchcore(backbone="resnet18", pre_trained=False), seed=0, bank_budget=1000)
+        embeddings = torch.randn(n_images * 64, 24)  # 64 patches per image
+        model.model.embedding_store.append(embeddings)
+        model.model.subsample_embedding(0.1)  # anomalib's ratio is ignored under the rule
+        bank = model.model.memory_bank
+        assert bank.shape == (expected, 24)
+        if expected == n_images * 64:  # under the budget: exactly the patches, untouched
+            assert torch.equal(bank, embeddings)
+
+
+def test_held_out_normals_come_from_the_end_of_the_shot_order_and_need_enough_images():
+    from tgad.data.shots import choose_shots, shot_order
+
+    names = [f"{i:03d}.png" for i in range(30)]
+    shots = choose_shots(names, 1, 0)
+    held = held_out_names(names, shots, 8)
+    assert held == [n for n in shot_order(names) if n not in shots][-8:]
+    assert not set(held) & {choose_shots(names, 1, s)[0] for s in range(5)}  # disjoint from seeds 0-4
+    assert held_out_names(names[:MIN_HELD_OUT], names[:1], 8) == []  # 9 beyond the shot: too few
+
+
+def test_synthetic_defects_change_only_their_mask_and_the_families_differ():
+    image = _crops(_photo("gravel"), [(0, 0)])[0]
+    for kinds in (VALIDATION_KINDS, METHOD_KINDS):
+        defects = make_defects(image[None], 6, kinds, seed=3)
+        assert defects.masks.any(dim=(1, 2)).all()  # every defect has pixels
+        for defective, mask in zip(defects.images, defects.masks, strict=True):
+            assert torch.equal(defective[:, ~mask], image[:, ~mask])  # identical outside the mask
+            assert (defective[:, mask] - image[:, mask]).abs().mean() > 0.01
+    assert not set(VALIDATION_KINDS) & set(METHOD_KINDS)
+    again = make_defects(image[None], 6, METHOD_KINDS, seed=3)
+    assert torch.equal(again.images, make_defects(image[None], 6, METHOD_KINDS, seed=3).images)
+
+
+def test_validation_coverage_moves_the_right_way(features):
+    photo = _photo("brick")
+    shot = _crops(photo, [(0, 0)])
+    normals = _crops(photo, [(t, left) for t in (60, 200, 300) for left in (40, 250)])  # 6 held out
+    others = _crops(photo, [(t, left) for t in (100, 250) for left in (100, 300)])  # 4 more normals
+    validator = ExtraSetValidator(features, shot, normals, ValidationSettings(n_normals=6))
+    alone = validator.evaluate(None)
+    with_normals = validator.evaluate(others)
+    with_defects = validator.evaluate(validator.defects.images)  # the synthetic defects themselves
+    assert alone["val_normal_cov"] == 0 and alone["val_auroc"] == alone["val_auroc_shots"]
+    assert with_normals["val_normal_cov"] > with_normals["val_defect_cov"]
+    assert with_defects["val_defect_cov"] > 0.5 > with_defects["val_normal_cov"]
+    assert with_defects["val_auroc"] < alone["val_auroc"] <= with_normals["val_auroc"]
+    assert (
+        0.3 < with_normals["val_spread"] < 3
+    )  # real normals are about as far from the shot as held-out ones
+
+
+def test_defect_safe_ranks_a_pasted_defect_candidate_below_a_clean_one(features):
+    photo = _photo("brick")
+    shot, clean = _crops(photo, [(0, 0)]), _crops(photo, [(12, 20)])
+    pasted = clean.clone()
+    pasted[..., 30:50, 30:50] = F.interpolate(
+        _photo("chelsea")[None], size=20, mode="bilinear", antialias=True
+    )
+    safe = DefectSafe(features, view_bank(features, shot, 8, 0), shot, n_defects=8)
+    parts = safe.score_parts(torch.cat([clean, pasted, shot]))
+    assert parts["defect_safe"][0] > parts["defect_safe"][1]  # clean variation beats an invented defect
+    assert parts["novelty"][0] > parts["novelty"][2]  # the shot itself adds nothing
+    assert parts["defect_tail"][1] > parts["defect_tail"][0]
+
+
+def test_selection_drops_candidates_that_hide_the_shots_synthetic_defects(features):
+    photo = _photo("gravel")
+    shot = _crops(photo, [(0, 0)])
+    clean = _crops(photo, [(t, left) for t in (4, 10, 16) for left in (6, 14)])  # small shifts of the shot
+    config = SelectConfig(defect_count=4, pass_fraction=0.6)
+    hiding = make_defects(shot, 4, METHOD_KINDS, seed=0).images  # candidates showing those very defects
+    candidates = torch.cat([clean, hiding])
+    kept, parts = select_candidates(shot, candidates, 4, config, seed=0)
+    assert parts["defect_cover"][len(clean) :].min() > parts["defect_cover"][: len(clean)].max()
+    assert all(i < len(clean) for i in kept.tolist())

@@ -1,0 +1,138 @@
+"""Synthetic-defect validation of an extra set: does it add *normal* variation and leave defects alone?
+
+An analysis, never part of the method: it uses held-out *training* normals of the class (never the shots,
+never a test image), more normal images than a 1-shot user has, so nothing in tgad chooses anything per class
+from it. For a class with at least ``MIN_HELD_OUT`` training images beyond the shots:
+
+* **held-out normals**: up to ``n_normals`` training images taken from the *end* of the k-shot permutation
+  (``tgad.data.shots.shot_order``; seeds take their shots from its start), minus the row's shots; the same
+  images for every seed and condition, so columns compare across rows;
+* **synthetic defects**: one per held-out normal, of the validation family
+  (``tgad.features.synthetic_defects.VALIDATION_KINDS``: CutPaste patches and scars, DRAEM-style textures),
+  seeded by ``defect_seed`` only.
+
+Measured in PatchCore's own features (``tgad.features.patches.PatchFeatures`` over the detector's layers) with
+PatchCore's image score, the largest nearest-patch distance to the bank:
+
+* ``spread``: the mean nearest-patch distance of the extra images to the shots' patches, divided by that of the
+  held-out normals (1.0 = as far from the shots as real normals are; near 0 = copies of the shots);
+* ``normal_cov`` / ``defect_cov``: the relative drop of the mean image score of the held-out normals / of the
+  synthetic defects when the extra set joins the shots in the bank (a useful set: normal_cov >> defect_cov);
+* ``auroc`` / ``auroc_shots``: held-out normals vs synthetic defects with and without the extra set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tgad.evaluation.auroc import image_auroc
+from tgad.features.patches import PatchFeatures, nearest_distances
+from tgad.features.synthetic_defects import VALIDATION_KINDS, make_defects
+
+MIN_HELD_OUT = 10  # training images beyond the shots a class needs for the validation columns
+COLUMNS = ("val_spread", "val_normal_cov", "val_defect_cov", "val_auroc", "val_auroc_shots", "val_images")
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    n_normals: int = 16
+    defect_seed: int = 0
+    kinds: tuple[str, ...] = VALIDATION_KINDS
+
+
+def held_out_names(train_names: Sequence[str], shot_names: Sequence[str], n_normals: int) -> list[str]:
+    """Held-out normals: the last ``n_normals`` names of the shot permutation that are not shots, or [] when the
+    train split has fewer than ``MIN_HELD_OUT`` images beyond the shots."""
+    from tgad.data.shots import shot_order
+
+    rest = [n for n in shot_order(train_names) if n not in set(shot_names)]
+    if len(rest) < MIN_HELD_OUT:
+        return []
+    return rest[-n_normals:]
+
+
+def load_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:
+    """(N, 3, size, size) in [0, 1], resized as the datamodules resize."""
+    from tgad.data import read_rgb
+
+    images = [read_rgb(p)[None] for p in paths]
+    return torch.cat(
+        [
+            F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            for x in images
+        ]
+    ).clamp(0, 1)
+
+
+@torch.no_grad()
+def _features(features: PatchFeatures, images: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, P, C)."""
+    return torch.cat([features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+class ExtraSetValidator:
+    """The held-out normals, their synthetic defects and the shots' patch bank of one (category, shots, seed);
+    :meth:`evaluate` scores any number of extra sets against them."""
+
+    def __init__(
+        self,
+        features: PatchFeatures,
+        shots: torch.Tensor,
+        normals: torch.Tensor,
+        settings: ValidationSettings,
+    ) -> None:
+        self.features, self.settings = features, settings
+        defects = self.defects = make_defects(normals, 1, settings.kinds, settings.defect_seed)
+        self.shot_bank = _features(features, shots).flatten(0, 1)  # (k*P, C)
+        self.normal_features = _features(features, normals)  # (H, P, C)
+        self.defect_features = _features(features, defects.images)  # (D, P, C)
+        self.normal_d0 = nearest_distances(self.normal_features, self.shot_bank)  # (H, P)
+        self.defect_d0 = nearest_distances(self.defect_features, self.shot_bank)  # (D, P)
+        self.n_images = len(normals) + len(defects.images)
+
+    @torch.no_grad()
+    def evaluate(self, extra: torch.Tensor | None) -> dict[str, float]:
+        """The ``COLUMNS`` for an extra set (N, 3, H, W) in [0, 1]; None = the shots alone (no coverage)."""
+        normal0, defect0 = self.normal_d0.amax(1), self.defect_d0.amax(1)  # (H,), (D,) image scores
+        auroc_shots = image_auroc(
+            torch.cat([normal0, defect0]), torch.cat([torch.zeros(len(normal0)), torch.ones(len(defect0))])
+        )
+        out = {"val_auroc_shots": auroc_shots, "val_images": float(self.n_images)}
+        if extra is None:
+            return out | {
+                "val_spread": math.nan,
+                "val_normal_cov": 0.0,
+                "val_defect_cov": 0.0,
+                "val_auroc": auroc_shots,
+            }
+        extra_features = _features(self.features, extra)  # (N, P, C)
+        spread = nearest_distances(extra_features, self.shot_bank).mean() / self.normal_d0.mean()
+        bank = extra_features.flatten(0, 1)  # (N*P, C)
+        normal1 = torch.minimum(self.normal_d0, nearest_distances(self.normal_features, bank)).amax(1)
+        defect1 = torch.minimum(self.defect_d0, nearest_distances(self.defect_features, bank)).amax(1)
+        auroc = image_auroc(
+            torch.cat([normal1, defect1]), torch.cat([torch.zeros(len(normal1)), torch.ones(len(defect1))])
+        )
+        return out | {
+            "val_spread": float(spread),
+            "val_normal_cov": float(1 - normal1.mean() / normal0.mean()),
+            "val_defect_cov": float(1 - defect1.mean() / defect0.mean()),
+            "val_auroc": auroc,
+        }
+
+
+def detector_features(backbone: str = "tf_efficientnet_lite0") -> PatchFeatures:
+    """PatchFeatures over the layers tgad's PatchCore uses (stride 8 and 16), ImageNet-normalised as anomalib's
+    pre-processor normalises."""
+    from tgad.assets import create_backbone
+
+    indices = {"tf_efficientnet_lite0": (2, 3), "resnet18": (2, 3), "wide_resnet50_2": (2, 3)}[backbone]
+    net, _ = create_backbone(backbone, features_only=True, out_indices=indices)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    return PatchFeatures(net, mean, std)

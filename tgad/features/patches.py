@@ -1,0 +1,63 @@
+"""Patch features as PatchCore sees them, and nearest-patch distances: shared by the Integrator's scorers (which
+see only the shots) and the synthetic-defect validation (which sees held-out normals), so both measure images
+in the detector's own feature space."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def tail_mean(distances: torch.Tensor, fraction: float) -> torch.Tensor:
+    """(B, P) -> (B,): the mean of the largest ``fraction`` of each row (at least one value).
+
+    AnomalyDINO's image score is the same statistic (the mean of the top 1 % patch distances); unlike a
+    quantile it is differentiable with respect to every value in the tail.
+    """
+    top = max(1, int(distances.shape[1] * fraction))
+    return distances.topk(top, dim=1).values.mean(dim=1)
+
+
+class PatchFeatures(nn.Module):
+    """PatchCore-style patch features of a frozen timm ``features_only`` backbone.
+
+    Takes the last two maps the backbone returns (strides 8 and 16 for the integrator's perceptual network,
+    the layers tgad's PatchCore uses), smooths each with a 3x3 average (PatchCore's local neighbourhood),
+    upsamples the coarser one to the finer grid and concatenates: (B, 3, H, W) in [0, 1] -> (B, h*w, C).
+    """
+
+    def __init__(self, backbone: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.backbone = backbone.eval().requires_grad_(False)
+        self.register_buffer("mean", mean.reshape(1, 3, 1, 1).clone(), persistent=False)
+        self.register_buffer("std", std.reshape(1, 3, 1, 1).clone(), persistent=False)
+
+    def train(self, mode: bool = True) -> PatchFeatures:
+        return super().train(False)  # pretrained BatchNorm statistics never move
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        maps = self.backbone((images - self.mean) / self.std)[-2:]
+        size = maps[0].shape[-2:]
+        smoothed = [
+            F.interpolate(F.avg_pool2d(m, 3, 1, 1), size=size, mode="bilinear", align_corners=False)
+            for m in maps
+        ]
+        return torch.cat(smoothed, dim=1).flatten(2).transpose(1, 2)  # (B, C, h, w) -> (B, h*w, C)
+
+
+def nearest_distances(features: torch.Tensor, bank: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
+    """(B, P, C) patch features, (N, C) bank -> (B, P) Euclidean distance of each patch to its nearest
+    bank row. Chunked over the bank so memory stays at P x chunk floats per image; differentiable."""
+    rows = []
+    bank_sq = bank.pow(2).sum(1)  # (N,)
+    for image in features:  # (P, C)
+        sq = image.pow(2).sum(1, keepdim=True)  # (P, 1)
+        best = None
+        for start in range(0, len(bank), chunk):
+            part = bank[start : start + chunk]
+            d2 = (sq - 2 * image @ part.T + bank_sq[start : start + chunk]).clamp_min(0)  # (P, n)
+            low = d2.min(dim=1).values
+            best = low if best is None else torch.minimum(best, low)
+        rows.append(best)
+    return torch.stack(rows).add(1e-12).sqrt()
