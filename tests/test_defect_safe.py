@@ -112,7 +112,7 @@ def test_defect_safe_ranks_a_pasted_defect_candidate_below_a_clean_one(features)
     parts = safe.score_parts(torch.cat([clean, pasted, shot]))
     assert parts["defect_safe"][0] > parts["defect_safe"][1]  # clean variation beats an invented defect
     assert parts["novelty"][0] > parts["novelty"][2]  # the shot itself adds nothing
-    assert parts["defect_tail"][1] > parts["defect_tail"][0]
+    assert parts["implausible"][1] > parts["implausible"][0]
 
 
 def test_selection_drops_candidates_that_hide_the_shots_synthetic_defects(features):

@@ -33,10 +33,10 @@ class SelectConfig:
     pool_factor: int = 3  # augmentation candidates per kept image
     pass_fraction: float = 0.5  # share of the pool that passes the score gate
     defect_weight: float = 2.0  # defect_safe (tgad.models.integrator.defect_safe)
-    defect_tail_weight: float = 1.0
+    outlier_weight: float = 1.0
     defect_count: int = 8
+    radius_quantile: float = 0.9  # defect_safe's internal radius
     views: int = 8  # the shots' reference bank: each shot and 7 mild views
-    tail: float = 0.01
 
 
 def _load(paths: Sequence[str | Path], size: int) -> torch.Tensor:
@@ -99,8 +99,8 @@ def select_candidates(
         shots,
         config.defect_count,
         config.defect_weight,
-        config.defect_tail_weight,
-        config.tail,
+        config.outlier_weight,
+        config.radius_quantile,
         seed,
     )
     parts = safe.score_parts(candidates)

@@ -38,7 +38,7 @@ class IntegratorConfig:
     fidelity_tail: float = 0.01  # shot_fidelity: mean of the largest 1 % of patch distances
     fidelity_views: int = 8  # shot_fidelity: the shot and 7 augmented views of it in the reference bank
     defect_weight: float = 2.0  # defect_safe: weight of defect_cover (synthetic defects of the shots hidden)
-    defect_tail_weight: float = 1.0  # defect_safe: weight of a candidate's own defect-like tail
+    outlier_weight: float = 1.0  # defect_safe: weight of patches beyond the shots' internal radius
     defect_count: int = 8  # defect_safe: synthetic defects made from the shots
     calibrate_tau: bool = False  # choose tau per class from the shots before the rounds (calibration.py)
     max_defect_cover: float = 0.1  # calibration: the largest mean defect_cover a tau may reach
@@ -59,7 +59,7 @@ class IntegratorConfig:
             raise ValueError(
                 "IntegratorConfig: need 0 <= combined_clip_weight <= 1 and 0 < fidelity_tail <= 1"
             )
-        if self.defect_count < 1 or self.defect_weight < 0 or self.defect_tail_weight < 0:
+        if self.defect_count < 1 or self.defect_weight < 0 or self.outlier_weight < 0:
             raise ValueError("IntegratorConfig: need defect_count >= 1 and defect weights >= 0")
         if not 0 < self.max_defect_cover < 1:
             raise ValueError(

@@ -4,18 +4,21 @@ A memory-bank detector flags a patch far from every bank patch; an extra image h
 close to *normal* test patches and not to *defective* ones (METHOD.md section 5). In 1-shot the method may only
 use the shots, so both sides are estimated from them:
 
-* ``novelty`` (B,): the mean over the candidate's patches of its nearest-patch distance to the shots' bank (the
-  shots and mild views of them), each capped at ``s`` and divided by ``s``, where ``s`` is the median image
-  score of synthetic defects of the shots. 0 = a copy of the shots; 1 = every patch as new as a typical defect.
+* the shots' **internal radius** r: for every shot patch, the distance to its nearest patch elsewhere in the
+  shots (outside its own neighbourhood), at the ``radius_quantile`` (internal patch statistics: how different
+  the shots' own structures are from one another);
+* ``novelty`` (B,): the mean over the candidate's patches of min(d, r) / r, d the nearest-patch distance to
+  the shots' bank (the shots and mild views of them). 0 = a copy of the shots; 1 = every patch as new as
+  the shots' own structures are from each other;
+* ``implausible`` (B,): the mean of max(0, d - r) / r: patches further from the shots than anything inside
+  the shots is from the rest (a rotated brick wall, an invented defect, a blur);
 * ``defect_cover`` (B,): synthetic defects of the shots (the method family,
   ``tgad.features.synthetic_defects.METHOD_KINDS``, never the validation family) are scored by PatchCore's
   image score (largest nearest-patch distance) against the shots' bank, then against the bank plus the
   candidate; the mean relative drop. 0 = the candidate leaves every synthetic defect as visible as before.
-* ``defect_tail`` (B,): the mean of the candidate's largest 1 % patch distances, divided by ``s``: above 1, the
-  candidate itself holds patches as unusual as a synthetic defect (an invented defect).
 
-score = novelty - defect_weight * defect_cover - tail_weight * max(0, defect_tail - 1). Every term is
-differentiable, so the same score drives selection and the Integrator's update (guidance = -score).
+score = novelty - outlier_weight * implausible - defect_weight * defect_cover. Every term is differentiable in
+the candidate, so the same score drives selection and the Integrator's update (guidance = -score).
 """
 
 from __future__ import annotations
@@ -24,10 +27,33 @@ import math
 
 import torch
 
-from tgad.features.patches import PatchFeatures, nearest_distances, tail_mean
+from tgad.features.patches import PatchFeatures, nearest_distances
 from tgad.features.synthetic_defects import METHOD_KINDS, make_defects
 
-PARTS = ("novelty", "defect_cover", "defect_tail")
+PARTS = ("novelty", "implausible", "defect_cover")
+EXCLUDE = 2  # internal statistics: a patch's own neighbourhood (+-2 grid cells) is not its "elsewhere"
+
+
+@torch.no_grad()
+def internal_radius(features: PatchFeatures, shots: torch.Tensor, quantile: float) -> float:
+    """The shots' own patch variation: for every shot patch, the distance to its nearest patch *elsewhere* in
+    the shots (outside its +-``EXCLUDE`` grid neighbourhood); the ``quantile`` of these distances.
+
+    A periodic or aligned part (brick, a transistor) repeats its structures, so this radius is small and a
+    rotated copy lies far outside it; an irregular or round part (gravel, a hazelnut) shows its structures in
+    many forms, so variation of that size is what its normal images look like."""
+    feats = features(shots)  # (k, P, C)
+    k, p, _ = feats.shape
+    side = int(round(p**0.5))
+    grid = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(p // side), indexing="ij"), -1)
+    grid = grid.reshape(-1, 2).to(feats.device)  # (P, 2) row, column of each patch
+    near = (grid[:, None, :] - grid[None, :, :]).abs().amax(-1) <= EXCLUDE  # (P, P) own neighbourhood
+    flat = feats.reshape(k * p, -1)
+    distances = torch.cdist(flat, flat)  # (kP, kP)
+    same_shot = torch.block_diag(*[torch.ones(p, p, dtype=torch.bool, device=feats.device)] * k)
+    excluded = same_shot & near.repeat(k, k)
+    nearest = distances.masked_fill(excluded, float("inf")).amin(1)  # (kP,)
+    return float(torch.quantile(nearest[torch.isfinite(nearest)], quantile).clamp_min(1e-6))
 
 
 class DefectSafe:
@@ -46,17 +72,18 @@ class DefectSafe:
         shots: torch.Tensor,
         n_defects: int = 8,
         defect_weight: float = 2.0,
-        tail_weight: float = 1.0,
-        tail: float = 0.01,
+        outlier_weight: float = 1.0,
+        radius_quantile: float = 0.9,
         seed: int = 0,
         batch_size: int = 8,
     ) -> None:
-        if n_defects < 1 or defect_weight < 0 or tail_weight < 0:
+        if n_defects < 1 or defect_weight < 0 or outlier_weight < 0 or not 0 < radius_quantile <= 1:
             raise ValueError(
-                f"defect_safe: need n_defects >= 1 and weights >= 0 (got {n_defects}, {defect_weight}, {tail_weight})"
+                f"defect_safe: need n_defects >= 1, weights >= 0 and 0 < radius_quantile <= 1 (got {n_defects}, "
+                f"{defect_weight}, {outlier_weight}, {radius_quantile})"
             )
-        self.features, self.bank, self.tail, self.batch_size = features, bank, tail, batch_size
-        self.defect_weight, self.tail_weight = defect_weight, tail_weight
+        self.features, self.bank, self.batch_size = features, bank, batch_size
+        self.defect_weight, self.outlier_weight = defect_weight, outlier_weight
         per_shot = math.ceil(n_defects / len(shots))
         defects = make_defects(shots.detach().float().cpu(), per_shot, METHOD_KINDS, seed)
         images = defects.images[:n_defects].to(bank.device)
@@ -66,26 +93,26 @@ class DefectSafe:
             )  # (J, P, C)
             self.defect_d0 = nearest_distances(self.defect_features, bank)  # (J, P)
         self.defect_scores = self.defect_d0.amax(1)  # (J,)
-        self.scale = float(self.defect_scores.median().clamp_min(1e-8))
+        self.radius = internal_radius(features, shots.detach().float().to(bank.device), radius_quantile)
 
     def parts(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, 3, H, W) -> the three (B,) parts; differentiable with respect to ``images``."""
         feats = self.features(images)  # (B, P, C)
-        distances = nearest_distances(feats, self.bank)  # (B, P)
-        novelty = distances.clamp(max=self.scale).mean(1) / self.scale
-        defect_tail = tail_mean(distances, self.tail) / self.scale
+        distances = nearest_distances(feats, self.bank) / self.radius  # (B, P), 1 = the shot's own radius
+        novelty = distances.clamp(max=1).mean(1)
+        implausible = (distances - 1).clamp_min(0).mean(1)
         covers = []
         for candidate in feats:  # (P, C): its patches join the bank
             to_candidate = nearest_distances(self.defect_features, candidate)  # (J, P)
             scores = torch.minimum(self.defect_d0, to_candidate).amax(1)  # (J,)
             covers.append((1 - scores / self.defect_scores).mean())
-        return {"novelty": novelty, "defect_cover": torch.stack(covers), "defect_tail": defect_tail}
+        return {"novelty": novelty, "implausible": implausible, "defect_cover": torch.stack(covers)}
 
     def combine(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
         return (
             parts["novelty"]
+            - self.outlier_weight * parts["implausible"]
             - self.defect_weight * parts["defect_cover"]
-            - self.tail_weight * (parts["defect_tail"] - 1).clamp_min(0)
         )
 
     @torch.no_grad()
@@ -101,8 +128,9 @@ class DefectSafe:
         return -self.combine(self.parts(images)).mean()
 
 
-def describe(defect_weight: float, tail_weight: float, n_defects: int) -> str:
+def describe(defect_weight: float, outlier_weight: float, n_defects: int) -> str:
     return (
-        f"novelty - {defect_weight:g} * defect_cover - {tail_weight:g} * max(0, defect_tail - 1), against "
-        f"{n_defects} synthetic defects of the shots ({', '.join(METHOD_KINDS)})"
+        f"novelty - {outlier_weight:g} * implausible - {defect_weight:g} * defect_cover (patch distances in "
+        f"units of the shots' internal radius; {n_defects} synthetic defects of the shots: "
+        f"{', '.join(METHOD_KINDS)})"
     )

@@ -130,16 +130,7 @@ class JudgesMixin:
             features = PatchFeatures(self.perceptual.backbone, self.perceptual.mean, self.perceptual.std)
             fidelity = ShotFidelity(features, shots, cfg.fidelity_views, cfg.fidelity_tail, self.hparams.seed)
             if name == "defect_safe":
-                safe = DefectSafe(
-                    features,
-                    fidelity.bank,
-                    shots,
-                    cfg.defect_count,
-                    cfg.defect_weight,
-                    cfg.defect_tail_weight,
-                    cfg.fidelity_tail,
-                    self.hparams.seed,
-                )  # the same construction as defect_safe(), reusing the fidelity bank
+                safe = self.defect_safe(shots, features, fidelity.bank)
         self._scorer = Scorer(name, clip, fidelity, cfg.combined_clip_weight, safe)
         self._scorer_shots = shots.detach().clone()
         self.provenance["scorer"] = {
@@ -151,7 +142,7 @@ class JudgesMixin:
                 cfg.combined_clip_weight,
                 cfg.fidelity_tail,
                 cfg.fidelity_views,
-                (cfg.defect_weight, cfg.defect_tail_weight, cfg.defect_count),
+                (cfg.defect_weight, cfg.outlier_weight, cfg.defect_count),
             ),
             "parts_recorded": (["clip_text"] if clip else [])
             + (["shot_fidelity"] if fidelity else [])
@@ -159,20 +150,25 @@ class JudgesMixin:
         }
         return self._scorer
 
-    def defect_safe(self, shots: torch.Tensor) -> DefectSafe:
-        """A ``defect_safe`` judge of ``shots`` whatever the scorer (tau calibration needs one)."""
+    def defect_safe(
+        self, shots: torch.Tensor, features: PatchFeatures | None = None, bank: torch.Tensor | None = None
+    ) -> DefectSafe:
+        """A ``defect_safe`` judge of ``shots`` (the scorer's, and tau calibration's whatever the scorer)."""
         cfg = self.config
-        features = PatchFeatures(self.perceptual.backbone, self.perceptual.mean, self.perceptual.std)
-        bank = ShotFidelity(features, shots, cfg.fidelity_views, cfg.fidelity_tail, self.hparams.seed).bank
+        if features is None:
+            features = PatchFeatures(self.perceptual.backbone, self.perceptual.mean, self.perceptual.std)
+        if bank is None:
+            bank = ShotFidelity(
+                features, shots, cfg.fidelity_views, cfg.fidelity_tail, self.hparams.seed
+            ).bank
         return DefectSafe(
             features,
             bank,
             shots,
-            cfg.defect_count,
-            cfg.defect_weight,
-            cfg.defect_tail_weight,
-            cfg.fidelity_tail,
-            self.hparams.seed,
+            n_defects=cfg.defect_count,
+            defect_weight=cfg.defect_weight,
+            outlier_weight=cfg.outlier_weight,
+            seed=self.hparams.seed,
         )
 
     @torch.no_grad()

@@ -57,7 +57,7 @@ class Integrator(JudgesMixin, LightningModule):
         clip_model, clip_weights, allow_random_clip: the CLIP judge (must be the one that chose P*).
         scorer: ``auto`` (default: combined with real CLIP, shot_fidelity with random CLIP), ``clip_text``,
             ``shot_fidelity``, ``combined``, ``defect_safe`` or ``none`` (random selection); see ``scorers.py``.
-        defect_weight, defect_tail_weight, defect_count: ``defect_safe``'s weights and synthetic defects.
+        defect_weight, outlier_weight, defect_count: ``defect_safe``'s weights and synthetic defects.
         calibrate_tau, max_defect_cover: choose tau from the shots before the rounds (``calibration.py``).
         target_block, code_neighbors: generator levers (``VarianceVQGANModel.sample``): square target patches
             of that many latent positions a side; one of that many nearest codes at each target position.
@@ -98,7 +98,7 @@ class Integrator(JudgesMixin, LightningModule):
         fidelity_tail: float | None = None,
         fidelity_views: int | None = None,
         defect_weight: float | None = None,
-        defect_tail_weight: float | None = None,
+        outlier_weight: float | None = None,
         defect_count: int | None = None,
         calibrate_tau: bool | None = None,
         max_defect_cover: float | None = None,

@@ -262,7 +262,7 @@ def scorer_description(
     name: str, clip_weight: float, tail: float, views: int, safe: tuple[float, float, int] = (2.0, 1.0, 8)
 ) -> str:
     """One line for manifests and reports: the formula the resolved scorer used (``safe``: defect_weight,
-    defect_tail_weight and defect_count of ``defect_safe``)."""
+    outlier_weight and defect_count of ``defect_safe``)."""
     fidelity = (
         f"-mean of the top {tail:.0%} patch distances to the shots ({views} views each) in PatchCore-style "
         "backbone features"
