@@ -42,6 +42,11 @@ def is_environment_error(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in ENVIRONMENT_ERRNOS
 
 
+def located(err: OSError, where: Path) -> OSError:
+    """``err`` naming a file: its own, else the folder that was being written (``write()`` names none)."""
+    return err if err.filename else OSError(err.errno, err.strerror, str(where))
+
+
 def shots_text(shots: int | None) -> str:
     """Shots as the CSV and file names write them: ``1``, ``full``."""
     return "full" if shots is None else str(shots)
@@ -128,6 +133,16 @@ def _split(text: str, header: list[str]) -> tuple[list[list[str]], list[str]]:
     return good, bad
 
 
+def _inspect(path: Path) -> tuple[str, list[str] | None, list[list[str]], list[str]]:
+    """(text, header or None when cut, whole records, reasons for the damaged ones) of a results CSV."""
+    text = _decode(path, path.read_bytes())
+    header = _header(path, text) if text else None
+    if header is None:
+        return text, None, [], ["the file is empty" if not text else "its header line is cut"]
+    good, bad = _split(text, header)
+    return text, header, good, bad
+
+
 def repair_results(path: str | Path) -> Path | None:
     """Check a results CSV; on damage keep a copy beside it and rewrite it with its whole rows.
 
@@ -139,16 +154,10 @@ def repair_results(path: str | Path) -> Path | None:
     path = Path(path)
     if path.exists() and not path.is_file():
         raise BenchmarkError(f"{path}: a folder where the results CSV belongs; {FIX}")
-    if not path.is_file():
+    if not path.is_file() or not _inspect(path)[3]:  # the common case reads the file once, takes no lock
         return None
-    with _locked(path):
-        data = path.read_bytes()
-        text = _decode(path, data)
-        header = _header(path, text) if text else None
-        if header is None:
-            good, bad = [], ["the file is empty" if not text else "its header line is cut"]
-        else:
-            good, bad = _split(text, header)
+    with _locked(path):  # another process may be repairing or appending: look again under the lock
+        text, header, good, bad = _inspect(path)
         if not bad:
             return None
         aside = damaged_path(path)

@@ -44,7 +44,7 @@ from tgad.benchmark.plan import (
     plan_scorers,
 )
 from tgad.benchmark.results import ResultsCSV
-from tgad.benchmark.results_repair import heal_results_folder, is_environment_error, shots_text
+from tgad.benchmark.results_repair import heal_results_folder, is_environment_error, located, shots_text
 from tgad.data import DATAMODULES, DataError
 from tgad.generate.heal import complete_extra_sets
 from tgad.text.keywords import KeywordError
@@ -272,7 +272,7 @@ def run_benchmark(
                     raise
                 except Exception as err:  # one failing row must not cost the others; re-runs retry it
                     if is_environment_error(err):  # a full or read-only disk fails every later row too
-                        raise
+                        raise located(err, out_dir) from err
                     log.exception("row %s %s failed", where, row.model)
                     failures.append(f"{where} {row.model}: {type(err).__name__}: {err}")
                 bar.advance(task)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -132,12 +133,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from tgad.benchmark.results_repair import is_environment_error, located
     from tgad.cli.generate import run_generate
     from tgad.cli.preflight import preflight_generate
 
     threads_from_env()
     preflight_generate(args)
-    return run_generate(args, console, err_console)
+    try:
+        return run_generate(args, console, err_console)
+    except OSError as err:  # a full disk: name the folder being written (write() names no file)
+        if is_environment_error(err):
+            raise located(err, Path(args.out)) from err
+        raise
 
 
 def _quiet_libraries() -> None:
