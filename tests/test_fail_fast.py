@@ -290,3 +290,14 @@ def test_8_config_comments_name_the_checkpoint_lightning_writes(config):
             and f"--config conf/{config.parent.name}/{config.name}" in line
         ):
             assert dirpaths and line.split("--ckpt_path")[1].strip() == f"{dirpaths[0]}/last.ckpt"
+
+
+def test_8_full_shot_plots_are_named_kfull(mvtec_root, tmp_path, monkeypatch):
+    import tgad.benchmark.runner as runner
+    from tests.helpers.benchmark_stub import stub_config, stub_run_row
+
+    monkeypatch.setattr(runner, "run_row", stub_run_row)
+    config = stub_config(mvtec_root, tmp_path / "r", shots=(None,), seeds=(0,))
+    runner.run_benchmark(config, progress=False)
+    plots = sorted(p.name for p in (config.out_dir / "plots").glob("*.png"))
+    assert "extra_plain_aug_widget_kfull.png" in plots and not [p for p in plots if "kNone" in p]
