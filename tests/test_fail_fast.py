@@ -135,7 +135,7 @@ def test_4_too_little_space_is_refused_before_any_row(mvtec_root, tmp_path, caps
             mvtec_root, small, "--n-gen", "64", "--image-size", "256", "--conditions", "plain_aug"
         )
         assert main(argv) == 2
-        assert "MiB free" in _one_line_error(capsys, str(small))
+        assert "free on its device" in _one_line_error(capsys, str(small))
         assert _files(small) == {}
 
 

@@ -19,8 +19,16 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (exit code 2) like every other tgad error; ``--help`` is unchanged.
+    Sub-command parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="tgad",
         description="Few-shot industrial anomaly detection with text-guided generated normal images.",
         epilog="fit/validate/test/predict take Lightning CLI arguments, e.g. `tgad fit --config conf/<x>.yaml`; "

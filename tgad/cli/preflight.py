@@ -36,29 +36,37 @@ def threads_from_env() -> int | None:
     return int(text)
 
 
-def check_output_dir(path: str | Path, option: str, need_bytes: int = 0) -> None:
-    """``path`` (existing or not) can be made and written, is not under a file, and its device has room."""
+def check_output_dir(
+    path: str | Path, option: str, need_bytes: int = 0, given: str | Path | None = None
+) -> None:
+    """``path`` (existing or not) can be made and written, is not under a file, and its device has room.
+    ``given`` is the option's value as typed, when ``path`` is a folder below it (``<results-dir>/<dataset>``)."""
     path = Path(path).expanduser()
+    where = f"{option} {given if given is not None else path}"
     probe = path
     while not os.path.lexists(probe) and probe.parent != probe:
         probe = probe.parent
     if not probe.is_dir():
-        where = "is a file" if probe == path else f"is under {probe}, which is a file"
-        raise UsageError(f"{option} {path}: {where}, not a folder; choose a folder path")
+        what = "is a file" if probe in (path, Path(given or path).expanduser()) else f"{probe} is a file"
+        raise UsageError(f"{where}: {what}, not a folder; choose a folder path")
     try:
         fd, name = tempfile.mkstemp(prefix=".tgad-write-probe-", dir=probe)
         os.close(fd)
         os.unlink(name)
     except OSError as err:
         raise UsageError(
-            f"{option} {path}: cannot write in {probe} ({err.strerror}); choose a writable folder"
+            f"{where}: cannot write in {probe} ({err.strerror}); choose a writable folder"
         ) from err
     free = shutil.disk_usage(probe).free
     if free < need_bytes:
         raise UsageError(
-            f"{option} {path}: {free / MIB:.0f} MiB free on its device, the planned images need about "
-            f"{need_bytes / MIB:.0f} MiB; free space or choose another folder"
+            f"{where}: {_size(free)} free on its device ({probe}), the planned images need about "
+            f"{_size(need_bytes)}; free space or choose another folder"
         )
+
+
+def _size(n: int) -> str:
+    return f"{n / MIB:.0f} MiB" if n >= 10 * MIB else f"{n / 1024:.0f} KiB"
 
 
 def check_weight_file(path: str | Path, option: str) -> None:
@@ -109,10 +117,9 @@ def check_clip(preset: str, weights: str | None, allow_random: bool) -> None:
     """The CLIP weights of ``preset`` can be had as asked (a whole file, a known tag), or random is allowed."""
     from open_clip import list_pretrained_tags_by_model
 
-    from tgad.assets.clip import CHECKPOINT_SUFFIXES, _register_configs, clip_weights_available
+    from tgad.assets.clip import CHECKPOINT_SUFFIXES, clip_weights_available
     from tgad.models.prompt_selector import PromptSelectorConfig
 
-    _register_configs()
     model = PromptSelectorConfig.preset(preset).clip_model
     text = str(weights) if weights else None
     if text and Path(text).expanduser().exists():
@@ -128,10 +135,14 @@ def check_clip(preset: str, weights: str | None, allow_random: bool) -> None:
             "pass a checkpoint file or a tag"
         )
     if not allow_random and not clip_weights_available(model, text):
+        why = (
+            f"{text or 'its default tag'} is not in the local cache and downloads are off or failed"
+            if tags
+            else "it has no published weights"
+        )
         raise UsageError(
-            f"no CLIP weights for {model} ({text or 'the default tag'} is not in the local cache and downloads "
-            "are off or failed); pass --clip-weights FILE, or --allow-random-clip for a smoke run (outputs "
-            "are then marked RANDOM)"
+            f"no CLIP weights for {model} ({why}); pass --clip-weights FILE, or --allow-random-clip for a "
+            "smoke run (outputs are then marked RANDOM)"
         )
 
 
@@ -155,7 +166,8 @@ def check_seeds(seeds: Sequence[int], option: str = "--seeds") -> None:
     bad = [s for s in seeds if s < 0]
     if bad:
         raise UsageError(
-            f"{option} {' '.join(map(str, bad))}: seeds are whole numbers >= 0, e.g. {option} 0 1 2"
+            f"{option} {' '.join(map(str, bad))}: seeds are whole numbers >= 0, e.g. {option} "
+            + ("0 1 2" if option == "--seeds" else "0")
         )
 
 
@@ -181,6 +193,18 @@ def benchmark_bytes(config, rows) -> int:
     return len(sets) * _image_bytes(config.n_gen, side) + len(rows) * MIB + MIB
 
 
+def check_models(config) -> None:
+    """Every model can use the backbone, and its weights are found (or random ones are allowed)."""
+    from tgad.baselines.registry import check_backbone, check_weights
+
+    for model in config.models:
+        try:
+            check_backbone(model, config.backbone)
+        except ValueError as err:
+            raise UsageError(f"--models/--backbone: {err}") from err
+        check_weights(model, config.backbone, config.backbone_weights, config.allow_random_backbone)
+
+
 def preflight_benchmark(config) -> None:
     """Check a ``BenchmarkConfig`` as a whole before its first row: numbers, the results folder, every
     category and (k, seed), CLIP for the generated conditions, then room for what is left to run."""
@@ -191,16 +215,25 @@ def preflight_benchmark(config) -> None:
 
     check_seeds(config.seeds)
     check_image_size(config.image_size)
-    check_output_dir(config.out_dir, "--results-dir")
+    check_output_dir(config.out_dir, "--results-dir", given=config.results_dir)
     for category in config.categories:
         dm = make_datamodule(config, category, None, 0, [])
         dm.prepare_data()
         check_shot_grid(dm, config.shots, config.seeds)
+    check_models(config)
     if set(config.conditions) & set(GENERATED):
+        from tgad.benchmark import runner
+        from tgad.text.keywords import resolve_keyword
+
+        if not runner.tgad_available():
+            raise UsageError(f"{runner.TGAD_UNAVAILABLE}; run with --conditions shots plain_aug")
+
+        for category in config.categories:
+            resolve_keyword(category, config.keywords.get(category))  # KeywordError: set --keywords
         check_clip(config.preset, config.clip_weights, config.allow_random_clip)
     heal_results_folder(config.out_dir)  # every check passed: a damaged CSV or ExtraSet is moved aside
     rows = make_plan(config, ResultsCSV(config.out_dir / "results.csv").done_keys())
-    check_output_dir(config.out_dir, "--results-dir", benchmark_bytes(config, rows))
+    check_output_dir(config.out_dir, "--results-dir", benchmark_bytes(config, rows), given=config.results_dir)
 
 
 def preflight_generate(args) -> None:
