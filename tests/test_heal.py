@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -150,3 +152,34 @@ def test_a_corrupt_fit_cache_is_rebuilt(tmp_path, caplog, one_torch_thread):
         same = np.asarray(Image.open(first / a["file"])) == np.asarray(Image.open(second / b["file"]))
         assert same.all()  # the refit is the same fit
     assert json.loads((second / "manifest.json").read_text())["n"] == 2
+
+
+def test_a_real_kill_9_leaves_a_temporary_that_the_next_run_removes(tmp_path):
+    """A writer killed with SIGKILL inside ``atomic_dir``: its temporary stays until the next start clears it."""
+    code = (
+        "import sys, time\n"
+        "from tgad.assets.cache import atomic_dir\n"
+        "with atomic_dir(sys.argv[1]) as tmp:\n"
+        "    (tmp / 'half.png').write_bytes(b'x')\n"
+        "    print(tmp, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    writer = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "set")], stdout=subprocess.PIPE, text=True, env=env
+    )
+    temporary = Path(writer.stdout.readline().strip())
+    assert temporary.is_dir() and remove_stale_partials(tmp_path) == []  # its writer is alive
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert temporary.is_dir() and not (tmp_path / "set").exists()  # what kill -9 leaves
+    assert remove_stale_partials(tmp_path) == [temporary] and not temporary.exists()
+
+
+def test_generate_clears_the_temporaries_beside_its_out_folder(tmp_path):
+    from tgad.generate.heal import remove_stale_partials_of
+
+    out = tmp_path / "out"
+    stale = _partial(tmp_path, f".out.pid{_dead_pid()}.x.partial")
+    other = _partial(tmp_path, f".other.pid{_dead_pid()}.x.partial")  # not ours to remove
+    assert remove_stale_partials_of(out) == [stale] and other.is_dir()
