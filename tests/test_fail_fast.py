@@ -276,20 +276,32 @@ def test_8_yaml_syntax_error_names_the_file(tmp_path, capsys):
     assert "line 3" in err and "<unicode string>" not in err
 
 
+def _checkpoint_dir(trainer: dict) -> str | None:
+    """Where Lightning writes ModelCheckpoint files for a trainer config: the callback's dirpath, else below
+    the logger's folder (``ModelCheckpoint`` joins save_dir, name and version)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    for callback in trainer.get("callbacks") or []:
+        if callback["class_path"].endswith("ModelCheckpoint") and callback["init_args"].get("dirpath"):
+            return callback["init_args"]["dirpath"]
+    logger = trainer.get("logger") or {}
+    if logger.get("class_path", "").endswith("CSVLogger"):
+        return str(Path(CSVLogger(**logger["init_args"]).log_dir) / "checkpoints")
+    if logger.get("class_path", "").endswith("WandbLogger"):  # <save_dir>/<project>/<run id>/checkpoints
+        return f"{logger['init_args']['save_dir']}/{logger['init_args']['project']}/<run id>/checkpoints"
+    return None
+
+
 @pytest.mark.parametrize("config", sorted((REPO / "conf").glob("*/*.yaml")), ids=lambda p: p.stem)
 def test_8_config_comments_name_the_checkpoint_lightning_writes(config):
     import yaml
 
     text = config.read_text()
-    callbacks = (yaml.safe_load(text).get("trainer") or {}).get("callbacks") or []
-    dirpaths = [c["init_args"]["dirpath"] for c in callbacks if c["class_path"].endswith("ModelCheckpoint")]
+    written = _checkpoint_dir(yaml.safe_load(text).get("trainer") or {})
+    this = f"--config conf/{config.parent.name}/{config.name}"
     for line in text.splitlines():
-        if (
-            line.startswith("#")
-            and "--ckpt_path" in line
-            and f"--config conf/{config.parent.name}/{config.name}" in line
-        ):
-            assert dirpaths and line.split("--ckpt_path")[1].strip() == f"{dirpaths[0]}/last.ckpt"
+        if line.startswith("#") and "--ckpt_path" in line and this in line:
+            assert written is not None and line.split("--ckpt_path")[1].strip() == f"{written}/last.ckpt"
 
 
 def test_8_full_shot_plots_are_named_kfull(mvtec_root, tmp_path, monkeypatch):
