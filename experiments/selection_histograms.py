@@ -24,13 +24,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from tgad.assets.cache import atomic_file  # noqa: E402
 from tgad.generate.artifact import load_manifest  # noqa: E402
+from tgad.generate.heal import complete_extra_sets  # noqa: E402
 
 
 def collect(results: Path) -> dict:
     """{category: {scorer: {"rounds": {r: {"kept": [...], "dropped": [...]}}, "written": [...], "seeds": []}}}"""
     out: dict = defaultdict(lambda: defaultdict(lambda: {"rounds": defaultdict(lambda: defaultdict(list))}))
-    for manifest_path in sorted(results.glob("extra_sets/tgad_*/*/*/manifest.json")):
-        manifest = load_manifest(manifest_path.parent)
+    for folder in complete_extra_sets(results / "extra_sets", "tgad_*/*/*"):  # no temporaries, no damaged
+        manifest = load_manifest(folder)
         if manifest["kind"] != "tgad":
             continue
         scorer = (manifest.get("scorer") or {}).get("resolved", "clip_text")

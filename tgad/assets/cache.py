@@ -29,6 +29,15 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+PARTIAL_SUFFIX = ".partial"
+
+
+def partial_prefix(final: Path) -> str:
+    """Temporary siblings are ``.<name>.pid<pid>.<random>.partial``: the writer's process id lets a later
+    run remove what a killed one left (``tgad.generate.heal``) without touching a live writer's folder."""
+    return f".{final.name}.pid{os.getpid()}."
+
+
 @contextmanager
 def atomic_dir(final: str | Path) -> Iterator[Path]:
     """Build a folder in a sibling temporary folder and rename it into place only if the block succeeds.
@@ -37,7 +46,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=partial_prefix(final), suffix=PARTIAL_SUFFIX, dir=final.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the user's usual mode
@@ -54,7 +63,7 @@ def atomic_file(final: str | Path, mode: str = "w") -> Iterator:
     """Open a temporary file next to ``final``; rename it over ``final`` only when the block succeeds."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=partial_prefix(final), suffix=PARTIAL_SUFFIX, dir=final.parent)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle

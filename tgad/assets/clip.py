@@ -78,10 +78,20 @@ def _load_checked(model: nn.Module, path: Path, model_name: str, what: str) -> n
     try:
         _load_into(model, path)
     except Exception as err:  # wrong architecture, truncated or not a checkpoint: name the file and setting
-        raise AssetError(
-            f"{what}={path} does not load into {model_name}: {str(err).splitlines()[0]}"
-        ) from err
+        raise AssetError(f"{what} {path} does not load into {model_name}: {_load_failure(err)}") from err
     return model
+
+
+def _load_failure(err: Exception) -> str:
+    """Why a checkpoint did not load, in one line; torch's advice to retry with ``weights_only=False`` (run
+    arbitrary pickled code) is not repeated: tgad never does that."""
+    text = str(err)
+    if "Weights only load failed" in text or "weights_only" in text:
+        return (
+            "it holds pickled Python objects besides tensors, which tgad does not unpickle; save its "
+            "state_dict (torch.save(model.state_dict(), 'clip.pt')) or use a .safetensors file"
+        )
+    return (text.strip().splitlines() or [type(err).__name__])[0][:200]
 
 
 def _pretrained_cfg(model_name: str, tag: str) -> dict:
@@ -199,7 +209,7 @@ def resolve_clip(
     text = str(weights) if weights is not None else None
     if text and (Path(text).expanduser().is_file()):
         path = Path(text).expanduser().resolve()
-        model = _load_checked(_create(model_name), path, model_name, "clip_weights")
+        model = _load_checked(_create(model_name), path, model_name, "--clip-weights (clip_weights)")
         log.info("CLIP %s: weights from local file %s", model_name, path)
         return _finish(model, model_name, ResolvedWeights(model_name, "local_file", path, sha256_file(path)))
     if text and (text.endswith(CHECKPOINT_SUFFIXES) or os.sep in text):

@@ -44,8 +44,10 @@ from tgad.benchmark.plan import (
     plan_scorers,
 )
 from tgad.benchmark.results import ResultsCSV
+from tgad.benchmark.results_repair import heal_results_folder, is_environment_error, located, shots_text
 from tgad.benchmark.validate import Validations
 from tgad.data import DATAMODULES, DataError
+from tgad.generate.heal import complete_extra_sets
 from tgad.text.keywords import KeywordError
 
 log = logging.getLogger(__name__)
@@ -221,6 +223,7 @@ def run_benchmark(
         torch.set_num_threads(config.threads)
     out_dir = config.out_dir
     results = ResultsCSV(out_dir / "results.csv")
+    heal_results_folder(out_dir)
     preflight(config)
     plan = make_plan(config, results.done_keys())
     total = len(full_plan(config))
@@ -262,22 +265,24 @@ def run_benchmark(
                         out, evaluation = run_row(row, config, extra, work)
                     show("synthetic-defect validation")
                     out.update(validations.columns(row, extra.path if extra else None))
-                    results.append(out)
-                    tracker.log_row(out, index + 1)
-                    if row.seed == first_seed and evaluation.examples:
-                        name = f"maps_{row.model}_{row.category}_k{row.shots}_{_variant(row)}.png"
+                    if row.seed == first_seed and evaluation.examples:  # a row is appended with its files
+                        name = f"maps_{row.model}_{row.category}_k{shots_text(row.shots)}_{_variant(row)}.png"
                         save_overlays(
                             evaluation.examples, out_dir / "plots" / name, title=f"{row.model} {where}"
                         )
+                    results.append(out)
+                    tracker.log_row(out, index + 1)
                 except (BenchmarkError, DataError, AssetError, KeywordError):
                     raise
                 except Exception as err:  # one failing row must not cost the others; re-runs retry it
+                    if is_environment_error(err):  # a full or read-only disk fails every later row too
+                        raise located(err, out_dir) from err
                     log.exception("row %s %s failed", where, row.model)
                     failures.append(f"{where} {row.model}: {type(err).__name__}: {err}")
                 bar.advance(task)
         rows = results.rows()
         summary = write_report(config, rows, out_dir, time.perf_counter() - start)
-        extra_dirs = sorted({p.parent for p in (out_dir / "extra_sets").glob("*/*/*/manifest.json")})
+        extra_dirs = complete_extra_sets(out_dir / "extra_sets")
         tracker.log_results(rows, summary, sorted((out_dir / "plots").glob("*.png")), extra_dirs)
     finally:
         tracker.finish()
@@ -307,7 +312,7 @@ def _extra_for(row: Row, config: BenchmarkConfig, extras: dict, show, plot: bool
             extras[key] = err
             raise
         if plot:
-            name = f"extra_{_variant(row)}_{row.category}_k{row.shots}.png"
+            name = f"extra_{_variant(row)}_{row.category}_k{shots_text(row.shots)}.png"
             save_extra_grid(extras[key].path, config.out_dir / "plots" / name)
     if isinstance(extras[key], Exception):
         raise RuntimeError(f"its extra set failed earlier ({extras[key]})")

@@ -149,21 +149,14 @@ def _keywords(pairs: list[str]) -> dict[str, str]:
 
 
 def run_benchmark_command(args: argparse.Namespace, console: Console, err_console: Console) -> int:
-    """Run the benchmark; a setting it cannot honour ends in one red line and exit code 2."""
-    from tgad.benchmark.plan import BenchmarkError
-
-    try:
-        return _run(args, console)
-    except BenchmarkError as err:
-        if os.environ.get("TGAD_DEBUG"):
-            raise
-        err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
-        return 2
+    """Run the benchmark; errors reach ``tgad.cli.errors.report_errors`` (one red line, exit code 2)."""
+    return _run(args, console)
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     from tgad.benchmark.plan import BenchmarkConfig, BenchmarkError
     from tgad.benchmark.runner import run_benchmark
+    from tgad.cli.preflight import preflight_benchmark
 
     threads = int(os.environ["TGAD_THREADS"]) if os.environ.get("TGAD_THREADS") else None
     try:
@@ -196,6 +189,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         vqgan_iterations=args.vqgan_iterations,
         validate=not args.no_validate,
     )
+    preflight_benchmark(config)  # every argument, output location, (k, seed) and weight, before any model
     result = run_benchmark(config, progress=not args.no_progress)
     console.print(Markdown(result.summary.read_text()))
     console.print(f"\n{result.new_rows} new rows in {result.seconds:.0f} s; summary: {result.summary}")

@@ -86,7 +86,8 @@ class RichStages:
 
 
 def run_generate(args: argparse.Namespace, console: Console, err_console: Console) -> int:
-    """Run the chain; data, weight and keyword errors reach ``main._reporting_user_errors`` (exit code 2)."""
+    """Run the chain; any error ends in one red line and exit code 2 (``tgad.cli.errors``)."""
+    from tgad.cli.errors import print_error
     from tgad.generate.artifact import ExtraSetError, load_manifest
     from tgad.generate.chain import generate_extra_set
 
@@ -124,10 +125,7 @@ def run_generate(args: argparse.Namespace, console: Console, err_console: Consol
                 reporter=RichStages(progress),
             )
     except (ExtraSetError, FileExistsError, FloatingPointError) as err:
-        if os.environ.get("TGAD_DEBUG"):
-            raise
-        err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
-        return 2
+        return print_error(err, err_console)
     manifest = load_manifest(out)
     _summary(console, Path(out), manifest)
     return 0

@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 import tgad
+from tgad.cli.errors import report_errors
 from tgad.cli.lightning import SUBCOMMANDS
+from tgad.cli.preflight import threads_from_env
 
 console = Console()
 err_console = Console(stderr=True)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (exit code 2) like every other tgad error; ``--help`` is unchanged.
+    Sub-command parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="tgad",
         description="Few-shot industrial anomaly detection with text-guided generated normal images.",
         epilog="fit/validate/test/predict take Lightning CLI arguments, e.g. `tgad fit --config conf/<x>.yaml`; "
@@ -61,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _data_check(args: argparse.Namespace) -> int:
     from tgad.data import DATAMODULES
+    from tgad.data.deep_check import decode_all
     from tgad.data.inventory import inventory
 
     dm = DATAMODULES[args.dataset](
@@ -69,6 +80,7 @@ def _data_check(args: argparse.Namespace) -> int:
     if args.dataset == "embedded":
         dm.prepare_data()
     samples = dm.index()
+    decode_all(samples)  # every image and mask decoded in full; an empty mask of a defect is an error
     inv = inventory(samples, args.dataset, args.category)
     console.print(f"[bold]{args.dataset} / {args.category}[/bold]: {inv.path}", highlight=False)
     table = Table()
@@ -94,13 +106,16 @@ def _data_check(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
-        from tgad.cli.lightning import run_lightning_cli
 
         def lightning() -> int:
+            from tgad.cli.lightning import run_lightning_cli
+            from tgad.cli.preflight import preflight_lightning
+
+            preflight_lightning(argv[1:])
             run_lightning_cli(argv)
             return 0
 
-        return _reporting_user_errors(lightning)
+        return report_errors(lightning, err_console)
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
@@ -111,16 +126,33 @@ def main(argv: list[str] | None = None) -> int:
         _parser().print_help()
         return 0
     if args.command == "data" and args.data_command == "check":
-        return _reporting_user_errors(lambda: _data_check(args))
+        return report_errors(lambda: _data_check(args), err_console)
     if args.command == "generate":
-        from tgad.cli.generate import run_generate
-
-        return _reporting_user_errors(lambda: run_generate(args, console, err_console))
+        return report_errors(lambda: _generate(args), err_console)
     if args.command == "benchmark":
         from tgad.cli.benchmark import run_benchmark_command
 
-        return _reporting_user_errors(lambda: run_benchmark_command(args, console, err_console))
+        def benchmark() -> int:
+            threads_from_env()  # the command reads $TGAD_THREADS; a bad value is one line, not a traceback
+            return run_benchmark_command(args, console, err_console)
+
+        return report_errors(benchmark, err_console)
     return 1
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from tgad.benchmark.results_repair import is_environment_error, located
+    from tgad.cli.generate import run_generate
+    from tgad.cli.preflight import preflight_generate
+
+    threads_from_env()
+    preflight_generate(args)
+    try:
+        return run_generate(args, console, err_console)
+    except OSError as err:  # a full disk: name the folder being written (write() names no file)
+        if is_environment_error(err):
+            raise located(err, Path(args.out)) from err
+        raise
 
 
 def _quiet_libraries() -> None:
@@ -145,24 +177,6 @@ def _quiet_libraries() -> None:
     ):
         warnings.filterwarnings("ignore", message=pattern)
     warnings.filterwarnings("ignore", category=FutureWarning)
-
-
-def _reporting_user_errors(run) -> int:
-    """Run a command; bad input (data, weights, keywords) ends in one red line and exit code 2.
-
-    ``TGAD_DEBUG=1`` re-raises, for the traceback.
-    """
-    from tgad.assets.weights import AssetError
-    from tgad.data.errors import DataError
-    from tgad.text.keywords import KeywordError
-
-    try:
-        return int(run() or 0)
-    except (DataError, AssetError, KeywordError) as err:
-        if os.environ.get("TGAD_DEBUG"):
-            raise
-        err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
-        return 2
 
 
 if __name__ == "__main__":

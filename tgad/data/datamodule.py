@@ -138,7 +138,8 @@ class FewShotDataModule(AnomalibDataModule):
     def _missing_category(self) -> None:
         if not self.root.is_dir():
             raise DataError(
-                f"{self.root}: dataset root not found; pass root=... (or set {self.root_env}) {self.where_to_get}"
+                f"{self.root}: dataset root not found; pass --root (root: in a config, or set {self.root_env}) "
+                f"{self.where_to_get}"
             )
         found = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
         raise DataError(

@@ -50,7 +50,11 @@ def ensure_downloaded(
                 f"{archive}: sha256 {digest[:12]}... does not match the expected {info.hashsum[:12]}...; delete it and retry"
             )
     elif not download or offline():
-        why = "download=False" if not download else "offline (TGAD_OFFLINE/HF_HUB_OFFLINE set)"
+        why = (
+            "downloads are off (TGAD_OFFLINE/HF_HUB_OFFLINE set)"
+            if offline()
+            else "download=False (tgad data check never downloads; the datamodules and tgad benchmark do)"
+        )
         raise DataError(f"{target}: dataset not found and {why}; {put_it}, or place {archive.name} in {root}")
     try:
         logger.info("fetching %s into %s", info.name, root)

@@ -38,7 +38,7 @@ class Embedded(FewShotDataModule):
     ) -> None:
         if category not in EMBEDDED_CATEGORIES:
             raise DataError(
-                f"category={category!r} is not an embedded category; choose one of {list(EMBEDDED_CATEGORIES)}"
+                f"category {category!r} (--category/--categories) is not an embedded category; choose one of {list(EMBEDDED_CATEGORIES)}"
             )
         self.build_spec = EmbeddedSpec(image_size=build_size, seed=build_seed)
         super().__init__(root=root or str(embedded_root(build_size, build_seed)), category=category, **kwargs)

@@ -24,7 +24,7 @@ def _open(path: str | Path) -> Image.Image:
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DataError(
-            f"{path}: cannot decode image ({err.__class__.__name__}); replace or delete the file"
+            f"{path}: cannot decode image ({err.__class__.__name__}: {str(err)[:80]}); replace or delete the file"
         ) from err
     return image
 

@@ -1,7 +1,7 @@
 """A cache of fitted generators: the VarianceVQGAN fit is the costly part of ``tgad generate`` (minutes on a
 CPU) and depends only on the shots, the seed and the preset, so requests that differ after it (the scorer,
 tau, N: e.g. a benchmark's selection ablation) share one fit. Files are written atomically and loaded with
-``weights_only=True``.
+``weights_only=True``; a file that does not load (truncated, garbage) is moved aside and the fit redone.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import tgad
 from tgad.assets.cache import atomic_file, sha256_file
 from tgad.assets.weights import ResolvedWeights
 from tgad.generate.artifact import cache_key
+from tgad.generate.heal import heal_fit_file
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,9 @@ def fit_cache_file(
         "tgad_version": tgad.__version__,
     }
     shots = len(arguments["shot_ids"])
-    return Path(folder) / arguments["category"] / f"k{shots}_seed{arguments['seed']}_{cache_key(fit)}.pt"
+    path = Path(folder) / arguments["category"] / f"k{shots}_seed{arguments['seed']}_{cache_key(fit)}.pt"
+    heal_fit_file(path)  # a fit that does not load is moved aside (with a warning) and fitted again
+    return path
 
 
 def save_fit(vqgan, path: Path) -> str:
