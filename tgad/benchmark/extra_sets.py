@@ -73,34 +73,7 @@ def ensure_extra_set(
         return _tgad_aug(config, dm, shots, seed, show, scorer)
     if condition in ("aug_select", "tgad_select"):
         return _selected(config, condition, dm, shots, seed, show, scorer)
-    arguments = {
-        "kind": condition,
-        "dataset": config.dataset,
-        "category": dm.category,
-        "shot_ids": list(dm.shot_ids),
-        "shot_sha256": [sha256_file(p) for p in dm.shot_paths],
-        "seed": seed,
-        "n": config.n_gen,
-        "image_size": config.size,
-    }
-    if condition == "plain_aug":
-        arguments["augment"] = asdict(AugmentConfig())
-    else:
-        arguments |= {
-            "preset": config.preset,
-            "clip_weights": config.clip_weights,
-            "allow_random_clip": config.allow_random_clip,
-            "keyword": config.keywords.get(dm.category),
-            "scorer": scorer,
-        }
-        if config.integrator_overrides or config.vqgan_iterations:  # keys of earlier sets stay valid
-            arguments |= {
-                "integrator_overrides": dict(sorted(config.integrator_overrides.items())),
-                "vqgan_iterations": config.vqgan_iterations,
-            }
-    key = cache_key(arguments)
-    kind = f"{condition}_{scorer}" if scorer else condition
-    path = extra_set_dir(config.out_dir / "extra_sets", kind, dm.category, shots, seed, key)
+    key, path = extra_set_request(config, condition, dm, shots, seed, scorer)
     if is_complete(path, key if condition == "plain_aug" else None):
         return ExtraSet(path, 0.0, load_manifest(path))
     start = time.perf_counter()
@@ -144,6 +117,42 @@ def ensure_extra_set(
             )
         )
     return ExtraSet(path, time.perf_counter() - start, load_manifest(path))
+
+
+def extra_set_request(
+    config: BenchmarkConfig, condition: str, dm, shots: int | None, seed: int, scorer: str = ""
+) -> tuple[str, Path]:
+    """(cache key, folder) of a ``plain_aug`` or ``tgad`` ExtraSet: the key hashes every argument that makes
+    its images (shots and their file hashes, seed, N, size; for ``tgad`` the preset, CLIP, keyword, scorer and
+    the generator overrides), so a changed request gets a new folder."""
+    arguments = {
+        "kind": condition,
+        "dataset": config.dataset,
+        "category": dm.category,
+        "shot_ids": list(dm.shot_ids),
+        "shot_sha256": [sha256_file(p) for p in dm.shot_paths],
+        "seed": seed,
+        "n": config.n_gen,
+        "image_size": config.size,
+    }
+    if condition == "plain_aug":
+        arguments["augment"] = asdict(AugmentConfig())
+    else:
+        arguments |= {
+            "preset": config.preset,
+            "clip_weights": config.clip_weights,
+            "allow_random_clip": config.allow_random_clip,
+            "keyword": config.keywords.get(dm.category),
+            "scorer": scorer,
+        }
+        if config.integrator_overrides or config.vqgan_iterations:  # keys of earlier sets stay valid
+            arguments |= {
+                "integrator_overrides": dict(sorted(config.integrator_overrides.items())),
+                "vqgan_iterations": config.vqgan_iterations,
+            }
+    key = cache_key(arguments)
+    kind = f"{condition}_{scorer}" if scorer else condition
+    return key, extra_set_dir(config.out_dir / "extra_sets", kind, dm.category, shots, seed, key)
 
 
 def _tgad_aug(config: BenchmarkConfig, dm, shots: int | None, seed: int, show, scorer: str) -> ExtraSet:

@@ -33,7 +33,7 @@ class SelectConfig:
     pool_factor: int = 3  # augmentation candidates per kept image
     pass_fraction: float = 0.5  # share of the pool that passes the score gate
     defect_weight: float = 2.0  # defect_safe (tgad.models.integrator.defect_safe)
-    outlier_weight: float = 1.0
+    outlier_weight: float = 0.5  # defect_safe: weight of patches beyond the shots' internal radius
     defect_count: int = 8
     radius_quantile: float = 0.9  # defect_safe's internal radius
     views: int = 8  # the shots' reference bank: each shot and 7 mild views

@@ -38,7 +38,7 @@ class IntegratorConfig:
     fidelity_tail: float = 0.01  # shot_fidelity: mean of the largest 1 % of patch distances
     fidelity_views: int = 8  # shot_fidelity: the shot and 7 augmented views of it in the reference bank
     defect_weight: float = 2.0  # defect_safe: weight of defect_cover (synthetic defects of the shots hidden)
-    outlier_weight: float = 1.0  # defect_safe: weight of patches beyond the shots' internal radius
+    outlier_weight: float = 0.5  # defect_safe: weight of patches beyond the shots' internal radius
     defect_count: int = 8  # defect_safe: synthetic defects made from the shots
     calibrate_tau: bool = False  # choose tau per class from the shots before the rounds (calibration.py)
     max_defect_cover: float = 0.1  # calibration: the largest mean defect_cover a tau may reach

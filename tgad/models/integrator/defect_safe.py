@@ -10,8 +10,9 @@ use the shots, so both sides are estimated from them:
 * ``novelty`` (B,): the mean over the candidate's patches of min(d, r) / r, d the nearest-patch distance to
   the shots' bank (the shots and mild views of them). 0 = a copy of the shots; 1 = every patch as new as
   the shots' own structures are from each other;
-* ``implausible`` (B,): the mean of max(0, d - r) / r: patches further from the shots than anything inside
-  the shots is from the rest (a rotated brick wall, an invented defect, a blur);
+* ``implausible`` (B,): max(0, d - r) / r averaged over the candidate's worst 5 % of patches: patches further
+  from the shots than anything inside the shots is from the rest (an invented defect, a rotated brick wall, a
+  blur). The tail, not the mean: a defect is local, and PatchCore's image score is a maximum;
 * ``defect_cover`` (B,): synthetic defects of the shots (the method family,
   ``tgad.features.synthetic_defects.METHOD_KINDS``, never the validation family) are scored by PatchCore's
   image score (largest nearest-patch distance) against the shots' bank, then against the bank plus the
@@ -27,10 +28,11 @@ import math
 
 import torch
 
-from tgad.features.patches import PatchFeatures, nearest_distances
+from tgad.features.patches import PatchFeatures, nearest_distances, tail_mean
 from tgad.features.synthetic_defects import METHOD_KINDS, make_defects
 
 PARTS = ("novelty", "implausible", "defect_cover")
+IMPLAUSIBLE_TAIL = 0.05  # implausible: the worst 5 % of a candidate's patches (a defect is local)
 EXCLUDE = 2  # internal statistics: a patch's own neighbourhood (+-2 grid cells) is not its "elsewhere"
 
 
@@ -53,7 +55,12 @@ def internal_radius(features: PatchFeatures, shots: torch.Tensor, quantile: floa
     same_shot = torch.block_diag(*[torch.ones(p, p, dtype=torch.bool, device=feats.device)] * k)
     excluded = same_shot & near.repeat(k, k)
     nearest = distances.masked_fill(excluded, float("inf")).amin(1)  # (kP,)
-    return float(torch.quantile(nearest[torch.isfinite(nearest)], quantile).clamp_min(1e-6))
+    nearest = nearest[torch.isfinite(nearest)]
+    if len(nearest) == 0:  # a grid too small to have an "elsewhere": any other patch will do
+        nearest = distances.masked_fill(
+            torch.eye(k * p, dtype=torch.bool, device=feats.device), float("inf")
+        ).amin(1)
+    return float(torch.quantile(nearest, quantile).clamp_min(1e-6))
 
 
 class DefectSafe:
@@ -72,7 +79,7 @@ class DefectSafe:
         shots: torch.Tensor,
         n_defects: int = 8,
         defect_weight: float = 2.0,
-        outlier_weight: float = 1.0,
+        outlier_weight: float = 0.5,
         radius_quantile: float = 0.9,
         seed: int = 0,
         batch_size: int = 8,
@@ -100,7 +107,7 @@ class DefectSafe:
         feats = self.features(images)  # (B, P, C)
         distances = nearest_distances(feats, self.bank) / self.radius  # (B, P), 1 = the shot's own radius
         novelty = distances.clamp(max=1).mean(1)
-        implausible = (distances - 1).clamp_min(0).mean(1)
+        implausible = tail_mean((distances - 1).clamp_min(0), IMPLAUSIBLE_TAIL)
         covers = []
         for candidate in feats:  # (P, C): its patches join the bank
             to_candidate = nearest_distances(self.defect_features, candidate)  # (J, P)

@@ -259,7 +259,7 @@ def random_choice(n: int, keep: int, eligible: torch.Tensor, generator: torch.Ge
 
 
 def scorer_description(
-    name: str, clip_weight: float, tail: float, views: int, safe: tuple[float, float, int] = (2.0, 1.0, 8)
+    name: str, clip_weight: float, tail: float, views: int, safe: tuple[float, float, int] = (2.0, 0.5, 8)
 ) -> str:
     """One line for manifests and reports: the formula the resolved scorer used (``safe``: defect_weight,
     outlier_weight and defect_count of ``defect_safe``)."""
