@@ -106,3 +106,38 @@ def test_defect_safe_rounds_calibrate_tau_and_guide_the_update(fitted, judges): 
     assert all(r["defect_cover"] <= limit for r in module.tau_calibration if r["tau"] <= module.tau)
     assert record.losses["guidance"] != 0.0  # -score of fresh samples reached the update
     assert "novelty" in module.provenance["scorer"]["formula"]
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("tau=abc", "tau takes a float"),
+        ("rounds=1.5", "rounds takes an int"),
+        ("keep_fraction=0", "keep_fraction"),
+    ],
+)
+def test_bad_set_values_are_one_line_errors_before_any_compute(tmp_path, capsys, pair, message):
+    from tests.helpers.datasets import write_mvtec
+    from tgad.cli.main import main
+
+    write_mvtec(tmp_path / "data")
+    argv = [
+        "generate",
+        "--dataset",
+        "mvtec",
+        "--root",
+        str(tmp_path / "data"),
+        "--category",
+        "widget",
+        "--preset",
+        "tiny",
+        "--out",
+        str(tmp_path / "out"),
+        "--allow-random-clip",
+        "--set",
+        pair,
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--set" in err and message in err
+    assert not (tmp_path / "out").exists()

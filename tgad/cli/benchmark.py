@@ -154,15 +154,12 @@ def run_benchmark_command(args: argparse.Namespace, console: Console, err_consol
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
-    from tgad.benchmark.plan import BenchmarkConfig, BenchmarkError
+    from tgad.benchmark.plan import BenchmarkConfig
     from tgad.benchmark.runner import run_benchmark
     from tgad.cli.preflight import preflight_benchmark
 
     threads = int(os.environ["TGAD_THREADS"]) if os.environ.get("TGAD_THREADS") else None
-    try:
-        overrides = parse_overrides(args.overrides)
-    except ValueError as err:
-        raise BenchmarkError(str(err)) from err
+    overrides = parse_overrides(args.overrides)  # a UsageError: one line, exit 2
     config = BenchmarkConfig(
         dataset=args.dataset,
         categories=_categories(args),

@@ -92,13 +92,7 @@ def run_generate(args: argparse.Namespace, console: Console, err_console: Consol
     from tgad.generate.chain import generate_extra_set
 
     threads = int(os.environ["TGAD_THREADS"]) if os.environ.get("TGAD_THREADS") else None
-    try:
-        overrides = parse_overrides(args.overrides)
-        if args.vqgan_iterations is not None and args.vqgan_iterations < 1:
-            raise ValueError(f"--vqgan-iterations {args.vqgan_iterations}: must be >= 1")
-    except ValueError as err:
-        err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
-        return 2
+    overrides = parse_overrides(args.overrides)  # checked by the preflight already
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

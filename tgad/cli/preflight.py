@@ -238,6 +238,7 @@ def preflight_benchmark(config) -> None:
 
 def preflight_generate(args) -> None:
     """Check ``tgad generate``'s arguments, ``--out`` and CLIP; then clear what a killed run left at ``--out``."""
+    from tgad.cli.overrides import parse_overrides
     from tgad.data import DATAMODULES
     from tgad.generate.chain import CHAIN_PRESETS
     from tgad.generate.heal import heal_extra_set, remove_stale_partials_of
@@ -248,6 +249,11 @@ def preflight_generate(args) -> None:
                 f"{option} {value}: must be a positive number, e.g. {option} {1 if option == '--shots' else 64}"
             )
     check_seeds([args.seed], "--seed")
+    parse_overrides(args.overrides)
+    if args.vqgan_iterations is not None and args.vqgan_iterations < 1:
+        raise UsageError(
+            f"--vqgan-iterations {args.vqgan_iterations}: must be >= 1, e.g. --vqgan-iterations 300"
+        )
     out = Path(args.out).expanduser()
     check_output_dir(out, "--out", _image_bytes(args.n, CHAIN_PRESETS[args.preset].image_size))
     dm = DATAMODULES[args.dataset](root=args.root, category=args.category, download=False)
