@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tgad.assets.cache import atomic_file
 from tgad.benchmark.plan import CONDITIONS, GENERATED
-from tgad.benchmark.report import METRIC_NAMES, metric_table
+from tgad.benchmark.report import METRIC_NAMES, metric_table, validation_table, variants
 from tgad.benchmark.results import METRICS, ResultsCSV
 
 
@@ -24,13 +24,15 @@ def _ordered(values, order) -> list[str]:
     return [v for v in order if v in present] + sorted(present - set(order))
 
 
-def combine(paths: list[Path]) -> str:
-    rows = [row for path in paths for row in ResultsCSV(path).rows()]
+def combine(paths: list[Path], seeds: list[str] | None = None) -> str:
+    rows = [row for path in paths for row in ResultsCSV(path).rows() if not seeds or row["seed"] in seeds]
     if not rows:
         raise SystemExit(f"{[str(p) for p in paths]}: no rows")
     categories = list(dict.fromkeys(row["category"] for row in rows))
     conditions = _ordered({r["condition"] for r in rows}, CONDITIONS)
-    scorers = _ordered({r["scorer"] for r in rows if r["condition"] in GENERATED}, ("shot_fidelity", "none"))
+    scorers = _ordered(
+        {r["scorer"] for r in rows if r["condition"] in GENERATED}, ("shot_fidelity", "defect_safe", "none")
+    )
     lines = [
         "# Combined benchmark tables",
         "",
@@ -52,6 +54,18 @@ def combine(paths: list[Path]) -> str:
                     continue
                 table, _ = metric_table(subset, metric, categories, conditions, scorers)
                 lines += ["", f"### {METRIC_NAMES[metric]}", "", table]
+            if any(r.get("val_auroc") for r in subset):
+                table, _ = metric_table(subset, "val_auroc", categories, conditions, scorers)
+                lines += [
+                    "",
+                    "### Synthetic-defect validation (held-out train normals; analysis only)",
+                    "",
+                    validation_table(subset, categories, variants(conditions, scorers)),
+                    "",
+                    "Validation AUROC (held-out normals vs synthetic defects):",
+                    "",
+                    table,
+                ]
     return "\n".join(lines) + "\n"
 
 
@@ -59,8 +73,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("csv", nargs="+", type=Path, help="results.csv files of tgad benchmark runs")
     parser.add_argument("--out", type=Path, required=True, help="markdown file to write")
+    parser.add_argument("--seeds", nargs="+", default=None, help="only these seeds (default: all)")
     args = parser.parse_args()
-    text = combine(args.csv)
+    text = combine(args.csv, args.seeds)
     with atomic_file(args.out) as handle:
         handle.write(text)
     print(text)

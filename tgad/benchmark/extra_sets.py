@@ -119,13 +119,9 @@ def ensure_extra_set(
     return ExtraSet(path, time.perf_counter() - start, load_manifest(path))
 
 
-def extra_set_request(
-    config: BenchmarkConfig, condition: str, dm, shots: int | None, seed: int, scorer: str = ""
-) -> tuple[str, Path]:
-    """(cache key, folder) of a ``plain_aug`` or ``tgad`` ExtraSet: the key hashes every argument that makes
-    its images (shots and their file hashes, seed, N, size; for ``tgad`` the preset, CLIP, keyword, scorer and
-    the generator overrides), so a changed request gets a new folder."""
-    arguments = {
+def _request_base(config: BenchmarkConfig, condition: str, dm, seed: int) -> dict[str, Any]:
+    """What every extra set's key holds: the kind, the shots (names and file hashes), seed, N and size."""
+    return {
         "kind": condition,
         "dataset": config.dataset,
         "category": dm.category,
@@ -135,6 +131,15 @@ def extra_set_request(
         "n": config.n_gen,
         "image_size": config.size,
     }
+
+
+def extra_set_request(
+    config: BenchmarkConfig, condition: str, dm, shots: int | None, seed: int, scorer: str = ""
+) -> tuple[str, Path]:
+    """(cache key, folder) of a ``plain_aug`` or ``tgad`` ExtraSet: the key hashes every argument that makes
+    its images (shots and their file hashes, seed, N, size; for ``tgad`` the preset, CLIP, keyword, scorer and
+    the generator overrides), so a changed request gets a new folder."""
+    arguments = _request_base(config, condition, dm, seed)
     if condition == "plain_aug":
         arguments["augment"] = asdict(AugmentConfig())
     else:
@@ -189,15 +194,7 @@ def _selected(
         if condition == "tgad_select"
         else None
     )
-    arguments = {
-        "kind": condition,
-        "dataset": config.dataset,
-        "category": dm.category,
-        "shot_ids": list(dm.shot_ids),
-        "shot_sha256": [sha256_file(p) for p in dm.shot_paths],
-        "seed": seed,
-        "n": config.n_gen,
-        "image_size": config.size,
+    arguments = _request_base(config, condition, dm, seed) | {
         "select": asdict(SelectConfig()),
         "augment": asdict(AugmentConfig()),
         "source_key": source.manifest["cache_key"] if source else None,

@@ -77,7 +77,9 @@ class Validations:
             return {}
         extra = None
         if extra_path is not None:
-            files = sorted((extra_path / "train" / "good").glob("*.png"))
+            from tgad.generate.artifact import load_manifest
+
+            files = [extra_path / record["file"] for record in load_manifest(extra_path)["images"]]
             extra = load_images(files, self.config.size)
         columns = validator.evaluate(extra)
         if cache is not None:

@@ -60,6 +60,35 @@ class JudgesMixin:
         self._aux["perceptual"] = PerceptualLoss(backbone)
         self.provenance["perceptual"] = resolved.to_dict() | {"describe": resolved.describe()}
 
+    def resolve_judges(self, out_indices: tuple[int, ...]) -> None:
+        """Build CLIP and the feature network from ``tgad.assets`` unless handed over, and move them to the
+        device (``setup``: weights are resolved there, never in ``__init__``)."""
+        if self.clip is None:
+            from tgad.assets.clip import resolve_clip
+
+            # Seeded: random weights (allowed explicitly) are then the same in `fit` and `test` runs.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.hparams.seed)
+                clip, tokenizer, resolved = resolve_clip(
+                    self.config.clip_model,
+                    self.hparams.clip_weights,
+                    allow_random=self.hparams.allow_random_clip,
+                )
+            self.attach_clip(clip, tokenizer, resolved)
+        if self.perceptual is None and self._needs_features():
+            from tgad.assets import create_backbone
+
+            backbone, resolved = create_backbone(
+                self.hparams.perceptual_backbone,
+                features_only=True,
+                out_indices=out_indices,
+                local_file=self.hparams.perceptual_weights,
+            )
+            self.attach_perceptual(backbone, resolved)
+        self.clip.to(self.device)
+        if self.perceptual is not None:
+            self.perceptual.to(self.device)
+
     def set_prompt(self, prompt: str) -> None:
         self.prompt, self._aux["text"] = prompt, None
 

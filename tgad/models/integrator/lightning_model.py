@@ -28,7 +28,7 @@ from .calibration import calibrate_tau
 from .config import IntegratorConfig
 from .judges import JudgesMixin
 from .loss import integrator_loss
-from .records import FinalSet, RoundRecord, choose_final, pool_candidates
+from .records import FinalSet, RoundRecord, choose_final, pool_candidates, pool_statistics, round_logs
 from .scorers import Parts, Scorer, random_choice
 from .selection import check_pool, select_diverse
 from .torch_model import Pool, draw_pool, load_generator_state
@@ -157,31 +157,7 @@ class Integrator(JudgesMixin, LightningModule):
                 "Integrator has no generator: set generator_checkpoint (fit one with "
                 "`tgad fit --config conf/variance_vqgan/tiny.yaml`) or call attach_generator()"
             )
-        if self.clip is None:
-            from tgad.assets.clip import resolve_clip
-
-            # Seeded: random weights (allowed explicitly) are then the same in `fit` and `test` runs.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.hparams.seed)
-                clip, tokenizer, resolved = resolve_clip(
-                    self.config.clip_model,
-                    self.hparams.clip_weights,
-                    allow_random=self.hparams.allow_random_clip,
-                )
-            self.attach_clip(clip, tokenizer, resolved)
-        if self.perceptual is None and self._needs_features():
-            from tgad.assets import create_backbone
-
-            backbone, resolved = create_backbone(
-                self.hparams.perceptual_backbone,
-                features_only=True,
-                out_indices=PERCEPTUAL_OUT_INDICES,
-                local_file=self.hparams.perceptual_weights,
-            )
-            self.attach_perceptual(backbone, resolved)
-        self.clip.to(self.device)
-        if self.perceptual is not None:
-            self.perceptual.to(self.device)
+        self.resolve_judges(PERCEPTUAL_OUT_INDICES)
 
     def _load_generator(self, path: str) -> None:
         preset = self.hparams.generator_preset or self.hparams.preset
@@ -284,19 +260,7 @@ class Integrator(JudgesMixin, LightningModule):
         self.history.append(record)
         self.round_index += 1
         if self._trainer is not None:
-            logs = {f"integrator/{k}": v for k, v in losses.items()}
-            logs.update(
-                {
-                    "integrator/kept_score": record.kept_mean,
-                    "integrator/pool_score": float(scores.mean()),
-                    "integrator/pixel_spread": check.pixel_spread,
-                    "integrator/novelty": record.novelty_mean,
-                    "integrator/round": float(r),
-                }
-            )
-            logs.update({f"integrator/pool_{k}": float(v.mean()) for k, v in parts.items()})
-            if not math.isnan(threshold):
-                logs["integrator/threshold"] = threshold
+            logs = round_logs(record, float(scores.mean()), parts)
             self.log_dict(logs, on_step=True, on_epoch=False, batch_size=len(shots))
         logger.info(
             "Integrator round %d (%s): kept %.4f, pool %.4f",
@@ -433,18 +397,7 @@ class Integrator(JudgesMixin, LightningModule):
         check = check_pool(pool.images, self._shots, pool.shot_index)
         parts = self.scorer(self._shots).parts(pool.images.to(self.device))
         scores = self.scorer().combine(parts)
-        feats = self.features(pool.images)
-        stats = {
-            "test/score_mean": scores.mean(),
-            "test/score_std": scores.std() if len(scores) > 1 else torch.tensor(0.0),
-            "test/score_min": scores.min(),
-            "test/score_max": scores.max(),
-            "test/feature_spread": torch.pdist(feats).mean() if len(feats) > 1 else torch.tensor(0.0),
-            "test/pixel_spread": torch.tensor(check.pixel_spread),
-            "test/copy_fraction": check.copies.float().mean(),
-            "test/collapsed": torch.tensor(float(check.collapsed)),
-        }
-        stats.update({f"test/{k}_mean": v.mean() for k, v in parts.items()})
+        stats = pool_statistics(scores, parts, self.features(pool.images), check)
         self.test_stats = {k: float(v) for k, v in stats.items()}
         self.log_dict(stats, batch_size=n)
         if check.collapsed:

@@ -4,6 +4,7 @@ every candidate (a fresh draw plus each round's kept images)."""
 from __future__ import annotations
 
 import logging
+import math
 from typing import NamedTuple
 
 import torch
@@ -111,3 +112,36 @@ def choose_final(
         check,
         {name: values[k] for name, values in (parts or {}).items()},
     )
+
+
+def round_logs(record: RoundRecord, pool_score: float, parts: dict[str, torch.Tensor]) -> dict[str, float]:
+    """What a round logs to Lightning's logger: its losses, kept and pool scores, spread and each part's mean."""
+    logs = {f"integrator/{k}": v for k, v in record.losses.items()}
+    logs |= {
+        "integrator/kept_score": record.kept_mean,
+        "integrator/pool_score": pool_score,
+        "integrator/pixel_spread": record.pixel_spread,
+        "integrator/novelty": record.novelty_mean,
+        "integrator/round": float(record.round),
+    }
+    logs |= {f"integrator/pool_{k}": float(v.mean()) for k, v in parts.items()}
+    if not math.isnan(record.threshold):
+        logs["integrator/threshold"] = record.threshold
+    return logs
+
+
+def pool_statistics(
+    scores: torch.Tensor, parts: dict[str, torch.Tensor], features: torch.Tensor, check: PoolCheck
+) -> dict[str, torch.Tensor]:
+    """The ``test/*`` statistics of a fresh pool: score moments, feature and pixel spread, copies, collapse."""
+    stats = {
+        "test/score_mean": scores.mean(),
+        "test/score_std": scores.std() if len(scores) > 1 else torch.tensor(0.0),
+        "test/score_min": scores.min(),
+        "test/score_max": scores.max(),
+        "test/feature_spread": torch.pdist(features).mean() if len(features) > 1 else torch.tensor(0.0),
+        "test/pixel_spread": torch.tensor(check.pixel_spread),
+        "test/copy_fraction": check.copies.float().mean(),
+        "test/collapsed": torch.tensor(float(check.collapsed)),
+    }
+    return stats | {f"test/{k}_mean": v.mean() for k, v in parts.items()}
