@@ -14,9 +14,9 @@ from tgad.evaluation.validation import (
     MIN_HELD_OUT,
     ExtraSetValidator,
     ValidationSettings,
-    detector_features,
     held_out_names,
 )
+from tgad.features.patches import detector_features
 from tgad.features.synthetic_defects import METHOD_KINDS, VALIDATION_KINDS, make_defects
 from tgad.generate.select import SelectConfig, select_candidates
 from tgad.models.integrator.defect_safe import DefectSafe

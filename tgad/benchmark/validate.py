@@ -13,14 +13,9 @@ from pathlib import Path
 
 from tgad.assets.cache import atomic_file
 from tgad.benchmark.plan import BenchmarkConfig, Row
-from tgad.evaluation.validation import (
-    COLUMNS,
-    ExtraSetValidator,
-    ValidationSettings,
-    detector_features,
-    held_out_names,
-    load_images,
-)
+from tgad.data.images import read_resized as load_images
+from tgad.evaluation.validation import COLUMNS, ExtraSetValidator, ValidationSettings, held_out_names
+from tgad.features.patches import detector_features
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ _EXPORTS = {
     "embedded_root": "embedded",
     "DataError": "errors",
     "read_rgb": "images",
+    "read_resized": "images",
     "read_mask": "images",
     "index_mvtec": "indexing",
     "index_btad": "indexing",

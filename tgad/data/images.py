@@ -58,6 +58,19 @@ def read_rgb(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()  # (3, H, W)
 
 
+def read_resized(paths: Sequence[str | Path], size: int) -> torch.Tensor:
+    """(N, 3, size, size) in [0, 1]: the images of ``paths`` resized as the datamodules resize them (bilinear,
+    antialiased), so shots, extra sets and held-out normals are compared at one resolution."""
+    images = [read_rgb(p)[None] for p in paths]
+    resized = [
+        torch.nn.functional.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+        for x in images
+    ]
+    return torch.cat(resized).clamp(0, 1)
+
+
 def read_mask(paths: str | Path | Sequence[str | Path]) -> torch.Tensor:
     """Read one or several mask files as one boolean (H, W) mask: any nonzero pixel of any file is defective."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)

@@ -26,10 +26,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from tgad.evaluation.auroc import image_auroc
 from tgad.features.patches import PatchFeatures, nearest_distances
@@ -55,19 +53,6 @@ def held_out_names(train_names: Sequence[str], shot_names: Sequence[str], n_norm
     if len(rest) < MIN_HELD_OUT:
         return []
     return rest[-n_normals:]
-
-
-def load_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:
-    """(N, 3, size, size) in [0, 1], resized as the datamodules resize."""
-    from tgad.data import read_rgb
-
-    images = [read_rgb(p)[None] for p in paths]
-    return torch.cat(
-        [
-            F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-            for x in images
-        ]
-    ).clamp(0, 1)
 
 
 @torch.no_grad()
@@ -145,14 +130,3 @@ class ExtraSetValidator:
             "val_defect_cov": float(1 - defect1.mean() / defect0.mean()),
             "val_auroc": auroc,
         }
-
-
-def detector_features(backbone: str = "tf_efficientnet_lite0") -> PatchFeatures:
-    """PatchFeatures over the layers tgad's PatchCore uses (stride 8 and 16), ImageNet-normalised as anomalib's
-    pre-processor normalises."""
-    from tgad.assets import create_backbone
-
-    indices = {"tf_efficientnet_lite0": (2, 3), "resnet18": (2, 3), "wide_resnet50_2": (2, 3)}[backbone]
-    net, _ = create_backbone(backbone, features_only=True, out_indices=indices)
-    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
-    return PatchFeatures(net, mean, std)

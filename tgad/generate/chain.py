@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 import tgad
 from tgad.generate.artifact import MANIFEST, cache_key, is_complete
@@ -51,18 +50,6 @@ CHAIN_PRESETS: dict[str, ChainPreset] = {
     "cpu": ChainPreset(image_size=256, vqgan_iterations=600),  # as conf/variance_vqgan/cpu.yaml
     "paper": ChainPreset(image_size=256, vqgan_iterations=5000),
 }
-
-
-def _load_shots(paths: list[Path], size: int) -> torch.Tensor:
-    """(k, 3, size, size) in [0, 1], resized as the datamodules resize (bilinear, antialiased)."""
-    from tgad.data import read_rgb
-
-    shots = [read_rgb(p).unsqueeze(0) for p in paths]
-    resized = [
-        F.interpolate(s, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        for s in shots
-    ]
-    return torch.cat(resized).clamp(0, 1)
 
 
 def _file_stamp(path: str | None) -> list[int] | None:
@@ -130,7 +117,7 @@ def generate_extra_set(
 
     from tgad.assets import LITE0, create_backbone, sha256_file
     from tgad.assets.clip import resolve_clip
-    from tgad.data import DATAMODULES
+    from tgad.data import DATAMODULES, read_resized
     from tgad.models.integrator import Integrator, IntegratorConfig
     from tgad.models.integrator.lightning_model import PERCEPTUAL_OUT_INDICES
     from tgad.models.prompt_selector import PromptSelectorConfig, select_prompt
@@ -166,7 +153,7 @@ def generate_extra_set(
             dm.prepare_data()
         dm.setup()
         shot_paths, shot_ids = [Path(p) for p in dm.shot_paths], list(dm.shot_ids)
-        images = _load_shots(shot_paths, chain.image_size)  # (k, 3, S, S)
+        images = read_resized(shot_paths, chain.image_size)  # (k, 3, S, S)
         reporter.advance("data")
     arguments = {
         "dataset": dataset,

@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from tgad.data.images import read_resized
+from tgad.features.patches import detector_features
 from tgad.generate.artifact import load_manifest, write_extra_set
 from tgad.generate.augment import AugmentConfig, augment_shots
 
@@ -37,17 +38,6 @@ class SelectConfig:
     defect_count: int = 8
     radius_quantile: float = 0.9  # defect_safe's internal radius
     views: int = 8  # the shots' reference bank: each shot and 7 mild views
-
-
-def _load(paths: Sequence[str | Path], size: int) -> torch.Tensor:
-    from tgad.data import read_rgb
-
-    images = [read_rgb(p)[None] for p in paths]
-    resized = [
-        F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        for x in images
-    ]
-    return torch.cat(resized).clamp(0, 1)  # (N, 3, size, size)
 
 
 def _candidates(
@@ -68,7 +58,7 @@ def _candidates(
     if generated is not None:
         manifest = load_manifest(generated)
         by_id = {sid: i for i, sid in enumerate(shot_ids)}
-        gen = _load([generated / r["file"] for r in manifest["images"]], size)
+        gen = read_resized([generated / r["file"] for r in manifest["images"]], size)
         augmented = augment_shots(
             list(gen), len(gen), seed, AugmentConfig()
         )  # image i: plain_aug's transform i
@@ -86,7 +76,6 @@ def select_candidates(
     shots: torch.Tensor, candidates: torch.Tensor, n: int, config: SelectConfig, seed: int
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(indices of the ``n`` kept candidates, every candidate's defect_safe parts)."""
-    from tgad.evaluation.validation import detector_features
     from tgad.models.integrator.defect_safe import DefectSafe
     from tgad.models.integrator.scorers import view_bank
     from tgad.models.integrator.selection import select_diverse
@@ -127,7 +116,7 @@ def make_selected_set(
     """Write the ``n`` selected candidates as an ExtraSet (kind ``aug_select``, or ``tgad_select`` when a
     ``generated`` ExtraSet folder adds its images to the pool)."""
     start = time.perf_counter()
-    shots = _load(shot_paths, image_size)
+    shots = read_resized(shot_paths, image_size)
     generated = Path(generated) if generated else None
     candidates, records = _candidates(shots, shot_ids, n, seed, config, generated, image_size)
     kept, parts = select_candidates(shots, candidates, n, config, seed)
