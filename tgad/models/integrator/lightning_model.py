@@ -1,14 +1,10 @@
 """Integrator as a LightningModule: R rounds of {sample M, score, keep, update}, then the final N images
-(METHOD.md section 3). The score is the paper's CLIP(image, P*) or a CLIP-free shot fidelity (``scorer``;
-``scorers.py``).
+(METHOD.md section 3); the score is chosen by ``scorer`` (``scorers.py``).
 
-One training step is one round, whatever the batch: the batch's images are the shots (the train loader of a
-few-shot datamodule holds exactly them; set ``train_batch_size >= shots``). After ``rounds`` rounds the
-module asks the trainer to stop, so configs set ``trainer.max_epochs: -1``. The generator is a fitted
-VarianceVQGAN: from ``generator_checkpoint`` (a ``tgad fit --config conf/variance_vqgan/...`` checkpoint) or
-handed over in memory with :meth:`attach_generator` (``tgad generate`` does that). CLIP is a frozen judge
-kept out of the checkpoint and rebuilt from ``tgad.assets`` by name, as is the feature network (diversity
-features and shot fidelity).
+One training step is one round: the batch's images are the shots (set ``train_batch_size >= shots``); after
+``rounds`` rounds the module stops the trainer (configs set ``trainer.max_epochs: -1``). The generator is a
+fitted VarianceVQGAN from ``generator_checkpoint`` or :meth:`attach_generator`; CLIP and the feature network
+are frozen judges kept out of the checkpoint and rebuilt from ``tgad.assets`` by name.
 """
 
 from __future__ import annotations
