@@ -4,12 +4,11 @@ selection among candidates dropping what hides synthetic defects of the shot."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from skimage import data
 
+from tests.test_scorers import _photo  # (3, H, W) from scikit-image's bundled photographs
 from tgad.evaluation.validation import (
     MIN_HELD_OUT,
     ExtraSetValidator,
@@ -23,13 +22,6 @@ from tgad.models.integrator.defect_safe import DefectSafe
 from tgad.models.integrator.scorers import view_bank
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _photo(name: str) -> torch.Tensor:
-    array = np.asarray(getattr(data, name)())
-    image = torch.from_numpy(array).float() / 255
-    image = image[..., None].repeat(1, 1, 3) if image.ndim == 2 else image[..., :3]
-    return image.permute(2, 0, 1)  # (3, H, W)
 
 
 def _crops(photo: torch.Tensor, corners, side: int = 192, size: int = 96) -> torch.Tensor:

@@ -186,8 +186,8 @@ def run_row(row: Row, config: BenchmarkConfig, extra: ExtraSet | None, work_dir:
     return out, evaluation
 
 
-def preflight(config: BenchmarkConfig) -> None:
-    """Fail at once, before any row, on a missing dataset/category or an unavailable condition."""
+def check_models(config: BenchmarkConfig) -> None:
+    """Every model can use the backbone, and its weights are found (or random ones are allowed)."""
     from tgad.baselines.registry import check_backbone, check_weights
 
     for model in config.models:
@@ -196,6 +196,11 @@ def preflight(config: BenchmarkConfig) -> None:
         except ValueError as err:
             raise BenchmarkError(f"--models/--backbone: {err}") from err
         check_weights(model, config.backbone, config.backbone_weights, config.allow_random_backbone)
+
+
+def preflight(config: BenchmarkConfig) -> None:
+    """Fail at once, before any row, on a missing dataset/category or an unavailable condition."""
+    check_models(config)
     generated = bool(set(config.conditions) & set(GENERATED))
     if generated and not tgad_available():
         raise BenchmarkError(TGAD_UNAVAILABLE + "; run with --conditions shots plain_aug")

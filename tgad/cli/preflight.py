@@ -194,15 +194,15 @@ def benchmark_bytes(config, rows) -> int:
 
 
 def check_models(config) -> None:
-    """Every model can use the backbone, and its weights are found (or random ones are allowed)."""
-    from tgad.baselines.registry import check_backbone, check_weights
+    """Every model can use the backbone, and its weights are found (the benchmark's own check, as a usage
+    error)."""
+    from tgad.benchmark.plan import BenchmarkError
+    from tgad.benchmark.runner import check_models as check_benchmark_models
 
-    for model in config.models:
-        try:
-            check_backbone(model, config.backbone)
-        except ValueError as err:
-            raise UsageError(f"--models/--backbone: {err}") from err
-        check_weights(model, config.backbone, config.backbone_weights, config.allow_random_backbone)
+    try:
+        check_benchmark_models(config)
+    except BenchmarkError as err:
+        raise UsageError(str(err)) from err
 
 
 def preflight_benchmark(config) -> None:
