@@ -18,6 +18,7 @@ from tgad.evaluation.validation import (
 from tgad.features.patches import detector_features
 from tgad.features.synthetic_defects import METHOD_KINDS, VALIDATION_KINDS, make_defects
 from tgad.generate.select import SelectConfig, select_candidates
+from tgad.models.integrator.calibration import TAU_LADDER, calibrate_tau
 from tgad.models.integrator.defect_safe import DefectSafe
 from tgad.models.integrator.scorers import view_bank
 
@@ -117,3 +118,26 @@ def test_selection_drops_candidates_that_hide_the_shots_synthetic_defects(featur
     kept, parts = select_candidates(shot, candidates, 4, config, seed=0)
     assert parts["defect_cover"][len(clean) :].min() > parts["defect_cover"][: len(clean)].max()
     assert all(i < len(clean) for i in kept.tolist())
+
+
+def test_tau_calibration_stops_where_samples_leave_the_shots_own_variation(features):
+    """A draw that pastes ever larger foreign blocks as tau grows: the defect limit alone lets tau run to the
+    top of the ladder; the implausibility limit stops it where invented structure appears."""
+    photo, foreign = _photo("brick"), _photo("chelsea")
+    shot = _crops(photo, [(0, 0)])
+    safe = DefectSafe(features, view_bank(features, shot, 8, 0), shot, n_defects=4)
+
+    def draw(tau: float, n: int) -> torch.Tensor:
+        images = _crops(photo, [(4 * i, 6 * i) for i in range(1, n + 1)])  # mild shifts of the shot
+        side = int(6 * tau)  # 3 .. 48 px of cat in a 96 px image
+        if side >= 6:
+            patch = F.interpolate(foreign[None], size=side, mode="bilinear", antialias=True)
+            images[..., 20 : 20 + side, 20 : 20 + side] = patch
+        return images
+
+    unlimited, records = calibrate_tau(draw, safe, max_defect_cover=0.99)
+    limited, _ = calibrate_tau(draw, safe, max_defect_cover=0.99, max_implausible=0.02)
+    assert unlimited == TAU_LADDER[-1]
+    assert records[0]["implausible"] <= 0.02 < records[-1]["implausible"]
+    assert TAU_LADDER[0] <= limited < unlimited
+    assert all(r["implausible"] <= 0.02 for r in records if r["tau"] <= limited)

@@ -3,8 +3,12 @@
 The noise scale tau trades variety for safety: too small and the samples are copies of the shot (nothing for a
 detector to learn), too large and they start to look like defects. tgad climbs a ladder of tau values, draws a
 few samples at each, and keeps the largest tau whose samples hide synthetic defects of the shots
-(``defect_safe``'s ``defect_cover``, on average) by at most ``max_defect_cover``. Only the shots and what is
-synthesised from them enter; no held-out image, no test image.
+(``defect_safe``'s ``defect_cover``, on average) by at most ``max_defect_cover`` and, when ``max_implausible``
+is finite, whose patches stay within the shots' own variation (``implausible``: patch distance beyond the
+shots' internal radius, worst 5 %, on average) up to that limit. The defect limit alone rarely binds (a few
+generated images seldom hide a synthetic defect, so tau ran to the top of the ladder and painted invented
+texture); the implausibility limit binds where the samples start to show structures the shot does not have.
+Only the shots and what is synthesised from them enter; no held-out image, no test image.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ def calibrate_tau(
     draw: Callable[[float, int], torch.Tensor],
     safe: DefectSafe,
     max_defect_cover: float,
+    max_implausible: float = float("inf"),
     ladder: tuple[float, ...] = TAU_LADDER,
     samples: int = 8,
 ) -> tuple[float, list[dict[str, float]]]:
@@ -34,7 +39,7 @@ def calibrate_tau(
         parts = safe.score_parts(draw(tau, samples))
         record = {"tau": tau, **{k: float(v.mean()) for k, v in parts.items()}}
         records.append(record)
-        if record["defect_cover"] > max_defect_cover:
+        if record["defect_cover"] > max_defect_cover or record["implausible"] > max_implausible:
             break
         chosen = tau
     return chosen, records

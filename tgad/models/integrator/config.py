@@ -42,6 +42,7 @@ class IntegratorConfig:
     defect_count: int = 8  # defect_safe: synthetic defects made from the shots
     calibrate_tau: bool = False  # choose tau per class from the shots before the rounds (calibration.py)
     max_defect_cover: float = 0.1  # calibration: the largest mean defect_cover a tau may reach
+    max_implausible: float = float("inf")  # calibration: the largest mean implausible a tau may reach
     target_block: int = 1  # side of the square target patches in latent positions (1: scattered positions)
     code_neighbors: int = 1  # target positions take one of this many nearest codes at random (1: the nearest)
 
@@ -65,6 +66,8 @@ class IntegratorConfig:
             raise ValueError(
                 f"IntegratorConfig: max_defect_cover must be in (0, 1), got {self.max_defect_cover}"
             )
+        if not self.max_implausible >= 0:
+            raise ValueError(f"IntegratorConfig: max_implausible must be >= 0, got {self.max_implausible}")
         if self.target_block < 1 or self.code_neighbors < 1:
             raise ValueError("IntegratorConfig: target_block and code_neighbors must be >= 1")
         if self.fidelity_views < 1:

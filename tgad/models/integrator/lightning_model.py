@@ -54,7 +54,7 @@ class Integrator(JudgesMixin, LightningModule):
         scorer: ``auto`` (default: combined with real CLIP, shot_fidelity with random CLIP), ``clip_text``,
             ``shot_fidelity``, ``combined``, ``defect_safe`` or ``none`` (random selection); see ``scorers.py``.
         defect_weight, outlier_weight, defect_count: ``defect_safe``'s weights and synthetic defects.
-        calibrate_tau, max_defect_cover: choose tau from the shots before the rounds (``calibration.py``).
+        calibrate_tau, max_defect_cover, max_implausible: choose tau from the shots before the rounds.
         target_block, code_neighbors: generator levers (``VarianceVQGANModel.sample``): square target patches
             of that many latent positions a side; one of that many nearest codes at each target position.
         sample_mode: ``residual`` (default) or ``direct`` decoding of the samples.
@@ -98,6 +98,7 @@ class Integrator(JudgesMixin, LightningModule):
         defect_count: int | None = None,
         calibrate_tau: bool | None = None,
         max_defect_cover: float | None = None,
+        max_implausible: float | None = None,
         target_block: int | None = None,
         code_neighbors: int | None = None,
         sample_mode: Literal["residual", "direct"] = "residual",
@@ -125,12 +126,7 @@ class Integrator(JudgesMixin, LightningModule):
         self.test_stats: dict[str, float] = {}
         # Frozen helpers out of the module tree (not in checkpoints), and provenance of everything used.
         self._aux: dict[str, Any] = {"clip": None, "tokenizer": None, "text": None, "perceptual": None}
-        self.provenance: dict[str, Any] = {
-            "clip": None,
-            "perceptual": None,
-            "generator": None,
-            "scorer": None,
-        }
+        self.provenance: dict[str, Any] = dict.fromkeys(("clip", "perceptual", "generator", "scorer"))
         self.selection = None  # PromptSelection when P* was chosen here
         self._bank: list[Pool] = []  # kept images of every round
         self._bank_parts: list[Parts] = []  # their raw scorer parts
@@ -268,12 +264,14 @@ class Integrator(JudgesMixin, LightningModule):
         return record
 
     def _calibrate_tau(self, shots: torch.Tensor) -> None:
-        """tau from the shots alone: the largest on the ladder whose samples hide synthetic defects of the
-        shots by at most ``max_defect_cover`` (``calibration.py``)."""
+        """tau from the shots alone: the largest on the ladder within the limits (``calibration.py``)."""
         safe = self.scorer(shots).safe or self.defect_safe(shots)
         seed = self.hparams.seed * 1000 + 333
         self.tau, self.tau_calibration = calibrate_tau(
-            lambda tau, n: self._draw(shots, n, seed, tau).images, safe, self.config.max_defect_cover
+            lambda tau, n: self._draw(shots, n, seed, tau).images,
+            safe,
+            self.config.max_defect_cover,
+            self.config.max_implausible,
         )
         logger.info("Integrator: calibrated tau = %g (%s)", self.tau, self.tau_calibration)
 
