@@ -19,6 +19,9 @@ N_GEN ?= 64
 # (default: auto = combined with real CLIP, shot_fidelity with random CLIP; e.g. "shot_fidelity none" for the
 # selection ablation), BENCHMARK_ARGS (any other `tgad benchmark` option, e.g. --no-wandb)
 NAME ?=
+# EXECUTOR=ray runs the grid as Ray tasks (local cores, or RAY_ADDRESS=... to join a cluster)
+EXECUTOR ?= sequential
+RAY_ADDRESS ?=
 CONDITIONS ?=
 SCORERS ?=
 BENCHMARK_ARGS ?=
@@ -50,7 +53,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	# torch first: the pair proven here (a newer torch pulls a multi-GB CUDA build; torchvision must match)
 	$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,ray]"
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install tgad with its pinned dependencies (no-op when up to date)
@@ -83,7 +86,8 @@ benchmark: $(STAMP) ## shots vs plain_aug vs tgad vs tgad_aug: make benchmark [D
 	  --preset $(PRESET) --n-gen $(N_GEN) $(if $(NAME),--name $(NAME),) \
 	  $(if $(CONDITIONS),--conditions $(CONDITIONS),) $(if $(SCORERS),--scorers $(SCORERS),) \
 	  $(if $(CLIP_WEIGHTS),--clip-weights $(CLIP_WEIGHTS),) \
-	  $(if $(filter 1,$(ALLOW_RANDOM_CLIP)),--allow-random-clip,) $(BENCHMARK_ARGS)
+	  $(if $(filter 1,$(ALLOW_RANDOM_CLIP)),--allow-random-clip,) --executor $(EXECUTOR) \
+	  $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS),) $(BENCHMARK_ARGS)
 
 clean: ## remove caches and build outputs (keeps .venv and results)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info lightning_logs

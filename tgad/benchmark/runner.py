@@ -11,7 +11,6 @@ import json
 import logging
 import platform
 import subprocess
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from rich.progress import (
 
 import tgad
 from tgad.assets import AssetError
-from tgad.benchmark.extra_sets import TGAD_UNAVAILABLE, ExtraSet, ensure_extra_set, tgad_available
+from tgad.benchmark.extra_sets import TGAD_UNAVAILABLE, ExtraSet, tgad_available
 from tgad.benchmark.plan import (
     GENERATED,
     PRESET_SETTINGS,
@@ -44,7 +43,8 @@ from tgad.benchmark.plan import (
     plan_scorers,
 )
 from tgad.benchmark.results import ResultsCSV
-from tgad.benchmark.results_repair import heal_results_folder, is_environment_error, located, shots_text
+from tgad.benchmark.results_repair import heal_results_folder, is_environment_error, located
+from tgad.benchmark.row_task import compute_row, describe, extra_key, make_extra
 from tgad.benchmark.validate import Validations
 from tgad.data import DATAMODULES, DataError
 from tgad.generate.heal import complete_extra_sets
@@ -216,10 +216,17 @@ def preflight(config: BenchmarkConfig) -> None:
 
 
 def run_benchmark(
-    config: BenchmarkConfig, console: Console | None = None, progress: bool = True
+    config: BenchmarkConfig,
+    console: Console | None = None,
+    progress: bool = True,
+    executor: str = "sequential",
+    ray_address: str | None = None,
 ) -> BenchmarkResult:
-    """Run the rows of ``config`` missing from its results CSV, then write the report."""
-    from tgad.benchmark.plots import save_overlays
+    """Run the rows of ``config`` missing from its results CSV, then write the report.
+
+    ``executor``: ``sequential`` (in this process, in plan order) or ``ray`` (a Ray task graph, local or on the
+    cluster at ``ray_address``; ``ray_executor.py``). Either way this process alone writes the CSV, the report
+    and the W&B run, and the rows are the same."""
     from tgad.benchmark.report import write_report
     from tgad.benchmark.tracking import Tracker
 
@@ -243,9 +250,7 @@ def run_benchmark(
         _config_dict(config, platform.node()),
         out_dir,
     )
-    failures, first_seed = [], min(config.seeds)
-    validations = Validations(config)
-    extras: dict[tuple, ExtraSet | Exception] = {}  # (category, shots, seed, condition) -> set or its error
+    failures: list[str] = []
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),
@@ -256,35 +261,24 @@ def run_benchmark(
     try:
         with Progress(*columns, console=console, disable=not progress) as bar:
             task = bar.add_task("rows", total=len(plan))
-            for index, row in enumerate(plan):
-                variant = f"{row.condition}[{row.scorer}]" if row.scorer else row.condition
-                where = f"{row.category} k={row.shots} seed={row.seed} {variant}"
 
-                def show(text: str, where: str = where) -> None:
-                    bar.update(task, description=f"{where}: {text}")
-
-                try:
-                    extra = _extra_for(row, config, extras, show, plot=row.seed == first_seed)
-                    show(f"{row.model} fit + test")
-                    with tempfile.TemporaryDirectory(prefix="tgad-row-") as work:
-                        out, evaluation = run_row(row, config, extra, work)
-                    show("synthetic-defect validation")
-                    out.update(validations.columns(row, extra.path if extra else None))
-                    if row.seed == first_seed and evaluation.examples:  # a row is appended with its files
-                        name = f"maps_{row.model}_{row.category}_k{shots_text(row.shots)}_{_variant(row)}.png"
-                        save_overlays(
-                            evaluation.examples, out_dir / "plots" / name, title=f"{row.model} {where}"
-                        )
-                    results.append(out)
-                    tracker.log_row(out, index + 1)
-                except (BenchmarkError, DataError, AssetError, KeywordError):
-                    raise
-                except Exception as err:  # one failing row must not cost the others; re-runs retry it
-                    if is_environment_error(err):  # a full or read-only disk fails every later row too
-                        raise located(err, out_dir) from err
-                    log.exception("row %s %s failed", where, row.model)
-                    failures.append(f"{where} {row.model}: {type(err).__name__}: {err}")
+            def on_row(row: Row, out: dict) -> None:
+                results.append(out)
+                tracker.log_row(out, int(bar.tasks[0].completed) + 1)
                 bar.advance(task)
+
+            def on_failure(row: Row, err: BaseException) -> None:
+                failures.append(f"{describe(row)}: {type(err).__name__}: {err}")
+                bar.advance(task)
+
+            if executor == "ray":
+                from tgad.benchmark.ray_executor import run_on_ray
+
+                run_on_ray(config, plan, on_row, on_failure, address=ray_address)
+            else:
+                _run_sequential(
+                    config, plan, on_row, on_failure, lambda text: bar.update(task, description=text)
+                )
         rows = results.rows()
         summary = write_report(config, rows, out_dir, time.perf_counter() - start)
         extra_dirs = complete_extra_sets(out_dir / "extra_sets")
@@ -296,37 +290,44 @@ def run_benchmark(
     )
 
 
-def _extra_for(row: Row, config: BenchmarkConfig, extras: dict, show, plot: bool) -> ExtraSet | None:
-    """The row's extra set, made once per (category, shots, seed, condition); a failure is not retried."""
-    from tgad.benchmark.plots import save_extra_grid
+def stops_the_grid(err: BaseException) -> bool:
+    """A wrong setting or missing data/weights fails every row alike: stop and say so, do not go on."""
+    return isinstance(err, (BenchmarkError, DataError, AssetError, KeywordError)) or is_environment_error(err)
 
-    if row.condition == "shots":
-        return None
-    key = (row.category, row.shots, row.seed, row.condition, row.scorer)
-    if key not in extras:
-        show("extra set")
-        dm = make_datamodule(config, row.category, row.shots, row.seed, [])
-        dm.setup()
+
+def _run_sequential(config: BenchmarkConfig, plan: list[Row], on_row, on_failure, status) -> None:
+    """The plan's rows in order in this process; each ExtraSet is made once (a failure is not retried)."""
+    first_seed, validations = min(config.seeds), Validations(config)
+    extras: dict[tuple, ExtraSet | Exception] = {}
+    for row in plan:
+
+        def show(text: str, where: str = describe(row)) -> None:
+            status(f"{where}: {text}")
+
         try:
-            extras[key] = ensure_extra_set(
-                config, row.condition, dm, row.shots, row.seed, show, scorer=row.scorer
-            )
-        except (BenchmarkError, DataError, AssetError, KeywordError):
-            raise
+            extra = None
+            if row.condition != "shots":
+                key = extra_key(row)
+                if key not in extras:
+                    show("extra set")
+                    try:
+                        extras[key] = make_extra(config, row, show, plot=row.seed == first_seed)
+                    except Exception as err:
+                        extras[key] = err
+                        raise
+                if isinstance(extras[key], Exception):
+                    raise RuntimeError(f"its extra set failed earlier ({extras[key]})")
+                extra = extras[key]
+            out = compute_row(row, config, extra, validations, plot=row.seed == first_seed, show=show)
         except Exception as err:
-            extras[key] = err
-            raise
-        if plot:
-            name = f"extra_{_variant(row)}_{row.category}_k{shots_text(row.shots)}.png"
-            save_extra_grid(extras[key].path, config.out_dir / "plots" / name)
-    if isinstance(extras[key], Exception):
-        raise RuntimeError(f"its extra set failed earlier ({extras[key]})")
-    return extras[key]
-
-
-def _variant(row: Row) -> str:
-    """The condition as file names show it: ``tgad_shot_fidelity``, ``plain_aug``."""
-    return f"{row.condition}_{row.scorer}" if row.scorer else row.condition
+            if is_environment_error(err):
+                raise located(err, config.out_dir) from err
+            if stops_the_grid(err):
+                raise
+            log.exception("row %s failed", describe(row))  # one failing row must not cost the others
+            on_failure(row, err)
+            continue
+        on_row(row, out)
 
 
 def _config_dict(config: BenchmarkConfig, host: str) -> dict[str, Any]:

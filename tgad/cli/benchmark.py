@@ -112,6 +112,20 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip the synthetic-defect validation columns (held-out train normals; analysis only)",
     )
+    p.add_argument(
+        "--executor",
+        default="sequential",
+        choices=["sequential", "ray"],
+        help="sequential (default: rows in order, in this process) or ray (one task per extra set and per row, "
+        "on a local Ray with this machine's cores, or on the cluster at --ray-address; needs tgad[ray])",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDRESS",
+        help="join this Ray cluster (e.g. ray://head:10001 or auto); results folder and data root must be "
+        "on a filesystem every node sees",
+    )
     add_override_arguments(p)
 
 
@@ -186,8 +200,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         vqgan_iterations=args.vqgan_iterations,
         validate=not args.no_validate,
     )
-    preflight_benchmark(config)  # every argument, output location, (k, seed) and weight, before any model
-    result = run_benchmark(config, progress=not args.no_progress)
+    preflight_benchmark(config, args.executor, args.ray_address)  # before any model: arguments, outputs, weights
+    result = run_benchmark(
+        config, progress=not args.no_progress, executor=args.executor, ray_address=args.ray_address
+    )
     console.print(Markdown(result.summary.read_text()))
     console.print(f"\n{result.new_rows} new rows in {result.seconds:.0f} s; summary: {result.summary}")
     for failure in result.failures:

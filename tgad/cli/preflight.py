@@ -205,9 +205,22 @@ def check_models(config) -> None:
         raise UsageError(str(err)) from err
 
 
-def preflight_benchmark(config) -> None:
+def check_executor(executor: str, ray_address: str | None) -> None:
+    if executor == "ray":
+        import importlib.util
+
+        from tgad.benchmark.ray_executor import RAY_MISSING
+
+        if importlib.util.find_spec("ray") is None:
+            raise UsageError(RAY_MISSING)
+    elif ray_address:
+        raise UsageError(f"--ray-address {ray_address}: only with --executor ray; add it or drop the address")
+
+
+def preflight_benchmark(config, executor: str = "sequential", ray_address: str | None = None) -> None:
     """Check a ``BenchmarkConfig`` as a whole before its first row: numbers, the results folder, every
-    category and (k, seed), CLIP for the generated conditions, then room for what is left to run."""
+    category and (k, seed), CLIP for the generated conditions, Ray for ``--executor ray``, then room for what
+    is left to run."""
     from tgad.benchmark.plan import GENERATED, make_plan
     from tgad.benchmark.results import ResultsCSV
     from tgad.benchmark.results_repair import heal_results_folder
@@ -215,6 +228,7 @@ def preflight_benchmark(config) -> None:
 
     check_seeds(config.seeds)
     check_image_size(config.image_size)
+    check_executor(executor, ray_address)
     check_output_dir(config.out_dir, "--results-dir", given=config.results_dir)
     for category in config.categories:
         dm = make_datamodule(config, category, None, 0, [])
