@@ -200,7 +200,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         vqgan_iterations=args.vqgan_iterations,
         validate=not args.no_validate,
     )
-    preflight_benchmark(config, args.executor, args.ray_address)  # before any model: arguments, outputs, weights
+    preflight_benchmark(
+        config, args.executor, args.ray_address
+    )  # before any model: arguments, outputs, weights
     result = run_benchmark(
         config, progress=not args.no_progress, executor=args.executor, ray_address=args.ray_address
     )
