@@ -12,7 +12,7 @@ import torch
 from tests.test_integrator import _integrator, fitted, judges  # noqa: F401  (module fixtures)
 from tgad.cli.overrides import parse_overrides
 from tgad.models.integrator.calibration import TAU_LADDER
-from tgad.models.variance_vqgan.torch_model import target_mask
+from tgad.models.variance_vqgan.sampling import self_similar_partners, target_mask
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -48,6 +48,35 @@ def test_code_neighbors_and_blocks_change_the_samples(fitted):  # noqa: F811
     assert (ranks == top3.reshape(-1, 1)).any(1).all()
     blocked = draw(patch_fraction=0.25, block=2)
     assert blocked.images.shape == base.images.shape
+
+
+def test_self_similar_partners_stay_in_their_region_and_leave_their_neighbourhood():
+    """A latent map of two regions (a flat background, a textured half): every partner is among the k nearest
+    positions of its own region, never itself nor a +-1 neighbour."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(1, 4, 8, 8, generator=g) * 0.1
+    z[..., 4:] += 5.0  # columns 4-7: another structure
+    partners = self_similar_partners(z, 3, n=5, generator=g)  # (5, 64)
+    assert partners.shape == (5, 64)
+    own_half = (torch.arange(64) % 8 >= 4)[None].expand(5, -1)
+    assert torch.equal(partners % 8 >= 4, own_half)
+    rows, cols = torch.arange(64) // 8, torch.arange(64) % 8
+    assert ((rows[partners] - rows).abs().maximum((cols[partners] - cols).abs()) > 1).all()
+    assert len({tuple(p.tolist()) for p in partners}) > 1  # drawn at random per sample
+
+
+def test_self_similar_samples_reuse_the_shots_own_codes(fitted):  # noqa: F811
+    model, shot, _ = fitted
+    net = model.model
+
+    def draw(**kwargs):
+        return net.sample(shot, 6, tau=0.0, generator=torch.Generator().manual_seed(3), **kwargs)
+
+    still, moved = draw(), draw(self_similar=4, patch_fraction=0.25)
+    assert torch.equal(still.images[0], shot.expand(6, -1, -1, -1))  # tau 0 without the lever: the shot
+    assert (moved.changed > 0).all() and not torch.equal(moved.images, still.images)
+    shot_codes = set(net.encode(shot).indices.unique().tolist())
+    assert set(moved.indices.unique().tolist()) <= shot_codes  # moved structures, no invented code
 
 
 def test_overrides_reach_the_integrator_samples(fitted, judges):  # noqa: F811

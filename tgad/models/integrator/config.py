@@ -45,6 +45,9 @@ class IntegratorConfig:
     max_implausible: float = float("inf")  # calibration: the largest mean implausible a tau may reach
     target_block: int = 1  # side of the square target patches in latent positions (1: scattered positions)
     code_neighbors: int = 1  # target positions take one of this many nearest codes at random (1: the nearest)
+    self_similar: int = (
+        0  # target positions take the latent of one of this many most similar positions (0: off)
+    )
 
     def __post_init__(self) -> None:
         if not 0 < self.keep_fraction <= self.pass_fraction <= 1:
@@ -68,8 +71,8 @@ class IntegratorConfig:
             )
         if not self.max_implausible >= 0:
             raise ValueError(f"IntegratorConfig: max_implausible must be >= 0, got {self.max_implausible}")
-        if self.target_block < 1 or self.code_neighbors < 1:
-            raise ValueError("IntegratorConfig: target_block and code_neighbors must be >= 1")
+        if self.target_block < 1 or self.code_neighbors < 1 or self.self_similar < 0:
+            raise ValueError("IntegratorConfig: target_block, code_neighbors >= 1 and self_similar >= 0")
         if self.fidelity_views < 1:
             raise ValueError(f"IntegratorConfig: fidelity_views must be >= 1, got {self.fidelity_views}")
         if self.final_pool_factor < 1:

@@ -37,9 +37,7 @@ PERCEPTUAL_OUT_INDICES = (1, 2, 3)  # as the VarianceVQGAN's perceptual loss: st
 def _images(batch: Any) -> torch.Tensor:
     if isinstance(batch, torch.Tensor):
         return batch
-    if hasattr(batch, "image"):
-        return batch.image
-    return batch[0]
+    return batch.image if hasattr(batch, "image") else batch[0]
 
 
 class Integrator(JudgesMixin, LightningModule):
@@ -55,8 +53,8 @@ class Integrator(JudgesMixin, LightningModule):
             ``shot_fidelity``, ``combined``, ``defect_safe`` or ``none`` (random selection); see ``scorers.py``.
         defect_weight, outlier_weight, defect_count: ``defect_safe``'s weights and synthetic defects.
         calibrate_tau, max_defect_cover, max_implausible: choose tau from the shots before the rounds.
-        target_block, code_neighbors: generator levers (``VarianceVQGANModel.sample``): square target patches
-            of that many latent positions a side; one of that many nearest codes at each target position.
+        target_block, code_neighbors, self_similar: generator levers (``VarianceVQGANModel.sample``): square
+            target patches; one of the nearest codes; the latent of one of the most similar positions.
         sample_mode: ``residual`` (default) or ``direct`` decoding of the samples.
         diversity_space: ``perceptual`` (ImageNet features of ``perceptual_backbone``) or ``clip`` embeddings.
         seed: seeds every draw; round r uses seed * 1000 + r.
@@ -101,6 +99,7 @@ class Integrator(JudgesMixin, LightningModule):
         max_implausible: float | None = None,
         target_block: int | None = None,
         code_neighbors: int | None = None,
+        self_similar: int | None = None,
         sample_mode: Literal["residual", "direct"] = "residual",
         diversity_space: Literal["perceptual", "clip"] = "perceptual",
         perceptual_backbone: str = "tf_efficientnet_lite0",
@@ -187,6 +186,7 @@ class Integrator(JudgesMixin, LightningModule):
             self.hparams.sample_mode,
             cfg.target_block,
             cfg.code_neighbors,
+            cfg.self_similar,
         )
 
     # ----- one round -----
@@ -308,6 +308,7 @@ class Integrator(JudgesMixin, LightningModule):
                     # defect_safe rewards added variation: its gradient may widen the learned spread
                     variance_grad=scorer.name in ("clip_text", "defect_safe"),
                     block=cfg.target_block,
+                    self_similar=cfg.self_similar,
                 )
                 opt.zero_grad()
                 if self._trainer is not None:

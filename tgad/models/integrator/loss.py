@@ -57,6 +57,7 @@ def integrator_loss(
     generator: torch.Generator | None = None,
     variance_grad: bool = True,
     block: int = 1,
+    self_similar: int = 0,
 ) -> IntegratorLossOutput:
     """One update step's loss. Reconstruction and fidelity see one shared random crop (``crop_size``, as the
     generator was fitted); the guidance term sees whole samples (CLIP resizes them itself; shot fidelity
@@ -76,7 +77,7 @@ def integrator_loss(
     if guidance is not None and guidance_weight > 0 and guidance_samples > 0:
         per_shot = max(1, -(-guidance_samples // len(shots)))
         samples = differentiable_samples(
-            model, shots, per_shot, tau, patch_fraction, generator, mode, variance_grad, block
+            model, shots, per_shot, tau, patch_fraction, generator, mode, variance_grad, block, self_similar
         )
         # (k*n, ...) shot-major -> shot-interleaved, so the first guidance_samples cover every shot
         samples = samples.view(len(shots), per_shot, *samples.shape[1:]).transpose(0, 1).flatten(0, 1)

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tgad.models.variance_vqgan.torch_model import SampleMode, VarianceVQGANModel, target_mask
+from tgad.models.variance_vqgan.sampling import perturbed_latents
+from tgad.models.variance_vqgan.torch_model import SampleMode, VarianceVQGANModel
 from tgad.text.clip_embed import encode_images
 
 from .selection import quantize_uint8
@@ -34,6 +35,7 @@ def draw_pool(
     mode: SampleMode = "residual",
     block: int = 1,
     code_neighbors: int = 1,
+    self_similar: int = 0,
 ) -> Pool:
     """``n`` samples spread evenly over the shots (k, 3, H, W): shot i gives samples i, i + k, ..."""
     k = len(shots)
@@ -47,6 +49,7 @@ def draw_pool(
         mode=mode,
         block=block,
         code_neighbors=code_neighbors,
+        self_similar=self_similar,
     )
     images = out.images.transpose(0, 1).flatten(0, 1)[:n]  # (per_shot*k, 3, H, W), shot-interleaved
     shot_index = torch.arange(k).repeat(per_shot)[:n]
@@ -64,6 +67,7 @@ def differentiable_samples(
     mode: SampleMode = "residual",
     variance_grad: bool = True,
     block: int = 1,
+    self_similar: int = 0,
 ) -> torch.Tensor:
     """Samples like ``VarianceVQGANModel.sample`` but with gradients to the encoder, decoder and variance head.
 
@@ -74,13 +78,8 @@ def differentiable_samples(
     Returns (k*n, 3, H, W), sample j of shot i at i*n + j. The quantiser must be in eval mode (no EMA update).
     """
     enc = model.encode(shots)
-    b, d, h, w = enc.z_e.shape
-    z = enc.z_e.repeat_interleave(n, 0)  # (k*n, d, h, w)
     logvar = enc.logvar if variance_grad else enc.logvar.detach()
-    std = torch.exp(0.5 * logvar).repeat_interleave(n, 0)
-    eps = torch.randn(z.shape, generator=generator).to(z)
-    mask = target_mask(b * n, h, w, patch_fraction, block, generator)  # (k*n, 1, h, w)
-    z = z + tau * std * eps * mask.to(z)
+    z, _ = perturbed_latents(enc.z_e, logvar, n, tau, patch_fraction, generator, block, self_similar)
     codes = model.quantizer.lookup(model.quantizer.nearest(z.detach()))
     decoded = model.decode(z + (codes - z).detach())  # (k*n, 3, H, W)
     if mode == "direct":

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import VQGANConfig
+from .sampling import perturbed_latents
 
 SampleMode = Literal["residual", "direct"]
 
@@ -291,6 +292,7 @@ class VarianceVQGANModel(nn.Module):
         chunk: int = 16,
         block: int = 1,
         code_neighbors: int = 1,
+        self_similar: int = 0,
     ) -> SampleOutput:
         """Draw ``n`` new images per input from N(E(x), tau^2 Sigma(x)) on a fraction of the latent positions.
 
@@ -299,7 +301,9 @@ class VarianceVQGANModel(nn.Module):
         ``generator`` (CPU) makes the draw reproducible; positions are chosen independently per sample.
         ``block`` > 1 perturbs square blocks of ``block`` x ``block`` latent positions (larger, fewer target
         patches, same fraction); ``code_neighbors`` > 1 gives each target position one of its that many
-        nearest codes at random (variation the noise alone rarely reaches with a small codebook).
+        nearest codes at random (variation the noise alone rarely reaches with a small codebook);
+        ``self_similar`` > 0 moves each target position to the latent of one of the that many positions of the
+        same input most like it (``perturbed_latents``).
         """
         if mode not in ("residual", "direct"):
             raise ValueError(f"VarianceVQGAN.sample: mode must be 'residual' or 'direct', got {mode!r}")
@@ -308,11 +312,9 @@ class VarianceVQGANModel(nn.Module):
         enc = self.encode(images)
         base = self.decode_code(enc.indices)  # (B, 3, H, W)
         b, d, h, w = enc.z_e.shape
-        z = enc.z_e.repeat_interleave(n, 0)  # (B*n, d, h, w), sample j of image i at i*n + j
-        std = torch.exp(0.5 * enc.logvar).repeat_interleave(n, 0)
-        eps = torch.randn(z.shape, generator=generator).to(z)
-        mask = target_mask(b * n, h, w, patch_fraction, block, generator).to(z)  # (B*n, 1, h, w)
-        z = z + tau * std * eps * mask
+        z, mask = perturbed_latents(
+            enc.z_e, enc.logvar, n, tau, patch_fraction, generator, block, self_similar
+        )
         indices = self.quantizer.nearest(z)  # (B*n, h, w)
         if code_neighbors > 1:  # target positions take one of the nearest codes at random
             resampled = self.quantizer.nearest_k(z, code_neighbors, generator)
@@ -331,25 +333,6 @@ class VarianceVQGANModel(nn.Module):
         return SampleOutput(
             out.clamp(0, 1).view(b, n, *images.shape[1:]), indices.view(b, n, h, w), changed.view(b, n)
         )
-
-
-def target_mask(
-    n: int, h: int, w: int, fraction: float, block: int = 1, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """(n, 1, h, w) float mask of the "target patches" each sample perturbs: ``round(fraction * h * w)`` latent
-    positions (exactly, for ``block`` = 1), or the union of ``block`` x ``block`` squares at random places
-    covering about that fraction (fewer, larger patches)."""
-    if block <= 1:
-        keep = round(fraction * h * w)
-        scores = torch.rand(n, h * w, generator=generator)
-        return torch.zeros(n, h * w).scatter_(1, scores.topk(keep, dim=1).indices, 1.0).view(n, 1, h, w)
-    if fraction >= 1:
-        return torch.ones(n, 1, h, w)
-    gh, gw = -(-h // block), -(-w // block)  # a grid of block cells, cropped back to (h, w)
-    keep = max(1, round(fraction * gh * gw)) if fraction > 0 else 0
-    scores = torch.rand(n, gh * gw, generator=generator)
-    cells = torch.zeros(n, gh * gw).scatter_(1, scores.topk(keep, dim=1).indices, 1.0).view(n, 1, gh, gw)
-    return cells.repeat_interleave(block, 2).repeat_interleave(block, 3)[..., :h, :w]
 
 
 class PatchDiscriminator(nn.Module):
