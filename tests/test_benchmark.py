@@ -153,15 +153,6 @@ def test_missing_dataset_fails_at_once(tmp_path, capsys):
     assert not (tmp_path / "mvtec").exists()
 
 
-def test_unavailable_tgad_condition_is_one_clear_error(mvtec_root, tmp_path, monkeypatch, capsys):
-    import tgad.benchmark.runner as runner
-
-    monkeypatch.setattr(runner, "tgad_available", lambda: False)
-    assert _run(mvtec_root, tmp_path / "results") == 2
-    assert "tgad generate is not available in this build" in capsys.readouterr().err
-    assert not (tmp_path / "results" / "mvtec" / "tiny" / "results.csv").exists()
-
-
 def test_a_model_that_cannot_use_the_backbone_fails_before_any_row(mvtec_root, tmp_path, capsys):
     code = _run(
         mvtec_root,

@@ -207,3 +207,25 @@ def test_a_cached_generator_fit_gives_the_same_images_as_a_fresh_fit(tmp_path):
         assert diffs == [0, 0], (record["file"], diffs)
     state = torch.load(fit_file, weights_only=True)
     assert set(state) == {"state_dict", "config"} and state["config"]["codebook_size"] > 0
+
+
+def test_a_folder_made_by_another_tgad_version_is_rebuilt_not_reused(tmp_path, monkeypatch):
+    """The same request reuses a complete ExtraSet; a new tgad version (part of the key) makes it again."""
+    import tgad
+
+    root = _write_dataset(tmp_path / "data")
+    out = tmp_path / "set"
+    small = dict(
+        vqgan_iterations=3, integrator_overrides={"rounds": 1, "samples_per_round": 4, "update_steps": 1}
+    )
+
+    def make() -> tuple[dict, int]:
+        generate_extra_set("mvtec", root, "hazelnut", 1, 0, 4, "tiny", out, allow_random_clip=True, **small)
+        return load_manifest(out), (out / "manifest.json").stat().st_mtime_ns
+
+    first, written = make()
+    assert make() == (first, written)  # the same request: the folder is reused untouched
+    monkeypatch.setattr(tgad, "__version__", "99.0.0")
+    second, rewritten = make()
+    assert second["cache_key"] != first["cache_key"] and rewritten != written
+    assert is_complete(out, second["cache_key"]) and not is_complete(out, first["cache_key"])

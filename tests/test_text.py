@@ -77,12 +77,22 @@ def test_category_names_and_user_keywords():
     assert resolve_keyword("bottle", keyword="washer").synset.startswith("washer.n.")
 
 
+def test_a_category_the_table_lacks_is_its_own_keyword_when_wordnet_knows_it(caplog):
+    sense = resolve_keyword("widget")
+    assert (sense.object_name, sense.synset, sense.source) == ("widget", "doodad.n.01", "category")
+    assert "not in tgad's class table" in caplog.text and "doodad.n.01" in caplog.text
+    assert (
+        resolve_keyword("Light_Bulb").synset == "light_bulb.n.01"
+    )  # case and underscores as folders write them
+    assert resolve_keyword("widget", keyword="metal nut").source == "keyword"  # a keyword still wins
+
+
 def test_unknown_keyword_and_category_are_one_line_errors():
     with pytest.raises(ValueError, match="no WordNet noun sense") as err:
         resolve_keyword(keyword="qwxzt")
     assert "\n" not in str(err.value)
-    with pytest.raises(ValueError, match="keyword"):
-        resolve_keyword("widget")
+    with pytest.raises(ValueError, match="--keywords qwxzt_part=WORD"):
+        resolve_keyword("qwxzt_part")
     with pytest.raises(ValueError, match="not a WordNet 3.0 synset"):
         resolve_keyword(keyword="screw.n.99")
 

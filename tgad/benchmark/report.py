@@ -165,6 +165,13 @@ def _unique(rows, column: str) -> list[str]:
     return sorted({row[column] for row in rows if row.get(column)})
 
 
+def _validation_sizes(rows) -> str:
+    """How many validation images the rows used, per category where they differ (val_images is a float column)."""
+    return ", ".join(
+        str(int(float(v))) for v in sorted({r["val_images"] for r in rows if r.get("val_images")}, key=float)
+    )
+
+
 def build_summary(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: Path, seconds: float) -> str:
     from tgad.benchmark.plots import save_bars
 
@@ -212,8 +219,9 @@ def build_summary(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: 
                     "",
                     "### Synthetic-defect validation (analysis only; never used to choose anything)",
                     "",
-                    f"Held-out *training* normals (up to {_unique(subset, 'val_images')} images with their "
-                    "synthetic defects; never the shots or the test split, so more normals than a 1-shot user "
+                    f"Held-out *training* normals ({_validation_sizes(subset)} validation images: normals plus a "
+                    "synthetic defect of each; "
+                    "never the shots or the test split, so more normals than a 1-shot user "
                     "has). spread: the extra images' mean nearest-patch distance to the shots over that of the "
                     "held-out normals (1 = as varied as real normals); normal / defect cov: the relative drop "
                     "of the held-out normals' / synthetic defects' PatchCore image score when the set joins the "

@@ -193,14 +193,14 @@ def benchmark_bytes(config, rows) -> int:
     return len(sets) * _image_bytes(config.n_gen, side) + len(rows) * MIB + MIB
 
 
-def check_models(config) -> None:
-    """Every model can use the backbone, and its weights are found (the benchmark's own check, as a usage
-    error)."""
+def runner_preflight(config) -> None:
+    """The benchmark's own checks (models and their weights, keywords, categories), a BenchmarkError as a
+    usage error."""
     from tgad.benchmark.plan import BenchmarkError
-    from tgad.benchmark.runner import check_models as check_benchmark_models
+    from tgad.benchmark.runner import preflight
 
     try:
-        check_benchmark_models(config)
+        preflight(config)
     except BenchmarkError as err:
         raise UsageError(str(err)) from err
 
@@ -234,16 +234,8 @@ def preflight_benchmark(config, executor: str = "sequential", ray_address: str |
         dm = make_datamodule(config, category, None, 0, [])
         dm.prepare_data()
         check_shot_grid(dm, config.shots, config.seeds)
-    check_models(config)
+    runner_preflight(config)  # models, keywords, categories: the checks a library caller gets too
     if set(config.conditions) & set(GENERATED):
-        from tgad.benchmark import runner
-        from tgad.text.keywords import resolve_keyword
-
-        if not runner.tgad_available():
-            raise UsageError(f"{runner.TGAD_UNAVAILABLE}; run with --conditions shots plain_aug")
-
-        for category in config.categories:
-            resolve_keyword(category, config.keywords.get(category))  # KeywordError: set --keywords
         check_clip(config.preset, config.clip_weights, config.allow_random_clip)
     heal_results_folder(config.out_dir)  # every check passed: a damaged CSV or ExtraSet is moved aside
     rows = make_plan(config, ResultsCSV(config.out_dir / "results.csv").done_keys())

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from importlib import resources
 from typing import Literal, NamedTuple
 
+log = logging.getLogger(__name__)
 _SYNSET_NAME = re.compile(r"^[\w.'-]+\.n\.\d{2}$")
 _SIZE_SUFFIX = re.compile(r"_\d+$")
 
@@ -34,7 +36,7 @@ class KeywordSense(NamedTuple):
     object_name: str
     synset: str
     category: str | None
-    source: Literal["table", "keyword"]
+    source: Literal["table", "keyword", "category"]
 
 
 @functools.cache
@@ -94,7 +96,9 @@ def resolve_keyword(category: str | None = None, keyword: str | None = None) -> 
     """The object name and noun synset for a category, or for a user keyword (which wins when given).
 
     A keyword may be a word ("metal nut"; a word in the table gets the table's sense), or a synset name
-    ("nut.n.03"). Other words get WordNet's most frequent noun sense.
+    ("nut.n.03"). Other words get WordNet's most frequent noun sense. A category the table lacks is its own
+    keyword when WordNet knows its name as a noun (``source="category"``, logged as a warning: the first sense
+    may be the wrong object, so pass ``keyword`` when it is).
 
     Raises:
         ValueError: unknown category without keyword, or a keyword with no WordNet noun sense.
@@ -123,6 +127,19 @@ def resolve_keyword(category: str | None = None, keyword: str | None = None) -> 
             return KeywordSense(
                 entry["object"], _check_synset(entry["synset"], "class_synsets.json"), cat, "table"
             )
-    raise KeywordError(
-        f"category {category!r} has no keyword in tgad/text/class_synsets.json; set `keyword:` (e.g. keyword: metal nut)"
+    word = cat.replace("-", "_")
+    senses = wordnet().synsets(word, pos="n")
+    if not senses:
+        raise KeywordError(
+            f"category {category!r} is neither in tgad/text/class_synsets.json nor a WordNet noun; set "
+            f"`keyword:` / --keywords {category}=WORD (e.g. metal nut)"
+        )
+    sense = KeywordSense(word.replace("_", " "), senses[0].name(), cat, "category")
+    log.warning(
+        "category %r is not in tgad's class table: using its name as the object word, WordNet sense %s (%s); "
+        "pass a keyword if that is the wrong object",
+        category,
+        sense.synset,
+        senses[0].definition(),
     )
+    return sense

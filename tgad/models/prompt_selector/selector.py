@@ -44,6 +44,9 @@ class PromptSelection(NamedTuple):
     synset: str
     words: list[str]
     clip_weights: str  # ResolvedWeights.describe(); "<model>:RANDOM" when CLIP had no real weights
+    keyword_source: str = (
+        "table"  # where the object word came from: table | keyword | category (name as a noun)
+    )
 
     @property
     def random_clip(self) -> bool:
@@ -97,7 +100,14 @@ def select_prompt(
     table = rank_prompts(text_emb, shot_embedding(model, images), candidates)
     best = table[0]
     return PromptSelection(
-        best.prompt, best.score, table, sense.object_name, sense.synset, words, weights.describe()
+        best.prompt,
+        best.score,
+        table,
+        sense.object_name,
+        sense.synset,
+        words,
+        weights.describe(),
+        sense.source,
     )
 
 
