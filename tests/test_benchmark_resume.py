@@ -56,7 +56,7 @@ def test_resume_runs_only_the_missing_rows(mvtec_root, tmp_path, monkeypatch):
     calls: list = []
     monkeypatch.setattr(runner, "run_row", _stub(calls, interrupt_at=3))
     with pytest.raises(KeyboardInterrupt):
-        runner.run_benchmark(config, progress=False)
+        runner.run_benchmark(config)
     csv_path = config.out_dir / "results.csv"
     done = ResultsCSV(csv_path).rows()  # the CSV is intact: header and two whole rows
     assert [(r["seed"], r["condition"]) for r in done] == [("0", "shots"), ("0", "plain_aug")]
@@ -64,7 +64,7 @@ def test_resume_runs_only_the_missing_rows(mvtec_root, tmp_path, monkeypatch):
 
     calls.clear()
     monkeypatch.setattr(runner, "run_row", _stub(calls))
-    result = runner.run_benchmark(config, progress=False)
+    result = runner.run_benchmark(config)
     assert calls == [interrupted, calls[1]] and len(calls) == 2  # only the missing rows, the lost one first
     rows = ResultsCSV(csv_path).rows()
     assert [(r["seed"], r["condition"]) for r in rows] == [
@@ -80,7 +80,7 @@ def test_resume_runs_only_the_missing_rows(mvtec_root, tmp_path, monkeypatch):
     assert "| category | plain_aug − shots |" in summary and "| widget | +0.050 ± 0.000 |" in summary
 
     calls.clear()
-    runner.run_benchmark(config, progress=False)
+    runner.run_benchmark(config)
     assert calls == []  # everything done: nothing runs, the extra sets are reused from their cache
     assert len(list((config.out_dir / "extra_sets" / "plain_aug" / "widget").iterdir())) == 2  # one per seed
 
@@ -96,7 +96,7 @@ def test_a_failing_row_is_reported_and_retried(mvtec_root, tmp_path, monkeypatch
         return stub(row, *args)
 
     monkeypatch.setattr(runner, "run_row", flaky)
-    result = runner.run_benchmark(config, progress=False)
+    result = runner.run_benchmark(config)
     assert len(result.failures) == 1 and "loss is nan" in result.failures[0]
     assert len(ResultsCSV(config.out_dir / "results.csv").rows()) == 3
     assert len(make_plan(config, ResultsCSV(config.out_dir / "results.csv").done_keys())) == 1
@@ -241,7 +241,7 @@ def test_wandb_offline_run_is_written(mvtec_root, tmp_path, monkeypatch):
     config = _config(mvtec_root, tmp_path / "results", wandb=True)
     calls: list = []
     monkeypatch.setattr(runner, "run_row", _stub(calls))
-    runner.run_benchmark(config, progress=False)
+    runner.run_benchmark(config)
     runs = list((config.out_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
     with open(config.out_dir / "results.csv", newline="") as handle:

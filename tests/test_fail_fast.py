@@ -310,6 +310,6 @@ def test_8_full_shot_plots_are_named_kfull(mvtec_root, tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "run_row", stub_run_row)
     config = stub_config(mvtec_root, tmp_path / "r", shots=(None,), seeds=(0,))
-    runner.run_benchmark(config, progress=False)
+    runner.run_benchmark(config)
     plots = sorted(p.name for p in (config.out_dir / "plots").glob("*.png"))
     assert "extra_plain_aug_widget_kfull.png" in plots and not [p for p in plots if "kNone" in p]

@@ -70,7 +70,7 @@ def test_a_killed_run_heals_and_lists_no_temporary(tmp_path, monkeypatch, caplog
     write_mvtec(tmp_path / "data")
     config = stub_config(tmp_path / "data", tmp_path / "results", seeds=(0,))
     monkeypatch.setattr(runner, "run_row", stub_run_row)
-    runner.run_benchmark(config, progress=False)
+    runner.run_benchmark(config)
     (good,) = complete_extra_sets(config.out_dir / "extra_sets")
     manifest = (good / "manifest.json").read_text()
     (config.out_dir / "results.csv").unlink()  # the row is lost with the kill
@@ -83,7 +83,7 @@ def test_a_killed_run_heals_and_lists_no_temporary(tmp_path, monkeypatch, caplog
         Tracker, "log_results", lambda self, rows, summary, plots, extra_dirs: listed.extend(extra_dirs)
     )
     with caplog.at_level(logging.WARNING):
-        runner.run_benchmark(config, progress=False)
+        runner.run_benchmark(config)
     assert not stale.exists() and "removed 1" in caplog.text
     assert "ExtraSet does not load" in caplog.text
     (damaged,) = good.parent.glob(f"{good.name}.damaged-*")

@@ -23,7 +23,7 @@ def uninterrupted(tmp_path_factory):
     config = stub_config(base / "data", base / "whole")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runner, "run_row", stub_run_row)
-        runner.run_benchmark(config, progress=False)
+        runner.run_benchmark(config)
     csv_bytes = (config.out_dir / "results.csv").read_bytes()
     return base / "data", csv_bytes, ResultsCSV(config.out_dir / "results.csv").rows()
 
@@ -74,7 +74,7 @@ def test_a_cut_row_is_recomputed_by_the_benchmark(where, uninterrupted, tmp_path
 
     monkeypatch.setattr(runner, "run_row", counting)
     with caplog.at_level(logging.WARNING):
-        result = runner.run_benchmark(config, progress=False)
+        result = runner.run_benchmark(config)
     assert len(calls) == 1 and not result.failures  # only the cut row ran again
     assert ResultsCSV(path).rows() == final and path.read_bytes() == whole
     assert "damaged" in caplog.text and len(list(path.parent.glob("results.csv.damaged-*"))) == 1

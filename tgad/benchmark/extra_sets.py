@@ -109,6 +109,7 @@ def ensure_extra_set(
                 threads=config.threads,
                 reporter=_StageText(show),
                 generator_cache=config.out_dir / "extra_sets" / "generator",
+                hardware=config.hardware,
             )
         )
         if load_manifest(path)["cache_key"] == before:
@@ -148,6 +149,9 @@ def extra_set_request(
             "keyword": config.keywords.get(dm.category),
             "scorer": scorer,
         }
+        hardware = config.hardware.resolved()
+        if not hardware.is_default_cpu:  # keys of earlier sets (one CPU, float32) stay valid
+            arguments["hardware"] = asdict(hardware)
         if config.integrator_overrides or config.vqgan_iterations:  # keys of earlier sets stay valid
             arguments |= {
                 "integrator_overrides": dict(sorted(config.integrator_overrides.items())),

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tgad.hardware import Hardware
 from tgad.models.integrator.names import SCORERS
 
 CONDITIONS = ("shots", "plain_aug", "tgad", "tgad_aug", "aug_select", "tgad_select")
@@ -79,6 +80,9 @@ class BenchmarkConfig:
     integrator_overrides: Mapping[str, object] = field(default_factory=dict)
     vqgan_iterations: int | None = None
     validate: bool = True  # the synthetic-defect validation columns, where the train split allows them
+    # Where the generator and the detectors run: resolved where the work runs (a Ray worker may have a GPU
+    # its driver lacks); detectors use one device in float32, the generator fit all ``devices``.
+    hardware: Hardware = field(default_factory=Hardware)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESET_SETTINGS:

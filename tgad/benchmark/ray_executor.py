@@ -13,9 +13,11 @@ by their request, so a set another task or an earlier run finished is reused, ne
 the results folder (and the dataset root) must be on a filesystem every node sees.
 
 Resources: every task asks for ``threads`` CPUs (``$TGAD_THREADS``, default 1) and uses that many torch
-threads; nothing here asks for a GPU, because tgad's generator fit and detectors run on the CPU today (the
-accelerator path is a separate piece of work). Without an address Ray starts locally with all the machine's
-cores, so as many tasks run at once as there are cores.
+threads. On a GPU request (``--accelerator gpu``, or ``auto`` on a cluster that has GPUs) a generated set's
+task asks for ``--devices`` GPUs (its generator fit uses DDP over them) and a row's task for one (the
+detector); plain augmentation and selection sets ask for none. Each task resolves the hardware where it runs.
+Without an address Ray starts locally with all the machine's cores, so as many tasks run at once as there are
+cores.
 """
 
 from __future__ import annotations
@@ -50,6 +52,13 @@ def absolute(config: BenchmarkConfig) -> BenchmarkConfig:
 
 def task_cpus(config: BenchmarkConfig) -> int:
     return config.threads or 1
+
+
+def task_gpus(config: BenchmarkConfig, devices: int, cluster_gpus: float) -> int:
+    """GPUs a task asks Ray for: none on a CPU request; ``auto`` asks only where the cluster has GPUs."""
+    accelerator = config.hardware.accelerator
+    wants = accelerator in ("gpu", "cuda") or (accelerator == "auto" and cluster_gpus > 0)
+    return devices if wants else 0
 
 
 def _threads(config: BenchmarkConfig) -> None:
@@ -123,8 +132,15 @@ def run_on_ray(
     started = start_ray(address, cpus)
     try:
         resources = {"num_cpus": task_cpus(config), "max_retries": 0}
-        make_set = ray.remote(extra_task).options(name="tgad-extra-set", **resources)
-        make_row = ray.remote(row_task).options(name="tgad-row", **resources)
+        gpus = ray.cluster_resources().get("GPU", 0)
+        make_sets = {  # a generated set's task holds the GPUs of its generator fit; other sets need none
+            gpu: ray.remote(extra_task).options(name="tgad-extra-set", num_gpus=gpu, **resources)
+            for gpu in {0, task_gpus(config, config.hardware.devices, gpus)}
+        }
+        set_gpus = {"tgad": task_gpus(config, config.hardware.devices, gpus)}
+        make_row = ray.remote(row_task).options(
+            name="tgad-row", num_gpus=task_gpus(config, 1, gpus), **resources
+        )
         first_seed = min(config.seeds)
         extras: dict[tuple, ray.ObjectRef] = {}
 
@@ -132,6 +148,7 @@ def run_on_ray(
             key = extra_key(row)
             if key not in extras:
                 sources = [extra_ref(replace(row, condition="tgad"))] if row.condition in DERIVED else []
+                make_set = make_sets[set_gpus.get(row.condition, 0)]
                 extras[key] = make_set.remote(config, row, row.seed == first_seed, *sources)
             return extras[key]
 

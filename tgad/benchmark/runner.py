@@ -19,15 +19,6 @@ from typing import Any
 import anomalib
 import torch
 from lightning.pytorch import seed_everything
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 import tgad
 from tgad.assets import AssetError
@@ -142,7 +133,10 @@ def run_row(row: Row, config: BenchmarkConfig, extra: ExtraSet | None, work_dir:
     dm = make_datamodule(config, row.category, row.shots, row.seed, extra_dirs, built.train_batch_size)
     dm.prepare_data()
     dm.setup()
-    evaluation = evaluate(built.model, dm, work_dir, built.trainer_kwargs, n_examples=config.n_examples)
+    hardware = config.hardware.resolved()
+    evaluation = evaluate(
+        built.model, dm, work_dir, built.trainer_kwargs, n_examples=config.n_examples, hardware=hardware
+    )
     scores = evaluation.scores
     manifest = extra.manifest if extra else {}
     out = {
@@ -161,7 +155,7 @@ def run_row(row: Row, config: BenchmarkConfig, extra: ExtraSet | None, work_dir:
         "backbone_weights": built.weights.describe(),
         "clip_weights": _weights_text(manifest, clip=True),
         "extra_weights": _weights_text(manifest, clip=False),
-        "model_settings": json.dumps(built.settings, sort_keys=True),
+        "model_settings": json.dumps({**built.settings, "accelerator": hardware.accelerator}, sort_keys=True),
         "memory_bank": memory_bank_size(built.model),
         "extra_seconds": extra.seconds if extra else 0.0,
         "fit_seconds": scores.fit_seconds,
@@ -213,10 +207,26 @@ def preflight(config: BenchmarkConfig) -> None:
         dm.index()
 
 
+class GridProgress:
+    """Receives the grid's progress. The CLI draws it as a rich bar (``tgad.cli.benchmark.RichGrid``); this
+    default logs the start and stays silent after, so the library never prints."""
+
+    def start(self, todo: int, total: int, heading: str) -> None:
+        log.info("%s: %d of %d rows to run", heading, todo, total)
+
+    def status(self, text: str) -> None:
+        """What the current row is doing (sequential run only)."""
+
+    def advance(self) -> None:
+        """One row finished or failed."""
+
+    def close(self) -> None:
+        """The grid ended (normally or not)."""
+
+
 def run_benchmark(
     config: BenchmarkConfig,
-    console: Console | None = None,
-    progress: bool = True,
+    progress: GridProgress | None = None,
     executor: str = "sequential",
     ray_address: str | None = None,
 ) -> BenchmarkResult:
@@ -237,11 +247,8 @@ def run_benchmark(
     preflight(config)
     plan = make_plan(config, results.done_keys())
     total = len(full_plan(config))
-    console = console or Console(stderr=True)
-    console.print(
-        f"[bold]tgad benchmark[/bold] {config.dataset} -> {out_dir}: {len(plan)} of {total} rows to run"
-        + (f" (scorers: {', '.join(plan_scorers(config))})" if plan_scorers(config) else "")
-    )
+    progress = progress or GridProgress()
+    scorers = f" (scorers: {', '.join(plan_scorers(config))})" if plan_scorers(config) else ""
     tracker = Tracker(
         config.wandb,
         f"{config.dataset}-{config.name or config.preset}",
@@ -249,39 +256,34 @@ def run_benchmark(
         out_dir,
     )
     failures: list[str] = []
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
+    done = 0
     try:
-        with Progress(*columns, console=console, disable=not progress) as bar:
-            task = bar.add_task("rows", total=len(plan))
+        progress.start(len(plan), total, f"tgad benchmark {config.dataset} -> {out_dir}{scorers}")
 
-            def on_row(row: Row, out: dict) -> None:
-                results.append(out)
-                tracker.log_row(out, int(bar.tasks[0].completed) + 1)
-                bar.advance(task)
+        def on_row(row: Row, out: dict) -> None:
+            nonlocal done
+            results.append(out)
+            done += 1
+            tracker.log_row(out, done)
+            progress.advance()
 
-            def on_failure(row: Row, err: BaseException) -> None:
-                failures.append(f"{describe(row)}: {type(err).__name__}: {err}")
-                bar.advance(task)
+        def on_failure(row: Row, err: BaseException) -> None:
+            failures.append(f"{describe(row)}: {type(err).__name__}: {err}")
+            progress.advance()
 
-            if executor == "ray":
-                from tgad.benchmark.ray_executor import run_on_ray
+        if executor == "ray":
+            from tgad.benchmark.ray_executor import run_on_ray
 
-                run_on_ray(config, plan, on_row, on_failure, address=ray_address)
-            else:
-                _run_sequential(
-                    config, plan, on_row, on_failure, lambda text: bar.update(task, description=text)
-                )
+            run_on_ray(config, plan, on_row, on_failure, address=ray_address)
+        else:
+            _run_sequential(config, plan, on_row, on_failure, progress.status)
+        progress.close()
         rows = results.rows()
         summary = write_report(config, rows, out_dir, time.perf_counter() - start)
         extra_dirs = complete_extra_sets(out_dir / "extra_sets")
         tracker.log_results(rows, summary, sorted((out_dir / "plots").glob("*.png")), extra_dirs)
     finally:
+        progress.close()
         tracker.finish()
     return BenchmarkResult(
         out_dir, results.path, summary, len(plan) - len(failures), failures, time.perf_counter() - start

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from tgad.benchmark.plan import CONDITIONS, DEFAULT_CONDITIONS
+from tgad.cli.hardware_args import add_hardware_arguments
 from tgad.cli.overrides import add_override_arguments, parse_overrides
 from tgad.models.integrator.names import SCORERS
 
@@ -127,6 +128,7 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
         "on a filesystem every node sees",
     )
     add_override_arguments(p)
+    add_hardware_arguments(p)
 
 
 def _categories(args: argparse.Namespace) -> tuple[str, ...]:
@@ -162,6 +164,43 @@ def _keywords(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+class RichGrid:
+    """A ``tgad.benchmark.runner.GridProgress`` drawing the heading and one rich bar counting rows."""
+
+    def __init__(self, console: Console, enabled: bool = True) -> None:
+        self.console, self.enabled, self.bar, self.task = console, enabled, None, None
+
+    def start(self, todo: int, total: int, heading: str) -> None:
+        self.console.print(f"{heading}: {todo} of {total} rows to run", highlight=False, style="bold")
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn())  # fmt: skip
+        self.bar = Progress(*columns, console=self.console, disable=not self.enabled)
+        self.task = self.bar.add_task("rows", total=todo)
+        self.bar.start()
+
+    def status(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=text)
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
 def run_benchmark_command(args: argparse.Namespace, console: Console, err_console: Console) -> int:
     """Run the benchmark; errors reach ``tgad.cli.errors.report_errors`` (one red line, exit code 2)."""
     return _run(args, console)
@@ -171,6 +210,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     from tgad.benchmark.plan import BenchmarkConfig
     from tgad.benchmark.runner import run_benchmark
     from tgad.cli.preflight import preflight_benchmark
+    from tgad.hardware import Hardware
 
     threads = int(os.environ["TGAD_THREADS"]) if os.environ.get("TGAD_THREADS") else None
     overrides = parse_overrides(args.overrides)  # a UsageError: one line, exit 2
@@ -199,13 +239,13 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         integrator_overrides=overrides,
         vqgan_iterations=args.vqgan_iterations,
         validate=not args.no_validate,
+        hardware=Hardware(args.accelerator, args.devices, args.precision),
     )
     preflight_benchmark(
         config, args.executor, args.ray_address
     )  # before any model: arguments, outputs, weights
-    result = run_benchmark(
-        config, progress=not args.no_progress, executor=args.executor, ray_address=args.ray_address
-    )
+    grid = RichGrid(Console(stderr=True), enabled=not args.no_progress)
+    result = run_benchmark(config, progress=grid, executor=args.executor, ray_address=args.ray_address)
     console.print(Markdown(result.summary.read_text()))
     console.print(f"\n{result.new_rows} new rows in {result.seconds:.0f} s; summary: {result.summary}")
     for failure in result.failures:

@@ -30,6 +30,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from tgad.benchmark.plan import BenchmarkError
     from tgad.data.errors import DataError
     from tgad.generate.artifact import ExtraSetError
+    from tgad.hardware import HardwareError
     from tgad.text.keywords import KeywordError
 
     return (
@@ -39,6 +40,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         KeywordError,
         BenchmarkError,
         ExtraSetError,
+        HardwareError,
         FileExistsError,
         FloatingPointError,  # the generator's loss went NaN: its message says which setting to change
     )

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tgad.cli.hardware_args import add_hardware_arguments, hardware_from_args
 from tgad.cli.overrides import add_override_arguments, parse_overrides
 from tgad.models.integrator.names import SCORERS
 
@@ -61,6 +62,7 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
         "--keyword", default=None, help="object word or WordNet synset for a category the class table lacks"
     )
     add_override_arguments(p)
+    add_hardware_arguments(p)
 
 
 class RichStages:
@@ -117,6 +119,7 @@ def run_generate(args: argparse.Namespace, console: Console, err_console: Consol
                 integrator_overrides={**overrides, "scorer": args.scorer},
                 threads=threads,
                 reporter=RichStages(progress),
+                hardware=hardware_from_args(args),  # checked by the preflight already
             )
     except (ExtraSetError, FileExistsError, FloatingPointError) as err:
         return print_error(err, err_console)

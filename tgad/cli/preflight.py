@@ -229,6 +229,8 @@ def preflight_benchmark(config, executor: str = "sequential", ray_address: str |
     check_seeds(config.seeds)
     check_image_size(config.image_size)
     check_executor(executor, ray_address)
+    if not ray_address:  # on a cluster the workers, not this driver, must have the accelerator
+        config.hardware.resolved()
     check_output_dir(config.out_dir, "--results-dir", given=config.results_dir)
     for category in config.categories:
         dm = make_datamodule(config, category, None, 0, [])
@@ -244,6 +246,7 @@ def preflight_benchmark(config, executor: str = "sequential", ray_address: str |
 
 def preflight_generate(args) -> None:
     """Check ``tgad generate``'s arguments, ``--out`` and CLIP; then clear what a killed run left at ``--out``."""
+    from tgad.cli.hardware_args import hardware_from_args
     from tgad.cli.overrides import parse_overrides
     from tgad.data import DATAMODULES
     from tgad.generate.chain import CHAIN_PRESETS
@@ -256,6 +259,7 @@ def preflight_generate(args) -> None:
             )
     check_seeds([args.seed], "--seed")
     parse_overrides(args.overrides)
+    hardware_from_args(args)
     if args.vqgan_iterations is not None and args.vqgan_iterations < 1:
         raise UsageError(
             f"--vqgan-iterations {args.vqgan_iterations}: must be >= 1, e.g. --vqgan-iterations 300"

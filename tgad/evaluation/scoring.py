@@ -23,6 +23,7 @@ from anomalib.engine import Engine
 from tgad.evaluation.aupro import aupro
 from tgad.evaluation.auroc import image_auroc, pixel_auroc
 from tgad.evaluation.spro import load_defects_config, regions_from_mask_files, spro_auc
+from tgad.hardware import Hardware
 
 log = logging.getLogger(__name__)
 
@@ -128,17 +129,21 @@ def evaluate(
     root_dir: str,
     trainer_kwargs: dict[str, Any] | None = None,
     n_examples: int = 0,
+    hardware: Hardware | None = None,
 ) -> Evaluation:
     """Engine.fit on the datamodule's training set, then every metric on raw predictions of its test set.
 
     Args:
         trainer_kwargs: extra ``Engine`` (Lightning Trainer) arguments, e.g. ``max_steps`` from the registry.
         n_examples: how many test predictions (one good image, the rest defective) to keep for plots.
+        hardware: where the detector runs (default: the CPU); always one device in float32, so the scores are
+            those of the published detectors whatever the generator used.
     """
     engine = Engine(
         default_root_dir=root_dir,
-        accelerator="cpu",
+        accelerator=(hardware or Hardware("cpu")).resolved().accelerator,
         devices=1,
+        precision="32-true",
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,

@@ -29,10 +29,11 @@ from tgad.generate.stages import (
     Stage,
     StageReporter,
     advance_callback,
-    cpu_trainer,
     generator_malloc,
+    make_trainer,
     quiet_lightning,
 )
+from tgad.hardware import Hardware
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ def generate_extra_set(
     threads: int | None = None,
     reporter: StageReporter | None = None,
     generator_cache: str | Path | None = None,
+    hardware: Hardware | None = None,
 ) -> Path:
     """Generate ``n`` normal images of ``category`` from ``shots`` real ones and write them as an ExtraSet.
 
@@ -108,6 +110,8 @@ def generate_extra_set(
         generator_cache: a folder for fitted VarianceVQGAN weights, keyed by everything the fit depends on
             (shots, seed, preset, iterations): requests that differ only after the fit (scorer, tau, N) reuse
             one fit. None fits every time.
+        hardware: accelerator, devices and precision (default ``auto``: a GPU when present); ``devices`` > 1
+            fits the generator with DDP. Anything but one CPU in float32 is part of the key.
 
     Returns:
         ``out_dir``, a complete ExtraSet (reused as is when the same request already wrote it).
@@ -134,6 +138,7 @@ def generate_extra_set(
     _check_out_dir(out_dir)
     if threads:
         torch.set_num_threads(threads)
+    hw = (hardware or Hardware()).resolved()
     reporter = reporter or StageReporter()
     chain = CHAIN_PRESETS[preset]
     iterations = vqgan_iterations or chain.vqgan_iterations
@@ -171,6 +176,8 @@ def generate_extra_set(
         "vqgan_iterations": iterations,
         "integrator": dataclasses.asdict(integrator_cfg),
     }
+    if not hw.is_default_cpu:  # keys of sets made on one CPU in float32 (all earlier ones) stay valid
+        arguments["hardware"] = dataclasses.asdict(hw)
     key = generation_key(arguments)
     if is_complete(out_dir, key):
         logger.info("%s: complete ExtraSet for this request (key %s); reusing it", out_dir, key)
@@ -217,10 +224,12 @@ def generate_extra_set(
                     reporter.advance("generator", iterations)
                 else:
                     with quiet_lightning():
-                        trainer = cpu_trainer(
-                            work, [advance_callback(reporter, "generator")], max_steps=2 * iterations
-                        )
+                        # DDP (devices > 1) spawns processes: the progress callback stays in this one
+                        progress = [advance_callback(reporter, "generator")] if hw.devices == 1 else []
+                        trainer = make_trainer(work, progress, hw, max_steps=2 * iterations)
                         trainer.fit(vqgan, train_dataloaders=loader)
+                        if hw.devices > 1:
+                            reporter.advance("generator", iterations)
                     if fit_file is not None:
                         fit_note += save_fit(vqgan, fit_file)
                 vqgan.eval()
@@ -242,9 +251,16 @@ def generate_extra_set(
                 if integrator_cfg.rounds > 0:
                     cb = [advance_callback(reporter, "integrator")]
                     with quiet_lightning():
-                        trainer = cpu_trainer(work, cb, max_epochs=integrator_cfg.rounds)
+                        # float32: the judges compare feature distances a bf16 autocast would blur
+                        judged = dataclasses.replace(hw, devices=1, precision="32-true")
+                        trainer = make_trainer(work, cb, judged, max_epochs=integrator_cfg.rounds)
                         trainer.fit(integrator.train(), train_dataloaders=loader)
                 integrator.eval()
+                if (
+                    hw.accelerator != "cpu"
+                ):  # Lightning hands a fitted module back on the CPU: draw on the device
+                    integrator.to(torch.device(hw.accelerator))
+                    integrator.resolve_judges(PERCEPTUAL_OUT_INDICES)
 
         with Stage(reporter, timings, "final", 1):
             final = integrator.generate(n, images)
@@ -272,6 +288,7 @@ def generate_extra_set(
             "vqgan_config": dataclasses.asdict(vqgan.config),
             "iterations": iterations,
             "collapse": collapse,
+            "hardware": hw.describe(),
             "load_start": load_start,
             "started": started,
         }

@@ -149,6 +149,7 @@ def write_generated_set(
                 "generator": integrator.provenance.get("generator"),
                 "figures": {"grid": GRID_PNG, "histogram": HISTOGRAM_PNG},
                 "resources": {
+                    "hardware": meta["hardware"],
                     "torch_threads": torch.get_num_threads(),
                     "load_average_start": list(meta["load_start"]),
                     "load_average_end": list(os.getloadavg()),

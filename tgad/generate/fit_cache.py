@@ -38,6 +38,8 @@ def fit_cache_file(
         "kind": "variance_vqgan_fit",
         "tgad_version": tgad.__version__,
     }
+    if "hardware" in arguments:  # a fit on a GPU, in bf16 or with DDP is another fit
+        fit["hardware"] = arguments["hardware"]
     shots = len(arguments["shot_ids"])
     path = Path(folder) / arguments["category"] / f"k{shots}_seed{arguments['seed']}_{cache_key(fit)}.pt"
     heal_fit_file(path)  # a fit that does not load is moved aside (with a warning) and fitted again

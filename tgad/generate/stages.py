@@ -1,5 +1,5 @@
-"""How the generation chain runs its stages: progress reporting and timing, Lightning kept quiet, CPU
-trainers, and glibc's mmap threshold raised while the generator fits."""
+"""How the generation chain runs its stages: progress reporting and timing, Lightning kept quiet, trainers on
+the requested hardware, and glibc's mmap threshold raised while the generator fits."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import os
 import sys
 import time
 import warnings
+
+from tgad.hardware import Hardware
 
 logger = logging.getLogger(__name__)
 
@@ -108,12 +110,12 @@ def generator_malloc():
             libc.malloc_trim(0)
 
 
-def cpu_trainer(root: str, callbacks: list, **kwargs):
+def make_trainer(root: str, callbacks: list, hardware: Hardware, devices: int | None = None, **kwargs):
+    """A quiet Lightning Trainer on ``hardware`` (resolved); ``devices=1`` for the parts that never use DDP."""
     import lightning as L
 
     return L.Trainer(
-        accelerator="cpu",
-        devices=1,
+        **hardware.trainer_kwargs(devices),
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

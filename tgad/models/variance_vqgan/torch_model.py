@@ -178,6 +178,12 @@ class VectorQuantizer(nn.Module):
         return float((self.cluster_size > self.dead_threshold * fair).float().mean()) if fair > 0 else 0.0
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        # Nearest codes and the EMA statistics in float32 even under bf16/fp16 autocast: distances between
+        # near-identical latents vanish in 8 mantissa bits, and the EMA buffers stay float32.
+        with torch.autocast(z.device.type, enabled=False):
+            return self._quantize(z.float())
+
+    def _quantize(self, z: torch.Tensor) -> QuantizerOutput:
         flat = z.detach().permute(0, 2, 3, 1).reshape(-1, self.dim)  # (N, d)
         if self.training and not bool(self.initialised):
             self._init_from(flat)
