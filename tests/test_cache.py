@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import os
 import stat
-import tarfile
 
 import pytest
 
-from tgad.assets.cache import atomic_dir, atomic_file, safe_extract
+from tgad.assets.cache import atomic_dir, atomic_file
 
 
 def test_atomic_writes_get_umask_permissions(tmp_path):
@@ -33,15 +31,3 @@ def test_interrupted_atomic_writes_leave_nothing(tmp_path):
         (folder / "f").write_text("half")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
-
-
-def test_safe_extract_refuses_path_escapes(tmp_path):
-    archive = tmp_path / "evil.tar"
-    with tarfile.open(archive, "w") as tf:
-        data = b"pwned"
-        info = tarfile.TarInfo("../outside.txt")
-        info.size = len(data)
-        tf.addfile(info, io.BytesIO(data))
-    with pytest.raises(ValueError, match="escapes"):
-        safe_extract(archive, tmp_path / "out")
-    assert not (tmp_path / "outside.txt").exists()

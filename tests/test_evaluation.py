@@ -55,7 +55,7 @@ def test_fast_coreset_matches_the_greedy_definition():
 
 def test_patchcore_separates_an_obvious_fixture(mvtec_root, tmp_path):
     """Guard for the whole scoring path: pretrained PatchCore, real shots, obvious defects -> AUROC 1.0."""
-    from tgad.baselines.patchcore import build_patchcore
+    from tgad.baselines.registry import build_model
     from tgad.data import MVTecAD
     from tgad.evaluation.scoring import fit_and_score
 
@@ -63,7 +63,8 @@ def test_patchcore_separates_an_obvious_fixture(mvtec_root, tmp_path):
         root=str(mvtec_root), category="widget", shots=2, image_size=64, train_batch_size=4, eval_batch_size=8
     )
     dm.setup()
-    model, weights = build_patchcore(image_size=64, coreset_sampling_ratio=0.5)
+    built = build_model("patchcore", image_size=64, preset="tiny")
+    model, weights = built.model, built.weights
     assert weights.source in ("package", "cache") and not weights.is_random
     scores = fit_and_score(model, dm, str(tmp_path))
     assert scores.image_auroc == 1.0

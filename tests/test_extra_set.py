@@ -18,7 +18,7 @@ from tgad.generate.artifact import (
     write_extra_set,
 )
 from tgad.generate.augment import (
-    AugmentConfig,
+    PlainAugConfig,
     augment_image,
     augment_shots,
     make_plain_aug_set,
@@ -114,7 +114,7 @@ def test_augmentation_is_seeded_varied_and_borderless():
         assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
         assert float((image - shot).abs().mean()) > 1e-3  # a copy that differs
         assert float(image.amin(dim=0).min()) > 0.3  # no constant-filled (black) border
-    plain = augment_shots([shot], 1, 0, AugmentConfig(0, 0, False, 0, 0, (1, 1), 0, 0, 0, 0))
+    plain = augment_shots([shot], 1, 0, PlainAugConfig(0, 0, False, 0, 0, (1, 1), 0, 0, 0, 0))
     assert torch.allclose(plain[0][0], shot, atol=1e-5)  # everything off = the shot itself
 
 
@@ -182,7 +182,7 @@ def test_tgad_aug_applies_plain_augs_transform_of_the_same_index(tmp_path):
     marked_tensor = torch.from_numpy(marked).permute(2, 0, 1).float() / 255
     for i, record in enumerate(load_manifest(out)["images"]):
         expected = augment_image(
-            marked_tensor, AugmentConfig(), torch.Generator().manual_seed(4 * 1_000_003 + i)
+            marked_tensor, PlainAugConfig(), torch.Generator().manual_seed(4 * 1_000_003 + i)
         )
         expected = (expected.permute(1, 2, 0).numpy() * 255).round().astype(int)
         got = np.asarray(Image.open(out / record["file"])).astype(int)

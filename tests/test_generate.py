@@ -229,3 +229,29 @@ def test_a_folder_made_by_another_tgad_version_is_rebuilt_not_reused(tmp_path, m
     second, rewritten = make()
     assert second["cache_key"] != first["cache_key"] and rewritten != written
     assert is_complete(out, second["cache_key"]) and not is_complete(out, first["cache_key"])
+
+
+def test_shots_handed_over_by_the_caller_make_the_same_request(tmp_path):
+    """A benchmark hands the chain the shots its datamodule chose: the same request (key), so the folder made
+    without them is reused untouched; a count that does not match --shots is refused."""
+    from tgad.data import MVTecAD
+    from tgad.generate.chain import ChosenShots
+
+    root = _write_dataset(tmp_path / "data")
+    out = tmp_path / "set"
+    small = dict(
+        vqgan_iterations=3, integrator_overrides={"rounds": 1, "samples_per_round": 4, "update_steps": 1}
+    )
+    generate_extra_set("mvtec", root, "hazelnut", 1, 0, 4, "tiny", out, allow_random_clip=True, **small)
+    before = load_manifest(out), (out / "manifest.json").stat().st_mtime_ns
+    dm = MVTecAD(root=str(root), category="hazelnut", shots=1, shot_seed=0)
+    dm.setup()
+    chosen = ChosenShots([Path(p) for p in dm.shot_paths], list(dm.shot_ids), Path(dm.root))
+    generate_extra_set(
+        "mvtec", root, "hazelnut", 1, 0, 4, "tiny", out, allow_random_clip=True, chosen=chosen, **small
+    )
+    assert (load_manifest(out), (out / "manifest.json").stat().st_mtime_ns) == before
+    with pytest.raises(ValueError, match="chosen shots: 1 files for --shots 2"):
+        generate_extra_set(
+            "mvtec", root, "hazelnut", 2, 0, 4, "tiny", tmp_path / "b", allow_random_clip=True, chosen=chosen
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 
 from tgad.assets.backbones import LITE0, create_backbone, resolve_backbone_weights, use_backbone_weights
-from tgad.assets.cache import atomic_dir, atomic_file, cache_dir, safe_extract, sha256_file
+from tgad.assets.cache import atomic_dir, atomic_file, cache_dir, sha256_file
 from tgad.assets.weights import AssetError, ResolvedWeights
 from tgad.assets.wordnet import ensure_wordnet
 
@@ -24,7 +24,6 @@ __all__ = [
     "create_backbone",
     "ensure_wordnet",
     "resolve_backbone_weights",
-    "safe_extract",
     "sha256_file",
     "use_backbone_weights",
 ]

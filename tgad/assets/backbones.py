@@ -187,9 +187,11 @@ def create_backbone(
         kwargs["out_indices"] = tuple(out_indices)
     if resolved.is_random:
         return timm.create_model(name, pretrained=False, **kwargs).eval(), resolved
+    # timm's public overlay: this file, no hub or URL (anomalib's models build theirs inside timm, so they get
+    # the same file through use_backbone_weights below)
+    overlay = dict(file=str(resolved.path), url=None, hf_hub_id=None, hf_hub_filename=None, custom_load=False)
     try:
-        with use_backbone_weights(name, resolved=resolved):
-            model = timm.create_model(name, pretrained=True, **kwargs)
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     except (RuntimeError, KeyError, ValueError) as exc:
         raise AssetError(
             f"{resolved.path}: not a timm state dict for {name} ({str(exc).splitlines()[0]})"
@@ -217,7 +219,9 @@ def use_backbone_weights(
         row["backbone"] = weights.describe()
 
     With random weights the block removes every weight source of ``name``, so a stray ``pre_trained=True``
-    fails at once instead of downloading. timm's registry is restored on exit.
+    fails at once instead of downloading. timm's registry is restored on exit. Why the registry and not
+    timm's public ``pretrained_cfg_overlay`` (which ``create_backbone`` uses): anomalib calls
+    ``timm.create_model`` itself and passes no overlay through.
     """
     from timm.models import _registry
 

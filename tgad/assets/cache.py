@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tarfile
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,31 +78,3 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _inside(root: Path, target: Path) -> bool:
-    root, target = root.resolve(), target.resolve()
-    return target == root or root in target.parents
-
-
-def safe_extract(archive: str | Path, dest: str | Path) -> Path:
-    """Extract a tar or zip archive, refusing absolute paths, ``..`` escapes, links and device files."""
-    archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                if not _inside(dest, dest / info.filename):
-                    raise ValueError(
-                        f"{archive}: member {info.filename!r} escapes the extraction folder; refusing"
-                    )
-            zf.extractall(dest)
-        return dest
-    with tarfile.open(archive) as tf:
-        for member in tf.getmembers():
-            if not _inside(dest, dest / member.name):
-                raise ValueError(f"{archive}: member {member.name!r} escapes the extraction folder; refusing")
-            if member.issym() or member.islnk() or member.isdev():
-                raise ValueError(f"{archive}: member {member.name!r} is a link or device; refusing")
-        tf.extractall(dest, filter="data") if hasattr(tarfile, "data_filter") else tf.extractall(dest)
-    return dest

@@ -2,29 +2,21 @@
 
 Raw scores (``post_processor=False``) go to ``tgad.evaluation``, which is safe for unnormalised values; no
 threshold or normalisation statistic is ever fitted, on the test split or elsewhere. The registry
-(``tgad.baselines.registry``) builds PatchCore through ``make_patchcore``; ``build_patchcore`` is the
-stand-alone shortcut that also resolves the weights.
+(``tgad.baselines.registry``, which also resolves the weights and knows each backbone's layers) builds PatchCore
+through ``make_patchcore``.
 """
 
 from __future__ import annotations
 
 from anomalib.models import Patchcore
 
-from tgad.assets import ResolvedWeights, use_backbone_weights
 from tgad.baselines.coreset import use_fast_coreset
 from tgad.baselines.raw import raw_model
-
-# Feature layers of the backbones tgad resolves offline (stride 8 and 16, as ResNet's layer2/layer3).
-DEFAULT_LAYERS = {
-    "tf_efficientnet_lite0": ["blocks.2", "blocks.4"],
-    "resnet18": ["layer2", "layer3"],
-    "wide_resnet50_2": ["layer2", "layer3"],
-}
 
 
 def make_patchcore(
     backbone: str,
-    layers: list[str] | None,
+    layers: list[str],
     pre_trained: bool,
     image_size: int = 256,
     coreset_sampling_ratio: float = 0.1,
@@ -38,26 +30,9 @@ def make_patchcore(
         Patchcore,
         image_size,
         backbone=backbone,
-        layers=layers or DEFAULT_LAYERS.get(backbone, ["layer2", "layer3"]),
+        layers=layers,
         pre_trained=pre_trained,
         coreset_sampling_ratio=coreset_sampling_ratio,
         num_neighbors=num_neighbors,
     )
     return use_fast_coreset(model, seed=seed, bank_budget=bank_budget)
-
-
-def build_patchcore(
-    backbone: str = "tf_efficientnet_lite0",
-    layers: list[str] | None = None,
-    image_size: int = 256,
-    coreset_sampling_ratio: float = 0.1,
-    num_neighbors: int = 9,
-    seed: int = 0,
-    allow_random_backbone: bool = False,
-) -> tuple[Patchcore, ResolvedWeights]:
-    """PatchCore over ``backbone`` (real weights or an AssetError), fast seeded coreset, no post-processing."""
-    with use_backbone_weights(backbone, allow_random=allow_random_backbone) as weights:
-        model = make_patchcore(
-            backbone, layers, not weights.is_random, image_size, coreset_sampling_ratio, num_neighbors, seed
-        )
-    return model, weights

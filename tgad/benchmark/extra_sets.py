@@ -21,7 +21,7 @@ import tgad
 from tgad.assets import sha256_file
 from tgad.benchmark.plan import BenchmarkConfig
 from tgad.generate.artifact import cache_key, extra_set_dir, is_complete, load_manifest
-from tgad.generate.augment import AugmentConfig, make_plain_aug_set, make_tgad_aug_set
+from tgad.generate.augment import PlainAugConfig, make_plain_aug_set, make_tgad_aug_set
 
 
 class ExtraSet(NamedTuple):
@@ -110,6 +110,7 @@ def ensure_extra_set(
                 reporter=_StageText(show),
                 generator_cache=config.out_dir / "extra_sets" / "generator",
                 hardware=config.hardware,
+                chosen=chain.ChosenShots([Path(p) for p in dm.shot_paths], list(dm.shot_ids), Path(dm.root)),
             )
         )
         if load_manifest(path)["cache_key"] == before:
@@ -140,7 +141,7 @@ def extra_set_request(
     the generator overrides), so a changed request gets a new folder."""
     arguments = _request_base(config, condition, dm, seed)
     if condition == "plain_aug":
-        arguments["augment"] = asdict(AugmentConfig())
+        arguments["augment"] = asdict(PlainAugConfig())
     else:
         arguments |= {
             "preset": config.preset,
@@ -172,7 +173,7 @@ def _tgad_aug(config: BenchmarkConfig, dm, shots: int | None, seed: int, show, s
         "source": source.path.name,
         "seed": seed,
         "image_size": config.size,
-        "augment": asdict(AugmentConfig()),
+        "augment": asdict(PlainAugConfig()),
     }
     key = cache_key(arguments)
     path = extra_set_dir(config.out_dir / "extra_sets", f"tgad_aug_{scorer}", dm.category, shots, seed, key)
@@ -198,7 +199,7 @@ def _selected(
     )
     arguments = _request_base(config, condition, dm, seed) | {
         "select": asdict(SelectConfig()),
-        "augment": asdict(AugmentConfig()),
+        "augment": asdict(PlainAugConfig()),
         "source_key": source.manifest["cache_key"] if source else None,
     }
     key = cache_key(arguments)

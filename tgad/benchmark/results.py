@@ -74,20 +74,14 @@ def _upgrade(row: dict[str, str]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``<path>.lock`` while a row is appended (no-op where fcntl is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: one process per results folder
-        yield
-        return
+def csv_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``<path>.lock`` (``filelock``: flock on POSIX, msvcrt on Windows) while a row is
+    appended or the file repaired, so several processes may share one results folder."""
+    from filelock import FileLock
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(str(path.with_name(path.name + ".lock"))):
+        yield
 
 
 def _cell(value: object) -> str:
@@ -134,7 +128,7 @@ class ResultsCSV:
         unknown = set(row) - set(COLUMNS)
         if unknown:
             raise ValueError(f"results row has unknown columns {sorted(unknown)}")
-        with _locked(self.path):
+        with csv_lock(self.path):
             existing = self.rows()  # refuses a file of another layout before adding to it
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")

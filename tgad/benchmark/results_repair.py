@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tgad.assets.cache import atomic_file
 from tgad.benchmark.plan import KEY_COLUMNS, BenchmarkError
-from tgad.benchmark.results import COLUMNS, LEGACY_LAYOUTS, METRICS, _locked
+from tgad.benchmark.results import COLUMNS, LEGACY_LAYOUTS, METRICS, csv_lock
 from tgad.generate.heal import damaged_path
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def repair_results(path: str | Path) -> Path | None:
         raise BenchmarkError(f"{path}: a folder where the results CSV belongs; {FIX}")
     if not path.is_file() or not _inspect(path)[3]:  # the common case reads the file once, takes no lock
         return None
-    with _locked(path):  # another process may be repairing or appending: look again under the lock
+    with csv_lock(path):  # another process may be repairing or appending: look again under the lock
         text, header, good, bad = _inspect(path)
         if not bad:
             return None

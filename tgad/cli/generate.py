@@ -88,9 +88,8 @@ class RichStages:
 
 
 def run_generate(args: argparse.Namespace, console: Console, err_console: Console) -> int:
-    """Run the chain; any error ends in one red line and exit code 2 (``tgad.cli.errors``)."""
-    from tgad.cli.errors import print_error
-    from tgad.generate.artifact import ExtraSetError, load_manifest
+    """Run the chain; errors reach ``tgad.cli.errors.report_errors`` (one red line, exit code 2)."""
+    from tgad.generate.artifact import load_manifest
     from tgad.generate.chain import generate_extra_set
 
     threads = int(os.environ["TGAD_THREADS"]) if os.environ.get("TGAD_THREADS") else None
@@ -101,28 +100,25 @@ def run_generate(args: argparse.Namespace, console: Console, err_console: Consol
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    try:
-        with Progress(*columns, console=console, transient=False) as progress:
-            out = generate_extra_set(
-                args.dataset,
-                args.root,
-                args.category,
-                args.shots,
-                args.seed,
-                args.n,
-                args.preset,
-                args.out,
-                clip_weights=args.clip_weights,
-                allow_random_clip=args.allow_random_clip,
-                keyword=args.keyword,
-                vqgan_iterations=args.vqgan_iterations,
-                integrator_overrides={**overrides, "scorer": args.scorer},
-                threads=threads,
-                reporter=RichStages(progress),
-                hardware=hardware_from_args(args),  # checked by the preflight already
-            )
-    except (ExtraSetError, FileExistsError, FloatingPointError) as err:
-        return print_error(err, err_console)
+    with Progress(*columns, console=console, transient=False) as progress:
+        out = generate_extra_set(
+            args.dataset,
+            args.root,
+            args.category,
+            args.shots,
+            args.seed,
+            args.n,
+            args.preset,
+            args.out,
+            clip_weights=args.clip_weights,
+            allow_random_clip=args.allow_random_clip,
+            keyword=args.keyword,
+            vqgan_iterations=args.vqgan_iterations,
+            integrator_overrides={**overrides, "scorer": args.scorer},
+            threads=threads,
+            reporter=RichStages(progress),
+            hardware=hardware_from_args(args),  # checked by the preflight already
+        )
     manifest = load_manifest(out)
     _summary(console, Path(out), manifest)
     return 0

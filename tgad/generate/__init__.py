@@ -10,10 +10,10 @@ from tgad.generate.artifact import (
     validate_manifest,
     write_extra_set,
 )
-from tgad.generate.augment import AugmentConfig, augment_shots, make_plain_aug_set
+from tgad.generate.augment import PlainAugConfig, augment_shots, make_plain_aug_set
 
 __all__ = [
-    "AugmentConfig",
+    "PlainAugConfig",
     "ExtraSetError",
     "augment_shots",
     "cache_key",

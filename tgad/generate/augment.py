@@ -23,7 +23,7 @@ from tgad.generate.artifact import write_extra_set
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class PlainAugConfig:
     """What a plain-augmented copy may differ by. Defaults stay within what a normal part may look like."""
 
     hflip: float = 0.5
@@ -45,7 +45,7 @@ def _load(path: str | Path, image_size: int | None) -> torch.Tensor:
     return image
 
 
-def augment_image(image: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+def augment_image(image: torch.Tensor, config: PlainAugConfig, generator: torch.Generator) -> torch.Tensor:
     """One augmented copy of ``image`` (3, H, W) in [0, 1]; all randomness from ``generator``."""
 
     def draw() -> float:
@@ -78,7 +78,7 @@ def augment_image(image: torch.Tensor, config: AugmentConfig, generator: torch.G
 
 
 def augment_shots(
-    shots: Sequence[torch.Tensor], n: int, seed: int, config: AugmentConfig = AugmentConfig()
+    shots: Sequence[torch.Tensor], n: int, seed: int, config: PlainAugConfig = PlainAugConfig()
 ) -> list[tuple[torch.Tensor, int]]:
     """``n`` augmented copies, round-robin over the shots: [(image (3, H, W), index of its shot)].
 
@@ -105,7 +105,7 @@ def make_plain_aug_set(
     dataset: str,
     category: str,
     image_size: int | None = 256,
-    config: AugmentConfig = AugmentConfig(),
+    config: PlainAugConfig = PlainAugConfig(),
     key: str | None = None,
 ) -> Path:
     """Write ``n`` plainly augmented copies of the shots as an ExtraSet folder (``kind="plain_aug"``)."""
@@ -136,7 +136,7 @@ def make_tgad_aug_set(
     *,
     seed: int,
     image_size: int | None = 256,
-    config: AugmentConfig = AugmentConfig(),
+    config: PlainAugConfig = PlainAugConfig(),
     key: str | None = None,
 ) -> Path:
     """Write the images of a generated ExtraSet (``source_dir``), each plainly augmented, as an ExtraSet of

@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -66,6 +66,14 @@ def generation_key(arguments: dict[str, Any]) -> str:
     return cache_key({**arguments, "kind": "tgad", "tgad_version": tgad.__version__})
 
 
+class ChosenShots(NamedTuple):
+    """Shots chosen by the caller's datamodule: the files, their IDs and the dataset root they came from."""
+
+    paths: list[Path]
+    ids: list[str]
+    root: Path
+
+
 def _check_out_dir(out_dir: Path) -> None:
     """Refuse to replace a folder that is not an ExtraSet: ``--out .`` must never delete a working tree."""
     if out_dir.exists() and (
@@ -95,6 +103,7 @@ def generate_extra_set(
     reporter: StageReporter | None = None,
     generator_cache: str | Path | None = None,
     hardware: Hardware | None = None,
+    chosen: ChosenShots | None = None,
 ) -> Path:
     """Generate ``n`` normal images of ``category`` from ``shots`` real ones and write them as an ExtraSet.
 
@@ -112,6 +121,8 @@ def generate_extra_set(
             one fit. None fits every time.
         hardware: accelerator, devices and precision (default ``auto``: a GPU when present); ``devices`` > 1
             fits the generator with DDP. Anything but one CPU in float32 is part of the key.
+        chosen: the shots a caller already chose with the same (dataset, root, category, shots, seed), e.g. the
+            benchmark's datamodule: the chain then builds no datamodule of its own (same images, same key).
 
     Returns:
         ``out_dir``, a complete ExtraSet (reused as is when the same request already wrote it).
@@ -151,18 +162,26 @@ def generate_extra_set(
     load_start = os.getloadavg()
 
     with Stage(reporter, timings, "data", 1):
-        dm = DATAMODULES[dataset](
-            root=str(root) if root else None, category=category, shots=shots, shot_seed=seed, download=False
-        )
-        if dataset == "embedded":
-            dm.prepare_data()
-        dm.setup()
-        shot_paths, shot_ids = [Path(p) for p in dm.shot_paths], list(dm.shot_ids)
+        if chosen is None:  # choose the shots here; a benchmark hands over the ones it chose
+            dm = DATAMODULES[dataset](
+                root=str(root) if root else None,
+                category=category,
+                shots=shots,
+                shot_seed=seed,
+                download=False,
+            )
+            if dataset == "embedded":
+                dm.prepare_data()
+            dm.setup()
+            chosen = ChosenShots([Path(p) for p in dm.shot_paths], list(dm.shot_ids), Path(dm.root))
+        elif len(chosen.paths) != shots or len(chosen.ids) != shots:
+            raise ValueError(f"chosen shots: {len(chosen.paths)} files for --shots {shots}")
+        shot_paths, shot_ids = list(chosen.paths), list(chosen.ids)
         images = read_resized(shot_paths, chain.image_size)  # (k, 3, S, S)
         reporter.advance("data")
     arguments = {
         "dataset": dataset,
-        "root": str(Path(dm.root).resolve()),
+        "root": str(Path(chosen.root).resolve()),
         "category": category,
         "shot_ids": shot_ids,
         "shot_sha256": [sha256_file(p) for p in shot_paths],

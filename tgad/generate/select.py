@@ -26,7 +26,7 @@ import torch
 from tgad.data.images import read_resized
 from tgad.features.patches import detector_features
 from tgad.generate.artifact import load_manifest, write_extra_set
-from tgad.generate.augment import AugmentConfig, augment_shots
+from tgad.generate.augment import PlainAugConfig, augment_shots
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def _candidates(
     size: int,
 ) -> tuple[torch.Tensor, list[dict]]:
     """(C, 3, H, W) candidates and one record each (source, shot)."""
-    pairs = augment_shots(list(shots), config.pool_factor * n, seed, AugmentConfig())
+    pairs = augment_shots(list(shots), config.pool_factor * n, seed, PlainAugConfig())
     images = [image for image, _ in pairs]
     records = [
         {"source": "augment", "source_shot": shot_ids[s], "index": i} for i, (_, s) in enumerate(pairs)
@@ -60,7 +60,7 @@ def _candidates(
         by_id = {sid: i for i, sid in enumerate(shot_ids)}
         gen = read_resized([generated / r["file"] for r in manifest["images"]], size)
         augmented = augment_shots(
-            list(gen), len(gen), seed, AugmentConfig()
+            list(gen), len(gen), seed, PlainAugConfig()
         )  # image i: plain_aug's transform i
         for i, record in enumerate(manifest["images"]):
             shot = record["source_shot"] if record["source_shot"] in by_id else shot_ids[0]
@@ -151,7 +151,7 @@ def make_selected_set(
         seed=seed,
         config={
             "select": asdict(config),
-            "augment": asdict(AugmentConfig()),
+            "augment": asdict(PlainAugConfig()),
             "image_size": image_size,
             "source": source,
             "selection": extra,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from tgad.assets.clip import TINY_CLIP
+from tgad.models.presets import from_preset
 
 from .names import SCORERS
 
@@ -88,15 +89,7 @@ class IntegratorConfig:
     @classmethod
     def preset(cls, name: str, **overrides) -> IntegratorConfig:
         """The named preset with fields replaced by ``overrides`` (None values are ignored)."""
-        if name not in PRESETS:
-            raise ValueError(f"IntegratorConfig: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        unknown = set(overrides) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(
-                f"IntegratorConfig: unknown field(s) {sorted(unknown)}; see tgad/models/integrator/config.py"
-            )
-        return replace(PRESETS[name], **overrides)
+        return from_preset(cls, PRESETS, name, {k: v for k, v in overrides.items() if v is not None})
 
 
 PRESETS: dict[str, IntegratorConfig] = {

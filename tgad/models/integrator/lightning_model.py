@@ -24,6 +24,7 @@ from .calibration import calibrate_tau
 from .config import IntegratorConfig
 from .judges import JudgesMixin
 from .loss import integrator_loss
+from .names import ScorerName
 from .records import FinalSet, RoundRecord, choose_final, pool_candidates, pool_statistics, round_logs
 from .scorers import Parts, Scorer, random_choice
 from .selection import check_pool, select_diverse
@@ -86,8 +87,7 @@ class Integrator(JudgesMixin, LightningModule):
         fidelity_weight: float | None = None,
         guidance_samples: int | None = None,
         final_pool_factor: float | None = None,
-        scorer: Literal["auto", "clip_text", "shot_fidelity", "combined", "defect_safe", "none"]
-        | None = None,
+        scorer: ScorerName | None = None,
         combined_clip_weight: float | None = None,
         fidelity_tail: float | None = None,
         fidelity_views: int | None = None,

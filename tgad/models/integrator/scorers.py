@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Literal
 
 import torch
 from torch import nn
@@ -38,7 +37,6 @@ from .names import SCORERS
 from .selection import clip_scores
 from .torch_model import clip_image_embeddings
 
-ScorerName = Literal["auto", "clip_text", "shot_fidelity", "combined", "defect_safe", "none"]
 Parts = dict[str, torch.Tensor]  # part name -> (B,) raw values, higher is better
 
 

@@ -4,9 +4,10 @@ not name its CLIP variant, B/32 is CLIP's common default)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from tgad.assets.clip import TINY_CLIP
+from tgad.models.presets import from_preset
 from tgad.text.templates import DEFAULT_TEMPLATE, TEMPLATES
 
 
@@ -27,9 +28,8 @@ class PromptSelectorConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> PromptSelectorConfig:
-        if name not in PRESETS:
-            raise ValueError(f"unknown PromptSelector preset {name!r}; choose one of {sorted(PRESETS)}")
-        return replace(PRESETS[name], **overrides)
+        """The named preset, with any field replaced by ``overrides``."""
+        return from_preset(cls, PRESETS, name, overrides)
 
 
 PRESETS: dict[str, PromptSelectorConfig] = {

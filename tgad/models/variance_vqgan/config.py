@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
+
+from tgad.models.presets import from_preset
 
 PresetName = Literal["tiny", "cpu", "paper"]
 
@@ -43,14 +45,7 @@ class VQGANConfig:
     @classmethod
     def preset(cls, name: str, **overrides) -> VQGANConfig:
         """The named preset, with any field replaced by ``overrides``."""
-        if name not in PRESETS:
-            raise ValueError(f"VQGANConfig: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-        unknown = set(overrides) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(
-                f"VQGANConfig: unknown field(s) {sorted(unknown)}; see tgad/models/variance_vqgan/config.py"
-            )
-        return replace(PRESETS[name], **overrides)
+        return from_preset(cls, PRESETS, name, overrides)
 
 
 PRESETS: dict[str, VQGANConfig] = {
