@@ -110,6 +110,15 @@ def test_benchmark_end_to_end(tmp_path):
     assert "saved to" in notes[0] and "reused from" in notes[1]
     assert len(list((out / "extra_sets" / "generator" / "widget").glob("*.pt"))) == 1
 
+    # one recipe for the whole run: written beside the CSV, and every generated set records it
+    from tgad.recipe import Recipe
+
+    assert Recipe.from_yaml((out / "recipe.yaml").read_text()) == Recipe.build("tiny")
+    assert manifests[("tgad", "none")]["config"]["recipe"] == {
+        "preset": "tiny",
+        "integrator": {"scorer": "none"},
+    }
+
     summary = (out / "summary.md").read_text()
     header = (
         "| category | shots | plain_aug | tgad (shot_fidelity) | tgad (none) | tgad_aug (shot_fidelity) |"

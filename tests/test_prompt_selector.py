@@ -119,7 +119,7 @@ def test_tgad_test_runs_the_selector_on_the_shots(tmp_path):
     assert record["best_prompt"] == sel.best_prompt and record["clip_weights"] == f"{TINY_CLIP}:RANDOM"
     assert record["category"] == "bottle" and record["synset"] == "bottle.n.01"
     assert len(record["shots"]) == 2 and all("/train/good/" in p for p in record["shots"])
-    assert len(record["table"]) == 32  # 16 words x 2 templates
+    assert len(record["table"]) == 16  # the tiny preset: 16 words x 1 template
     assert (out / "prompt_table.csv").is_file()
     assert cli.model.console_report().row_count == 10
     assert (tmp_path / "run" / "config.yaml").is_file()  # LightningCLI's saved config stays in the run folder

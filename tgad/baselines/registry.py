@@ -24,8 +24,8 @@ from tgad.assets.backbones import random_weights_file
 from tgad.baselines.efficient_ad import OfflineEfficientAd, teacher_weights
 from tgad.baselines.patchcore import make_patchcore
 from tgad.baselines.raw import raw_model
+from tgad.recipe import PRESETS  # the one list of preset names
 
-PRESETS = ("tiny", "cpu", "paper")
 _RESNETS = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2")
 
 

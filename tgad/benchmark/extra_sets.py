@@ -12,6 +12,7 @@ or tgad version rebuilds instead of silently reusing stale images. Fitted genera
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +23,7 @@ from tgad.assets import sha256_file
 from tgad.benchmark.plan import BenchmarkConfig
 from tgad.generate.artifact import cache_key, extra_set_dir, is_complete, load_manifest
 from tgad.generate.augment import PlainAugConfig, make_plain_aug_set, make_tgad_aug_set
+from tgad.recipe import Recipe
 
 
 class ExtraSet(NamedTuple):
@@ -96,16 +98,11 @@ def ensure_extra_set(
                 shots or len(dm.shot_ids),
                 seed,
                 config.n_gen,
-                config.preset,
+                _with_scorer(config.recipe, scorer),
                 path,
                 clip_weights=config.clip_weights,
                 allow_random_clip=config.allow_random_clip,
                 keyword=config.keywords.get(dm.category),
-                vqgan_iterations=config.vqgan_iterations,
-                integrator_overrides={
-                    **config.integrator_overrides,
-                    **({"scorer": scorer} if scorer else {}),
-                },
                 threads=config.threads,
                 reporter=_StageText(show),
                 generator_cache=config.out_dir / "extra_sets" / "generator",
@@ -116,6 +113,13 @@ def ensure_extra_set(
         if load_manifest(path)["cache_key"] == before:
             return ExtraSet(path, 0.0, load_manifest(path))
     return ExtraSet(path, time.perf_counter() - start, load_manifest(path))
+
+
+def _with_scorer(recipe: Recipe, scorer: str | None) -> Recipe:
+    """The run's recipe with a generated condition's scorer (one set per scorer)."""
+    if not scorer:
+        return recipe
+    return dataclasses.replace(recipe, integrator=dataclasses.replace(recipe.integrator, scorer=scorer))
 
 
 def _request_base(config: BenchmarkConfig, condition: str, dm, seed: int) -> dict[str, Any]:

@@ -19,16 +19,11 @@ from pathlib import Path
 
 from tgad.hardware import Hardware
 from tgad.models.integrator.names import SCORERS
+from tgad.recipe import PRESETS, Recipe
 
 CONDITIONS = ("shots", "plain_aug", "tgad", "tgad_aug", "aug_select", "tgad_select")
 DEFAULT_CONDITIONS = ("shots", "plain_aug", "tgad", "tgad_aug", "aug_select", "tgad_select")
 GENERATED = ("tgad", "tgad_aug", "tgad_select")  # conditions made with the generator: one row per scorer
-# Image side, batch sizes and PatchCore coreset ratio per preset; model step budgets live in the registry.
-PRESET_SETTINGS = {
-    "tiny": {"image_size": 64, "train_batch_size": 8, "eval_batch_size": 8},
-    "cpu": {"image_size": 256, "train_batch_size": 8, "eval_batch_size": 8},
-    "paper": {"image_size": 256, "train_batch_size": 32, "eval_batch_size": 32},
-}
 KEY_COLUMNS = (
     "dataset",
     "category",
@@ -85,8 +80,8 @@ class BenchmarkConfig:
     hardware: Hardware = field(default_factory=Hardware)
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESET_SETTINGS:
-            raise BenchmarkError(f"--preset {self.preset!r}: choose one of {sorted(PRESET_SETTINGS)}")
+        if self.preset not in PRESETS:
+            raise BenchmarkError(f"--preset {self.preset!r}: choose one of {list(PRESETS)}")
         unknown = [c for c in self.conditions if c not in CONDITIONS]
         if unknown or not self.conditions:
             raise BenchmarkError(f"--conditions {list(self.conditions)}: choose from {list(CONDITIONS)}")
@@ -95,15 +90,12 @@ class BenchmarkConfig:
             raise BenchmarkError(f"--scorers {list(self.scorers)}: choose from {list(SCORERS)}")
         if self.n_gen < 1 and any(c != "shots" for c in self.conditions):
             raise BenchmarkError(f"--n-gen {self.n_gen}: extra-set conditions need at least one image")
-        if self.integrator_overrides:
-            from tgad.models.integrator.config import IntegratorConfig
-
-            try:
-                IntegratorConfig.preset(self.preset, **dict(self.integrator_overrides))
-            except (TypeError, ValueError) as err:
-                raise BenchmarkError(f"--set: {err}") from err
         if self.vqgan_iterations is not None and self.vqgan_iterations < 1:
             raise BenchmarkError(f"--vqgan-iterations {self.vqgan_iterations}: must be >= 1")
+        try:
+            self.recipe  # noqa: B018 (built once here: a bad --set fails before any work)
+        except (TypeError, ValueError) as err:
+            raise BenchmarkError(f"--set: {err}") from err
         if not self.categories:
             raise BenchmarkError("no categories: pass --categories (or a root holding category folders)")
 
@@ -111,9 +103,20 @@ class BenchmarkConfig:
     def out_dir(self) -> Path:
         return Path(self.results_dir) / self.dataset / (self.name or self.preset)
 
+    @functools.cached_property
+    def recipe(self) -> Recipe:
+        """The preset with this run's overrides, resolved once; the chain gets it as is (the scorer of a
+        generated condition is set per row)."""
+        return Recipe.build(
+            self.preset,
+            run={"vqgan_iterations": self.vqgan_iterations, "detector_image_size": self.image_size},
+            integrator=dict(self.integrator_overrides),
+        )
+
     @property
     def size(self) -> int:
-        return self.image_size or PRESET_SETTINGS[self.preset]["image_size"]
+        """The detector's image side."""
+        return self.recipe.run.detector_image_size
 
 
 @dataclass(frozen=True)

@@ -173,12 +173,9 @@ def _validation_sizes(rows) -> str:
 
 
 def build_summary(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: Path, seconds: float) -> str:
-    from tgad.benchmark.plots import save_bars
-
     planned = {row.key() for row in full_plan(config)}
     rows = [row for row in rows if row_key(row) in planned]
     scorers = plan_scorers(config)
-    columns = [v.label for v in variants(config.conditions, scorers)]
     seeds = ", ".join(str(s) for s in config.seeds)
     lines = [
         f"# tgad benchmark: {config.dataset} / {config.name or config.preset}",
@@ -195,45 +192,67 @@ def build_summary(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: 
     for model in config.models:
         for shots in config.shots:
             subset = [r for r in rows if r["model"] == model and r["shots"] == str(shots or "full")]
-            if not subset:
-                continue
-            lines += ["", f"## {model}, k={shots or 'full'}"]
-            for metric in METRICS:
-                if not any(r.get(metric) for r in subset):
-                    continue
-                table, stats = metric_table(subset, metric, config.categories, config.conditions, scorers)
-                lines += ["", f"### {METRIC_NAMES[metric]}", "", table]
-                if metric == "image_auroc" and stats:
-                    plot = save_bars(
-                        {c: s for c, s in stats.items()},
-                        columns,
-                        out_dir / "plots" / f"bars_{model}_k{shots or 'full'}_{metric}.png",
-                        f"{config.dataset} {model} k={shots or 'full'}: {METRIC_NAMES[metric]} (± std over seeds)",
-                        METRIC_NAMES[metric],
-                    )
-                    lines += ["", f"![{METRIC_NAMES[metric]}]({plot.relative_to(out_dir).as_posix()})"]
-            if any(r.get("val_auroc") for r in subset):
-                table, _ = metric_table(subset, "val_auroc", config.categories, config.conditions, scorers)
-                columns_v = variants(config.conditions, scorers)
-                lines += [
-                    "",
-                    "### Synthetic-defect validation (analysis only; never used to choose anything)",
-                    "",
-                    f"Held-out *training* normals ({_validation_sizes(subset)} validation images: normals plus a "
-                    "synthetic defect of each; "
-                    "never the shots or the test split, so more normals than a 1-shot user "
-                    "has). spread: the extra images' mean nearest-patch distance to the shots over that of the "
-                    "held-out normals (1 = as varied as real normals); normal / defect cov: the relative drop "
-                    "of the held-out normals' / synthetic defects' PatchCore image score when the set joins the "
-                    "bank. A useful set has normal cov well above defect cov.",
-                    "",
-                    validation_table(subset, config.categories, columns_v),
-                    "",
-                    "Validation AUROC (held-out normals vs synthetic defects):",
-                    "",
-                    table,
-                ]
-    lines += ["", "## Weights", ""]
+            if subset:
+                lines += _model_section(config, subset, model, shots, scorers, out_dir)
+    lines += _weights_section(config, rows, scorers, out_dir)
+    lines += _cost_section(rows, seconds)
+    figures = sorted((out_dir / "plots").glob("extra_*.png")) + sorted((out_dir / "plots").glob("maps_*.png"))
+    if figures:
+        lines += ["", "## Extra sets and anomaly maps", ""]
+        lines += [f"- [{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures]
+    return "\n".join(lines) + "\n"
+
+
+def _model_section(config, subset, model: str, shots, scorers, out_dir: Path) -> list[str]:
+    """One (model, k): a table per metric, the image AUROC bar plot, and the validation tables."""
+    from tgad.benchmark.plots import save_bars
+
+    columns = [v.label for v in variants(config.conditions, scorers)]
+    lines = ["", f"## {model}, k={shots or 'full'}"]
+    for metric in METRICS:
+        if not any(r.get(metric) for r in subset):
+            continue
+        table, stats = metric_table(subset, metric, config.categories, config.conditions, scorers)
+        lines += ["", f"### {METRIC_NAMES[metric]}", "", table]
+        if metric == "image_auroc" and stats:
+            plot = save_bars(
+                dict(stats),
+                columns,
+                out_dir / "plots" / f"bars_{model}_k{shots or 'full'}_{metric}.png",
+                f"{config.dataset} {model} k={shots or 'full'}: {METRIC_NAMES[metric]} (± std over seeds)",
+                METRIC_NAMES[metric],
+            )
+            lines += ["", f"![{METRIC_NAMES[metric]}]({plot.relative_to(out_dir).as_posix()})"]
+    if any(r.get("val_auroc") for r in subset):
+        lines += _validation_section(config, subset, scorers)
+    return lines
+
+
+def _validation_section(config, subset, scorers) -> list[str]:
+    table, _ = metric_table(subset, "val_auroc", config.categories, config.conditions, scorers)
+    return [
+        "",
+        "### Synthetic-defect validation (analysis only; never used to choose anything)",
+        "",
+        f"Held-out *training* normals ({_validation_sizes(subset)} validation images: normals plus a "
+        "synthetic defect of each; "
+        "never the shots or the test split, so more normals than a 1-shot user "
+        "has). spread: the extra images' mean nearest-patch distance to the shots over that of the "
+        "held-out normals (1 = as varied as real normals); normal / defect cov: the relative drop "
+        "of the held-out normals' / synthetic defects' PatchCore image score when the set joins the "
+        "bank. A useful set has normal cov well above defect cov.",
+        "",
+        validation_table(subset, config.categories, variants(config.conditions, scorers)),
+        "",
+        "Validation AUROC (held-out normals vs synthetic defects):",
+        "",
+        table,
+    ]
+
+
+def _weights_section(config, rows, scorers, out_dir: Path) -> list[str]:
+    """Every weight the rows used; random ones said loudly."""
+    lines = ["", "## Weights", ""]
     for model in config.models:
         weights = _unique([r for r in rows if r["model"] == model], "backbone_weights")
         loud = " (**RANDOM detector weights: these rows do not measure the real model**)"
@@ -254,36 +273,41 @@ def build_summary(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: 
         lines.append(f"- scorer `{scorer}`: {_scorer_formula(config, rows, scorer, out_dir)}")
     if extra := _unique(rows, "extra_weights"):
         lines.append(f"- generator: {', '.join(extra)}")
-    lines += ["", "## Cost", ""]
+    return lines
+
+
+def _cost_section(rows, seconds: float) -> list[str]:
+    """Time, memory, threads, commits, and the PatchCore bank sizes (the same bank rule for every condition)."""
     total = {
         k: sum(to_float(r[k]) or 0.0 for r in rows) for k in ("extra_seconds", "fit_seconds", "test_seconds")
     }
-    lines.append(
+    lines = [
+        "",
+        "## Cost",
+        "",
         f"This run: {seconds:.0f} s. Over all rows: extra sets {total['extra_seconds']:.0f} s, fit "
         f"{total['fit_seconds']:.0f} s, test {total['test_seconds']:.0f} s; peak RSS up to "
         f"{max((to_float(r['peak_rss_mb']) or 0 for r in rows), default=0):.0f} MB; torch threads "
-        f"{', '.join(_unique(rows, 'torch_threads'))}; commit {', '.join(_unique(rows, 'git_commit'))}."
-    )
+        f"{', '.join(_unique(rows, 'torch_threads'))}; commit {', '.join(_unique(rows, 'git_commit'))}.",
+    ]
     banks = defaultdict(list)
     for r in rows:
         if r.get("memory_bank"):
             banks[r["condition"]].append(int(r["memory_bank"]))
     if banks:
+        budgets = {
+            json.loads(r["model_settings"]).get("bank_budget") for r in rows if r["model"] == "patchcore"
+        }
         lines.append(
             "PatchCore memory bank (rows): "
             + "; ".join(f"{c} {min(v)}-{max(v)}" for c, v in sorted(banks.items()))
-            + f" (bank rule: every patch kept up to {sorted({json.loads(r['model_settings']).get('bank_budget') for r in rows if r['model'] == 'patchcore'}, key=str)} rows, the same for every condition)."
+            + f" (bank rule: every patch kept up to {sorted(budgets, key=str)} rows, the same for every condition)."
         )
-    figures = sorted((out_dir / "plots").glob("extra_*.png")) + sorted((out_dir / "plots").glob("maps_*.png"))
-    if figures:
-        lines += ["", "## Extra sets and anomaly maps", ""]
-        lines += [f"- [{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _scorer_formula(config: BenchmarkConfig, rows: list[dict[str, str]], scorer: str, out_dir: Path) -> str:
     """What the scorer computed: the formula its extra sets' manifests recorded, else the preset's."""
-    from tgad.models.integrator import IntegratorConfig
     from tgad.models.integrator.scorers import scorer_description
 
     for row in rows:
@@ -293,14 +317,17 @@ def _scorer_formula(config: BenchmarkConfig, rows: list[dict[str, str]], scorer:
                 recorded = (json.loads(manifest.read_text()).get("scorer") or {}).get("formula")
                 if recorded:
                     return recorded
-    cfg = IntegratorConfig.preset(config.preset)
+    cfg = config.recipe.integrator
     return scorer_description(scorer, cfg.combined_clip_weight, cfg.fidelity_tail, cfg.fidelity_views)
 
 
 def write_report(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: Path, seconds: float) -> Path:
-    """Write ``<out_dir>/summary.md`` (and the bar plots it links) atomically; returns its path."""
+    """Write ``<out_dir>/summary.md`` (and the bar plots it links) and ``recipe.yaml`` (the run's preset and
+    overrides: ``Recipe.from_yaml`` rebuilds it) atomically; returns the summary's path."""
     text = build_summary(config, rows, out_dir, seconds)
     path = out_dir / "summary.md"
     with atomic_file(path) as handle:
         handle.write(text)
+    with atomic_file(out_dir / "recipe.yaml") as handle:
+        handle.write(config.recipe.to_yaml())
     return path

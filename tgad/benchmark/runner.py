@@ -25,7 +25,6 @@ from tgad.assets import AssetError
 from tgad.benchmark.extra_sets import ExtraSet
 from tgad.benchmark.plan import (
     GENERATED,
-    PRESET_SETTINGS,
     BenchmarkConfig,
     BenchmarkError,
     Row,
@@ -80,7 +79,7 @@ def make_datamodule(
     extra: list[str],
     batch: int | None = None,
 ):
-    preset = PRESET_SETTINGS[config.preset]
+    run = config.recipe.run
     return DATAMODULES[config.dataset](
         root=config.root,
         category=category,
@@ -88,8 +87,8 @@ def make_datamodule(
         shot_seed=seed,
         image_size=config.size,
         extra_normal_dirs=extra,
-        train_batch_size=batch or preset["train_batch_size"],
-        eval_batch_size=preset["eval_batch_size"],
+        train_batch_size=batch or run.train_batch_size,
+        eval_batch_size=run.eval_batch_size,
     )
 
 

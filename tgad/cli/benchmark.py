@@ -14,6 +14,7 @@ from tgad.benchmark.plan import CONDITIONS, DEFAULT_CONDITIONS
 from tgad.cli.hardware_args import add_hardware_arguments
 from tgad.cli.overrides import add_override_arguments, parse_overrides
 from tgad.models.integrator.names import SCORERS
+from tgad.recipe import PRESETS
 
 
 def _shots(value: str) -> int | None:
@@ -37,6 +38,16 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
         "split and appends one row per run to results/<dataset>/<name>/results.csv (rows already there are "
         "skipped, so an interrupted run resumes). Writes summary.md and plots beside it.",
     )
+    _add_grid_arguments(p)
+    _add_weight_arguments(p)
+    _add_output_arguments(p)
+    _add_executor_arguments(p)
+    add_override_arguments(p)
+    add_hardware_arguments(p)
+
+
+def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
+    """What the grid spans: dataset, categories, models, shots, seeds, conditions, scorers, preset, N."""
     p.add_argument("--dataset", default="embedded", choices=["embedded", "mvtec", "btad", "loco"])
     p.add_argument(
         "--root", default=None, help="dataset root (default: $TGAD_<DATASET>_ROOT or the tgad cache)"
@@ -68,8 +79,13 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
         help="how the Integrator selects, one tgad/tgad_aug row each: auto (combined with real CLIP, "
         "shot_fidelity with random CLIP), clip_text (the paper), shot_fidelity, combined, none (random)",
     )
-    p.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "paper"])
+    p.add_argument("--preset", default="cpu", choices=PRESETS)
     p.add_argument("--n-gen", type=int, default=64, help="extra images per extra set (default 64)")
+    p.add_argument("--image-size", type=int, default=None, help="override the recipe's detector image side")
+
+
+def _add_output_arguments(p: argparse.ArgumentParser) -> None:
+    """Where results go and what is shown or logged."""
     p.add_argument(
         "--name", default=None, help="results folder name under results/<dataset>/ (default: the preset)"
     )
@@ -78,6 +94,19 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
         default="results",
         help="results root: rows go to <it>/<dataset>/<name>/ (default results)",
     )
+    p.add_argument(
+        "--no-wandb", action="store_true", help="no W&B run (default: offline unless WANDB_MODE set)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-validate",
+        action="store_true",
+        help="skip the synthetic-defect validation columns (held-out train normals; analysis only)",
+    )
+
+
+def _add_weight_arguments(p: argparse.ArgumentParser) -> None:
+    """Backbone and CLIP weights, keywords, and the explicit opt-ins to random weights."""
     p.add_argument("--backbone", default=None, help="timm backbone for every model (default: each model's)")
     p.add_argument(
         "--backbone-weights",
@@ -85,7 +114,6 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="a local timm state dict (.pth/.safetensors) for --backbone, e.g. DINOv2 for anomaly_dino",
     )
-    p.add_argument("--image-size", type=int, default=None, help="override the preset's image side")
     p.add_argument(
         "--clip-weights", default=None, help="CLIP checkpoint file or open_clip tag (tgad condition)"
     )
@@ -104,15 +132,10 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="models may use random backbone weights when none are found (rows say RANDOM)",
     )
-    p.add_argument(
-        "--no-wandb", action="store_true", help="no W&B run (default: offline unless WANDB_MODE set)"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--no-validate",
-        action="store_true",
-        help="skip the synthetic-defect validation columns (held-out train normals; analysis only)",
-    )
+
+
+def _add_executor_arguments(p: argparse.ArgumentParser) -> None:
+    """Sequential in this process, or Ray tasks locally or on a cluster."""
     p.add_argument(
         "--executor",
         default="sequential",
@@ -127,8 +150,6 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
         help="join this Ray cluster (e.g. ray://head:10001 or auto); results folder and data root must be "
         "on a filesystem every node sees",
     )
-    add_override_arguments(p)
-    add_hardware_arguments(p)
 
 
 def _categories(args: argparse.Namespace) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from rich.table import Table
 from tgad.cli.hardware_args import add_hardware_arguments, hardware_from_args
 from tgad.cli.overrides import add_override_arguments, parse_overrides
 from tgad.models.integrator.names import SCORERS
+from tgad.recipe import PRESETS
 
 STAGE_LABELS = {
     "data": "data: index and shots",
@@ -40,7 +41,7 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shots", type=int, default=1, metavar="K", help="real normal shots (default 1)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="shot choice and generation seed")
     p.add_argument("--n", type=int, default=64, metavar="N", help="images to write (default 64)")
-    p.add_argument("--preset", choices=["tiny", "cpu", "paper"], default="cpu")
+    p.add_argument("--preset", choices=PRESETS, default="cpu")
     p.add_argument("--out", required=True, metavar="DIR", help="the ExtraSet folder to write")
     p.add_argument(
         "--clip-weights", default=None, metavar="FILE_OR_TAG", help="CLIP checkpoint file or open_clip tag"

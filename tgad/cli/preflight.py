@@ -186,9 +186,7 @@ def _image_bytes(n: int, side: int) -> int:
 
 def benchmark_bytes(config, rows) -> int:
     """About how much the remaining ``rows`` write: their extra sets' images, plots and CSV lines."""
-    from tgad.generate.chain import CHAIN_PRESETS
-
-    side = max(config.size, CHAIN_PRESETS[config.preset].image_size)
+    side = max(config.size, config.recipe.run.generator_image_size)
     sets = {(r.category, r.shots, r.seed, r.condition, r.scorer) for r in rows if r.condition != "shots"}
     return len(sets) * _image_bytes(config.n_gen, side) + len(rows) * MIB + MIB
 
@@ -249,8 +247,8 @@ def preflight_generate(args) -> None:
     from tgad.cli.hardware_args import hardware_from_args
     from tgad.cli.overrides import parse_overrides
     from tgad.data import DATAMODULES
-    from tgad.generate.chain import CHAIN_PRESETS
     from tgad.generate.heal import heal_extra_set, remove_stale_partials_of
+    from tgad.recipe import Recipe
 
     for option, value in (("--shots", args.shots), ("--n", args.n)):
         if value < 1:
@@ -258,14 +256,21 @@ def preflight_generate(args) -> None:
                 f"{option} {value}: must be a positive number, e.g. {option} {1 if option == '--shots' else 64}"
             )
     check_seeds([args.seed], "--seed")
-    parse_overrides(args.overrides)
     hardware_from_args(args)
     if args.vqgan_iterations is not None and args.vqgan_iterations < 1:
         raise UsageError(
             f"--vqgan-iterations {args.vqgan_iterations}: must be >= 1, e.g. --vqgan-iterations 300"
         )
+    try:  # the recipe the chain will build, so a bad --set fails before any work
+        recipe = Recipe.build(
+            args.preset,
+            run={"vqgan_iterations": args.vqgan_iterations},
+            integrator=parse_overrides(args.overrides),
+        )
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"--set: {err}") from err
     out = Path(args.out).expanduser()
-    check_output_dir(out, "--out", _image_bytes(args.n, CHAIN_PRESETS[args.preset].image_size))
+    check_output_dir(out, "--out", _image_bytes(args.n, recipe.run.generator_image_size))
     dm = DATAMODULES[args.dataset](root=args.root, category=args.category, download=False)
     if args.dataset == "embedded":
         dm.prepare_data()

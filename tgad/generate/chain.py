@@ -3,7 +3,7 @@
     datamodule k shots -> PromptSelector (P*) -> fit VarianceVQGAN -> Integrator (R rounds) -> N images
 
 written as an ExtraSet folder (``tgad.generate.artifact``): ``train/good/*.png`` at the preset's resolution
-(``CHAIN_PRESETS[preset].image_size``; the shots are resized to it first), ``manifest.json``, and beside them
+(``Recipe.run.generator_image_size``; the shots are resized to it first), ``manifest.json``, and beside them
 ``grid.png`` (shots, then the written images with score / round / shot), ``scores_per_round.png`` and the
 prompt table. The folder appears only when complete; the same request finds it complete and reuses it.
 """
@@ -15,7 +15,6 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -34,23 +33,11 @@ from tgad.generate.stages import (
     quiet_lightning,
 )
 from tgad.hardware import Hardware
+from tgad.recipe import Recipe
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("data", "prompt", "generator", "integrator", "final", "write")
-
-
-@dataclass(frozen=True)
-class ChainPreset:
-    image_size: int  # side of the shots as the generator sees them, and of the written images
-    vqgan_iterations: int  # generator + discriminator steps of the VarianceVQGAN fit
-
-
-CHAIN_PRESETS: dict[str, ChainPreset] = {
-    "tiny": ChainPreset(image_size=32, vqgan_iterations=60),
-    "cpu": ChainPreset(image_size=256, vqgan_iterations=600),  # as conf/variance_vqgan/cpu.yaml
-    "paper": ChainPreset(image_size=256, vqgan_iterations=5000),
-}
 
 
 def _file_stamp(path: str | None) -> list[int] | None:
@@ -74,14 +61,106 @@ class ChosenShots(NamedTuple):
     root: Path
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    """Refuse to replace a folder that is not an ExtraSet: ``--out .`` must never delete a working tree."""
+def _check_request(dataset: str, n: int, shots: int, out_dir: Path) -> None:
+    """A known dataset, positive counts, and an ``--out`` that is new, empty or an ExtraSet: ``--out .`` must
+    never delete a working tree."""
+    from tgad.data import DATAMODULES
+
+    if dataset not in DATAMODULES:
+        raise ValueError(f"--dataset {dataset!r}: choose one of {sorted(DATAMODULES)}")
+    if n < 1 or shots < 1:
+        raise ValueError(f"--n ({n}) and --shots ({shots}) must be >= 1")
     if out_dir.exists() and (
         not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())
     ):
         raise FileExistsError(
             f"--out {out_dir}: exists and is not an ExtraSet folder (no {MANIFEST}); choose a new or empty folder"
         )
+
+
+def resolve_recipe(
+    preset: str | Recipe,
+    vqgan_iterations: int | None,
+    integrator_overrides: dict[str, Any] | None,
+    clip_weights: str | None,
+    allow_random_clip: bool,
+) -> Recipe:
+    """The run's recipe: a caller's resolved one (the benchmark's) or a preset name plus the CLI's overrides;
+    the CLIP weights always come from the request."""
+    if isinstance(preset, Recipe):
+        if vqgan_iterations is not None or integrator_overrides:
+            raise ValueError(
+                "give overrides in the Recipe, not beside it (vqgan_iterations, integrator_overrides)"
+            )
+        recipe = preset
+    else:
+        recipe = Recipe.build(
+            preset, run={"vqgan_iterations": vqgan_iterations}, integrator=integrator_overrides or {}
+        )
+    prompt = dataclasses.replace(
+        recipe.prompt, clip_weights=clip_weights, allow_random_clip=allow_random_clip
+    )
+    return dataclasses.replace(recipe, prompt=prompt)
+
+
+def choose_shots(dataset: str, root: str | Path | None, category: str, shots: int, seed: int) -> ChosenShots:
+    """The ``shots`` training images a datamodule with ``shot_seed=seed`` chooses (as the benchmark's does)."""
+    from tgad.data import DATAMODULES
+
+    dm = DATAMODULES[dataset](
+        root=str(root) if root else None, category=category, shots=shots, shot_seed=seed, download=False
+    )
+    if dataset == "embedded":
+        dm.prepare_data()
+    dm.setup()
+    return ChosenShots([Path(p) for p in dm.shot_paths], list(dm.shot_ids), Path(dm.root))
+
+
+def request_arguments(
+    dataset: str, category: str, chosen: ChosenShots, seed: int, n: int, recipe: Recipe, keyword: str | None,
+    hw: Hardware,
+) -> dict[str, Any]:  # fmt: skip
+    """Everything that determines the generated images: their cache key is ``generation_key`` of this."""
+    from tgad.assets import sha256_file
+
+    arguments = {
+        "dataset": dataset,
+        "root": str(Path(chosen.root).resolve()),
+        "category": category,
+        "shot_ids": list(chosen.ids),
+        "shot_sha256": [sha256_file(p) for p in chosen.paths],
+        "seed": seed,
+        "n": n,
+        "preset": recipe.preset,
+        "clip_weights": recipe.prompt.clip_weights,
+        "clip_weights_file": _file_stamp(recipe.prompt.clip_weights),
+        "allow_random_clip": recipe.prompt.allow_random_clip,
+        "keyword": keyword,
+        "vqgan_iterations": recipe.run.vqgan_iterations,
+        "integrator": dataclasses.asdict(recipe.integrator),
+    }
+    # What else shapes the images; only where it differs from the preset, so earlier keys stay valid.
+    changed = recipe.overrides()
+    beyond = {
+        "vqgan": changed.get("vqgan", {}),
+        "prompt": {k: v for k, v in changed.get("prompt", {}).items() if k not in arguments},
+        "run": {k: v for k, v in changed.get("run", {}).items() if k == "generator_image_size"},
+    }
+    if any(beyond.values()):
+        arguments["recipe"] = {part: values for part, values in beyond.items() if values}
+    if not hw.is_default_cpu:
+        arguments["hardware"] = dataclasses.asdict(hw)
+    return arguments
+
+
+def _reuse(out_dir: Path, key: str, reporter: StageReporter) -> bool:
+    if not is_complete(out_dir, key):
+        return False
+    logger.info("%s: complete ExtraSet for this request (key %s); reusing it", out_dir, key)
+    for stage in STAGES[1:]:
+        reporter.start(stage, 0)
+        reporter.finish(stage, 0.0)
+    return True
 
 
 def generate_extra_set(
@@ -91,7 +170,7 @@ def generate_extra_set(
     shots: int,
     seed: int,
     n: int,
-    preset: str,
+    preset: str | Recipe,
     out_dir: str | Path,
     clip_weights: str | None = None,
     allow_random_clip: bool = False,
@@ -108,209 +187,199 @@ def generate_extra_set(
     """Generate ``n`` normal images of ``category`` from ``shots`` real ones and write them as an ExtraSet.
 
     Args:
-        dataset: ``embedded``, ``mvtec``, ``btad`` or ``loco``; root: its root folder (None: default/env).
+        dataset, root: ``embedded``, ``mvtec``, ``btad`` or ``loco`` and its root (None: default/env).
         seed: chooses the shots (``shot_seed``) and seeds every random draw.
-        preset: ``tiny``, ``cpu`` or ``paper`` for every stage (CLIP, generator, integrator, image size).
-        clip_weights: CLIP checkpoint file or open_clip tag; allow_random_clip: the explicit opt-in to random
-            CLIP weights (everything is then marked RANDOM).
+        preset: a preset name for every stage, or a resolved :class:`~tgad.recipe.Recipe` (the benchmark's).
+        clip_weights, allow_random_clip: a CLIP file or open_clip tag; the opt-in to random (marked RANDOM).
         keyword: object word or synset for categories the class table lacks.
-        vqgan_iterations, integrator_overrides: override the preset (``IntegratorConfig`` field names).
+        vqgan_iterations, integrator_overrides: override a preset name (``IntegratorConfig`` field names).
         threads: ``torch.set_num_threads`` for the run (recorded either way).
-        generator_cache: a folder for fitted VarianceVQGAN weights, keyed by everything the fit depends on
-            (shots, seed, preset, iterations): requests that differ only after the fit (scorer, tau, N) reuse
-            one fit. None fits every time.
-        hardware: accelerator, devices and precision (default ``auto``: a GPU when present); ``devices`` > 1
-            fits the generator with DDP. Anything but one CPU in float32 is part of the key.
-        chosen: the shots a caller already chose with the same (dataset, root, category, shots, seed), e.g. the
-            benchmark's datamodule: the chain then builds no datamodule of its own (same images, same key).
+        generator_cache: a folder of fitted generators keyed by what the fit depends on, so requests that
+            differ only after the fit (scorer, tau, N) share one fit; None fits every time.
+        hardware: default ``auto`` (a GPU when present); ``devices`` > 1 fits the generator with DDP.
+        chosen: the shots the caller's datamodule chose with the same arguments (same images, same key).
 
     Returns:
         ``out_dir``, a complete ExtraSet (reused as is when the same request already wrote it).
     """
     import lightning as L
-    from torch.utils.data import DataLoader, TensorDataset
 
-    from tgad.assets import LITE0, create_backbone, sha256_file
-    from tgad.assets.clip import resolve_clip
-    from tgad.data import DATAMODULES, read_resized
-    from tgad.models.integrator import Integrator, IntegratorConfig
-    from tgad.models.integrator.lightning_model import PERCEPTUAL_OUT_INDICES
-    from tgad.models.prompt_selector import PromptSelectorConfig, select_prompt
-    from tgad.models.variance_vqgan import VarianceVQGAN
-    from tgad.text.keywords import resolve_keyword
+    from tgad.data import read_resized
 
-    if dataset not in DATAMODULES:
-        raise ValueError(f"--dataset {dataset!r}: choose one of {sorted(DATAMODULES)}")
-    if preset not in CHAIN_PRESETS:
-        raise ValueError(f"--preset {preset!r}: choose one of {sorted(CHAIN_PRESETS)}")
-    if n < 1 or shots < 1:
-        raise ValueError(f"--n ({n}) and --shots ({shots}) must be >= 1")
+    _check_request(dataset, n, shots, Path(out_dir))
+    recipe = resolve_recipe(preset, vqgan_iterations, integrator_overrides, clip_weights, allow_random_clip)
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir)
     if threads:
         torch.set_num_threads(threads)
     hw = (hardware or Hardware()).resolved()
     reporter = reporter or StageReporter()
-    chain = CHAIN_PRESETS[preset]
-    iterations = vqgan_iterations or chain.vqgan_iterations
-    integrator_cfg = IntegratorConfig.preset(preset, **(integrator_overrides or {}))
-    selector_cfg = PromptSelectorConfig.preset(
-        preset, clip_weights=clip_weights, allow_random_clip=allow_random_clip
-    )
     timings: dict[str, float] = {}
-    started = time.perf_counter()
-    load_start = os.getloadavg()
+    started, load_start = time.perf_counter(), os.getloadavg()
 
     with Stage(reporter, timings, "data", 1):
-        if chosen is None:  # choose the shots here; a benchmark hands over the ones it chose
-            dm = DATAMODULES[dataset](
-                root=str(root) if root else None,
-                category=category,
-                shots=shots,
-                shot_seed=seed,
-                download=False,
-            )
-            if dataset == "embedded":
-                dm.prepare_data()
-            dm.setup()
-            chosen = ChosenShots([Path(p) for p in dm.shot_paths], list(dm.shot_ids), Path(dm.root))
-        elif len(chosen.paths) != shots or len(chosen.ids) != shots:
+        chosen = chosen or choose_shots(dataset, root, category, shots, seed)  # a benchmark hands its own
+        if len(chosen.paths) != shots or len(chosen.ids) != shots:
             raise ValueError(f"chosen shots: {len(chosen.paths)} files for --shots {shots}")
-        shot_paths, shot_ids = list(chosen.paths), list(chosen.ids)
-        images = read_resized(shot_paths, chain.image_size)  # (k, 3, S, S)
+        images = read_resized(list(chosen.paths), recipe.run.generator_image_size)  # (k, 3, S, S)
         reporter.advance("data")
-    arguments = {
-        "dataset": dataset,
-        "root": str(Path(chosen.root).resolve()),
-        "category": category,
-        "shot_ids": shot_ids,
-        "shot_sha256": [sha256_file(p) for p in shot_paths],
-        "seed": seed,
-        "n": n,
-        "preset": preset,
-        "clip_weights": clip_weights,
-        "clip_weights_file": _file_stamp(clip_weights),
-        "allow_random_clip": allow_random_clip,
-        "keyword": keyword,
-        "vqgan_iterations": iterations,
-        "integrator": dataclasses.asdict(integrator_cfg),
-    }
-    if not hw.is_default_cpu:  # keys of sets made on one CPU in float32 (all earlier ones) stay valid
-        arguments["hardware"] = dataclasses.asdict(hw)
+    arguments = request_arguments(dataset, category, chosen, seed, n, recipe, keyword, hw)
     key = generation_key(arguments)
-    if is_complete(out_dir, key):
-        logger.info("%s: complete ExtraSet for this request (key %s); reusing it", out_dir, key)
-        for stage in STAGES[1:]:
-            reporter.start(stage, 0)
-            reporter.finish(stage, 0.0)
+    if _reuse(out_dir, key, reporter):
         return out_dir
 
     with generator_malloc():
         L.seed_everything(seed, verbose=False)
         with Stage(reporter, timings, "prompt", 1):
-            # random CLIP weights (if allowed) are a function of the seed
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                clip, tokenizer, clip_resolved = resolve_clip(
-                    selector_cfg.clip_model, clip_weights, allow_random=allow_random_clip
-                )
-            sense = resolve_keyword(category, keyword)
-            selection = select_prompt(
-                clip, tokenizer, images, sense, clip_resolved, selector_cfg.num_words, selector_cfg.templates
-            )
-            logger.info(
-                "P* = %r (score %.4f, clip %s)",
-                selection.best_prompt,
-                selection.best_score,
-                selection.clip_weights,
-            )
+            judges = _select_prompt(recipe, images, category, keyword, seed)
             reporter.advance("prompt")
-
-        backbone, backbone_resolved = create_backbone(
-            LITE0, features_only=True, out_indices=PERCEPTUAL_OUT_INDICES
-        )
-        loader = DataLoader(TensorDataset(images), batch_size=len(images))
-        fit_file = fit_cache_file(
-            generator_cache, arguments, CHAIN_PRESETS[preset].image_size, backbone_resolved
-        )
         with tempfile.TemporaryDirectory(prefix="tgad-generate-") as work:
-            with Stage(reporter, timings, "generator", iterations):
-                vqgan = VarianceVQGAN(preset=preset, perceptual_backbone=LITE0)
-                vqgan.attach_perceptual(backbone, backbone_resolved.describe())
-                fit_note = f"VarianceVQGAN {preset} fitted for {iterations} iterations"
-                if fit_file is not None and fit_file.is_file():
-                    fit_note += load_fit(vqgan, fit_file)
-                    reporter.advance("generator", iterations)
-                else:
-                    with quiet_lightning():
-                        # DDP (devices > 1) spawns processes: the progress callback stays in this one
-                        progress = [advance_callback(reporter, "generator")] if hw.devices == 1 else []
-                        trainer = make_trainer(work, progress, hw, max_steps=2 * iterations)
-                        trainer.fit(vqgan, train_dataloaders=loader)
-                        if hw.devices > 1:
-                            reporter.advance("generator", iterations)
-                    if fit_file is not None:
-                        fit_note += save_fit(vqgan, fit_file)
-                vqgan.eval()
-
+            with Stage(reporter, timings, "generator", recipe.run.vqgan_iterations):
+                vqgan, fit_note = _fit_generator(
+                    recipe, images, judges, arguments, generator_cache, hw, work, reporter
+                )
             # a fitted and a cached generator continue from the same random state
             L.seed_everything(seed + 1, verbose=False)
-            with Stage(reporter, timings, "integrator", integrator_cfg.rounds):
-                integrator = Integrator(
-                    preset=preset,
-                    generator_preset=preset,
-                    prompt=selection.best_prompt,
-                    clip_model=selector_cfg.clip_model,
-                    seed=seed,
-                    **{k: v for k, v in (integrator_overrides or {}).items() if k != "clip_model"},
-                )
-                integrator.attach_clip(clip, tokenizer, clip_resolved)
-                integrator.attach_perceptual(backbone, backbone_resolved)
-                integrator.attach_generator(vqgan, fit_note)
-                if integrator_cfg.rounds > 0:
-                    cb = [advance_callback(reporter, "integrator")]
-                    with quiet_lightning():
-                        # float32: the judges compare feature distances a bf16 autocast would blur
-                        judged = dataclasses.replace(hw, devices=1, precision="32-true")
-                        trainer = make_trainer(work, cb, judged, max_epochs=integrator_cfg.rounds)
-                        trainer.fit(integrator.train(), train_dataloaders=loader)
-                integrator.eval()
-                if (
-                    hw.accelerator != "cpu"
-                ):  # Lightning hands a fitted module back on the CPU: draw on the device
-                    integrator.to(torch.device(hw.accelerator))
-                    integrator.resolve_judges(PERCEPTUAL_OUT_INDICES)
-
+            with Stage(reporter, timings, "integrator", recipe.integrator.rounds):
+                integrator = _integrate(recipe, images, judges, vqgan, fit_note, seed, hw, work, reporter)
         with Stage(reporter, timings, "final", 1):
             final = integrator.generate(n, images)
             reporter.advance("final")
-
-        collapse = collapse_report(integrator, final, images)
-        if collapse["collapsed"]:
-            logger.warning("%s/%s: COLLAPSED generator: %s", dataset, category, collapse["reason"])
-        elif collapse["near_copies"]:
-            logger.warning(
-                "%s/%s: the images differ from their shot by %.4f on average (< 2/255): near-copies; "
-                "a larger tau (integrator_overrides) gives more variety",
-                dataset,
-                category,
-                collapse["mean_abs_diff_to_shot"],
-            )
+        collapse = _warn_collapse(integrator, final, images, f"{dataset}/{category}")
 
     with Stage(reporter, timings, "write", 1):
         meta = {
             "arguments": arguments,
-            "selection": selection,
-            "clip_resolved": clip_resolved,
-            "backbone_resolved": backbone_resolved,
+            **judges._asdict(),
             "integrator": integrator,
             "vqgan_config": dataclasses.asdict(vqgan.config),
-            "iterations": iterations,
+            "iterations": recipe.run.vqgan_iterations,
+            "recipe": recipe.to_dict(),
             "collapse": collapse,
             "hardware": hw.describe(),
             "load_start": load_start,
             "started": started,
         }
+        shot_paths, shot_ids = list(chosen.paths), list(chosen.ids)
         write_generated_set(out_dir, images, final, shot_ids, shot_paths, timings, meta, key)
         reporter.advance("write")
     return out_dir
+
+
+class Judges(NamedTuple):
+    """What the prompt stage resolves and the later stages share: CLIP, P*, the perceptual backbone."""
+
+    clip: Any
+    tokenizer: Any
+    clip_resolved: Any
+    selection: Any
+    backbone: torch.nn.Module
+    backbone_resolved: Any
+
+
+def _select_prompt(
+    recipe: Recipe, images: torch.Tensor, category: str, keyword: str | None, seed: int
+) -> Judges:
+    """CLIP (random weights, if allowed, are a function of the seed), P* for the shots, the perceptual net."""
+    from tgad.assets import LITE0, create_backbone
+    from tgad.assets.clip import resolve_clip
+    from tgad.models.integrator.lightning_model import PERCEPTUAL_OUT_INDICES
+    from tgad.models.prompt_selector import select_prompt
+    from tgad.text.keywords import resolve_keyword
+
+    cfg = recipe.prompt
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        clip, tokenizer, clip_resolved = resolve_clip(
+            cfg.clip_model, cfg.clip_weights, allow_random=cfg.allow_random_clip
+        )
+    sense = resolve_keyword(category, keyword)
+    selection = select_prompt(clip, tokenizer, images, sense, clip_resolved, cfg.num_words, cfg.templates)
+    logger.info(
+        "P* = %r (score %.4f, clip %s)", selection.best_prompt, selection.best_score, selection.clip_weights
+    )
+    backbone, backbone_resolved = create_backbone(
+        LITE0, features_only=True, out_indices=PERCEPTUAL_OUT_INDICES
+    )
+    return Judges(clip, tokenizer, clip_resolved, selection, backbone, backbone_resolved)
+
+
+def _fit_generator(recipe, images, judges, arguments, generator_cache, hw, work, reporter):
+    """The VarianceVQGAN fitted on the shots (or loaded from ``generator_cache``), and a note on how."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from tgad.assets import LITE0
+    from tgad.models.variance_vqgan import VarianceVQGAN
+
+    iterations = recipe.run.vqgan_iterations
+    fit_file = fit_cache_file(
+        generator_cache, arguments, recipe.run.generator_image_size, judges.backbone_resolved
+    )
+    vqgan = VarianceVQGAN(
+        preset=recipe.preset, perceptual_backbone=LITE0, **recipe.overrides().get("vqgan", {})
+    )
+    vqgan.attach_perceptual(judges.backbone, judges.backbone_resolved.describe())
+    fit_note = f"VarianceVQGAN {recipe.preset} fitted for {iterations} iterations"
+    if fit_file is not None and fit_file.is_file():
+        fit_note += load_fit(vqgan, fit_file)
+        reporter.advance("generator", iterations)
+    else:
+        loader = DataLoader(TensorDataset(images), batch_size=len(images))
+        with quiet_lightning():
+            # DDP (devices > 1) spawns processes: the progress callback stays in this one
+            progress = [advance_callback(reporter, "generator")] if hw.devices == 1 else []
+            trainer = make_trainer(work, progress, hw, max_steps=2 * iterations)
+            trainer.fit(vqgan, train_dataloaders=loader)
+            if hw.devices > 1:
+                reporter.advance("generator", iterations)
+        if fit_file is not None:
+            fit_note += save_fit(vqgan, fit_file)
+    return vqgan.eval(), fit_note
+
+
+def _integrate(recipe, images, judges, vqgan, fit_note, seed, hw, work, reporter):
+    """The Integrator's R rounds (sample, score, keep, update) on one device in float32."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from tgad.models.integrator import Integrator
+    from tgad.models.integrator.lightning_model import PERCEPTUAL_OUT_INDICES
+
+    overrides = recipe.overrides().get("integrator", {})
+    integrator = Integrator(
+        preset=recipe.preset,
+        generator_preset=recipe.preset,
+        prompt=judges.selection.best_prompt,
+        clip_model=recipe.prompt.clip_model,
+        seed=seed,
+        **{k: v for k, v in overrides.items() if k != "clip_model"},
+    )
+    integrator.attach_clip(judges.clip, judges.tokenizer, judges.clip_resolved)
+    integrator.attach_perceptual(judges.backbone, judges.backbone_resolved)
+    integrator.attach_generator(vqgan, fit_note)
+    if recipe.integrator.rounds > 0:
+        loader = DataLoader(TensorDataset(images), batch_size=len(images))
+        with quiet_lightning():
+            # float32: the judges compare feature distances a bf16 autocast would blur
+            judged = dataclasses.replace(hw, devices=1, precision="32-true")
+            trainer = make_trainer(
+                work, [advance_callback(reporter, "integrator")], judged, max_epochs=recipe.integrator.rounds
+            )
+            trainer.fit(integrator.train(), train_dataloaders=loader)
+    integrator.eval()
+    if hw.accelerator != "cpu":  # Lightning hands a fitted module back on the CPU: draw on the device
+        integrator.to(torch.device(hw.accelerator))
+        integrator.resolve_judges(PERCEPTUAL_OUT_INDICES)
+    return integrator
+
+
+def _warn_collapse(integrator, final, images: torch.Tensor, name: str) -> dict[str, Any]:
+    collapse = collapse_report(integrator, final, images)
+    if collapse["collapsed"]:
+        logger.warning("%s: COLLAPSED generator: %s", name, collapse["reason"])
+    elif collapse["near_copies"]:
+        logger.warning(
+            "%s: the images differ from their shot by %.4f on average (< 2/255): near-copies; "
+            "a larger tau (integrator_overrides) gives more variety",
+            name,
+            collapse["mean_abs_diff_to_shot"],
+        )
+    return collapse

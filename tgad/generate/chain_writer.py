@@ -58,8 +58,49 @@ def write_generated_set(
     from tgad.generate.figures import save_grid, save_score_histogram
     from tgad.models.prompt_selector import save_selection
 
-    selection, integrator, cfg = meta["selection"], meta["integrator"], meta["integrator"].config
-    records = [
+    selection, integrator, clip_w = meta["selection"], meta["integrator"], meta["clip_resolved"]
+    records = _records(final, shot_ids, shot_paths)
+    with atomic_dir(out_dir) as tmp:
+        inner = write_extra_set(
+            tmp / "set",
+            final.images,
+            records,
+            kind="tgad",
+            dataset=meta["arguments"]["dataset"],
+            category=meta["arguments"]["category"],
+            shot_ids=shot_ids,
+            shot_paths=shot_paths,
+            seed=meta["arguments"]["seed"],
+            config=_config(meta, int(shots.shape[-1])),
+            weights=_weights(meta),
+            timings=timings,
+            key=key,
+        )
+        for item in inner.iterdir():
+            shutil.move(str(item), tmp / item.name)
+        inner.rmdir()
+        manifest = load_manifest(tmp)
+        captions = [f"{r['score']:.3f} r{r['round']} s{shot_ids.index(r['source_shot'])}" for r in records]
+        title = f"{manifest['category']}: P* = {selection.best_prompt!r}, clip {clip_w.describe()}"
+        save_grid(tmp / GRID_PNG, shots, final.images, captions, title)
+        save_score_histogram(
+            tmp / HISTOGRAM_PNG,
+            [r._asdict() for r in integrator.history],
+            {name: values.tolist() for name, values in final.parts.items()},
+            title,
+        )
+        save_selection(selection, tmp, category=manifest["category"])
+        manifest.update(_generation_fields(meta, final))
+        manifest["timings"]["total_seconds"] = round(time.perf_counter() - meta["started"], 3)
+        validate_manifest(manifest, tmp)
+        with atomic_file(tmp / MANIFEST) as handle:
+            json.dump(_jsonable(manifest), handle, indent=2)
+    return out_dir
+
+
+def _records(final, shot_ids: list[str], shot_paths: list[Path]) -> list[dict[str, Any]]:
+    """One record per written image: its shot, score, round, codes changed, novelty and raw score parts."""
+    return [
         {
             "source_shot": shot_ids[int(s)],
             "source_shot_path": str(shot_paths[int(s)]),
@@ -73,95 +114,74 @@ def write_generated_set(
             zip(final.shot_index, final.scores, final.rounds, final.changed, final.novelty, strict=True)
         )
     ]
-    clip_w, backbone_w = meta["clip_resolved"], meta["backbone_resolved"]
-    config = {
+
+
+def _config(meta: dict[str, Any], image_size: int) -> dict[str, Any]:
+    """The settings that made the images: the recipe (preset + overrides) and every resolved config."""
+    integrator = meta["integrator"]
+    return {
         "preset": meta["arguments"]["preset"],
-        "image_size": int(shots.shape[-1]),
-        "resolution_note": "images are written at the preset's image_size (shots resized to it)",
+        "recipe": meta.get("recipe"),
+        "image_size": image_size,
+        "resolution_note": "images are written at the recipe's generator_image_size (shots resized to it)",
         "vqgan_iterations": meta["iterations"],
         "vqgan": meta["vqgan_config"],
-        "integrator": dataclasses.asdict(cfg),
+        "integrator": dataclasses.asdict(integrator.config),
         "sample_mode": integrator.hparams.sample_mode,
         "diversity_space": integrator.hparams.diversity_space,
-        "prompt_selector": {"num_words": len(selection.words), "clip_model": clip_w.name},
+        "prompt_selector": {
+            "num_words": len(meta["selection"].words),
+            "clip_model": meta["clip_resolved"].name,
+        },
         "arguments": meta["arguments"],
     }
-    weights = {
+
+
+def _weights(meta: dict[str, Any]) -> dict[str, Any]:
+    clip_w, backbone_w = meta["clip_resolved"], meta["backbone_resolved"]
+    return {
         "clip": clip_w.to_dict() | {"describe": clip_w.describe(), "is_random": clip_w.is_random},
         "backbone": backbone_w.to_dict()
         | {"describe": backbone_w.describe(), "is_random": backbone_w.is_random},
     }
-    with atomic_dir(out_dir) as tmp:
-        inner = write_extra_set(
-            tmp / "set",
-            final.images,
-            records,
-            kind="tgad",
-            dataset=meta["arguments"]["dataset"],
-            category=meta["arguments"]["category"],
-            shot_ids=shot_ids,
-            shot_paths=shot_paths,
-            seed=meta["arguments"]["seed"],
-            config=config,
-            weights=weights,
-            timings=timings,
-            key=key,
-        )
-        for item in inner.iterdir():
-            shutil.move(str(item), tmp / item.name)
-        inner.rmdir()
-        manifest = load_manifest(tmp)
-        history = integrator.history
-        captions = [f"{r['score']:.3f} r{r['round']} s{shot_ids.index(r['source_shot'])}" for r in records]
-        title = f"{manifest['category']}: P* = {selection.best_prompt!r}, clip {clip_w.describe()}"
-        save_grid(tmp / GRID_PNG, shots, final.images, captions, title)
-        save_score_histogram(
-            tmp / HISTOGRAM_PNG,
-            [r._asdict() for r in history],
-            {name: values.tolist() for name, values in final.parts.items()},
-            title,
-        )
-        save_selection(selection, tmp, category=manifest["category"])
-        scores = final.scores.float()
-        manifest.update(
-            {
-                "best_prompt": selection.best_prompt,
-                "best_prompt_score": selection.best_score,
-                "object_name": selection.object_name,
-                "synset": selection.synset,
-                "clip_weights": selection.clip_weights,
-                "random_clip": clip_w.is_random,
-                "tau": integrator.tau,
-                "tau_requested": cfg.tau,
-                "tau_calibration": integrator.tau_calibration,
-                "patch_fraction": cfg.patch_fraction,
-                "score_summary": {
-                    "mean": float(scores.mean()),
-                    "min": float(scores.min()),
-                    "max": float(scores.max()),
-                    "threshold": final.threshold,
-                    "candidates": final.candidates,
-                },
-                "scorer": integrator.provenance.get("scorer"),
-                "rounds": [r._asdict() for r in history],
-                "collapse": meta["collapse"],
-                "collapsed": meta["collapse"]["collapsed"],
-                "generator": integrator.provenance.get("generator"),
-                "figures": {"grid": GRID_PNG, "histogram": HISTOGRAM_PNG},
-                "resources": {
-                    "hardware": meta["hardware"],
-                    "torch_threads": torch.get_num_threads(),
-                    "load_average_start": list(meta["load_start"]),
-                    "load_average_end": list(os.getloadavg()),
-                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                },
-            }
-        )
-        manifest["timings"]["total_seconds"] = round(time.perf_counter() - meta["started"], 3)
-        validate_manifest(manifest, tmp)
-        with atomic_file(tmp / MANIFEST) as handle:
-            json.dump(_jsonable(manifest), handle, indent=2)
-    return out_dir
+
+
+def _generation_fields(meta: dict[str, Any], final) -> dict[str, Any]:
+    """What only a generated set has in its manifest: P*, tau, scores, rounds, collapse, resources."""
+    selection, integrator = meta["selection"], meta["integrator"]
+    cfg, scores = integrator.config, final.scores.float()
+    return {
+        "best_prompt": selection.best_prompt,
+        "best_prompt_score": selection.best_score,
+        "object_name": selection.object_name,
+        "synset": selection.synset,
+        "clip_weights": selection.clip_weights,
+        "random_clip": meta["clip_resolved"].is_random,
+        "tau": integrator.tau,
+        "tau_requested": cfg.tau,
+        "tau_calibration": integrator.tau_calibration,
+        "patch_fraction": cfg.patch_fraction,
+        "score_summary": {
+            "mean": float(scores.mean()),
+            "min": float(scores.min()),
+            "max": float(scores.max()),
+            "threshold": final.threshold,
+            "candidates": final.candidates,
+        },
+        "scorer": integrator.provenance.get("scorer"),
+        "rounds": [r._asdict() for r in integrator.history],
+        "collapse": meta["collapse"],
+        "collapsed": meta["collapse"]["collapsed"],
+        "generator": integrator.provenance.get("generator"),
+        "figures": {"grid": GRID_PNG, "histogram": HISTOGRAM_PNG},
+        "resources": {
+            "hardware": meta["hardware"],
+            "torch_threads": torch.get_num_threads(),
+            "load_average_start": list(meta["load_start"]),
+            "load_average_end": list(os.getloadavg()),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        },
+    }
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,26 +1,29 @@
-"""PromptSelector: class keyword -> WordNet words -> candidate prompts -> P* by CLIP (METHOD.md section 1)."""
+"""PromptSelector: class keyword -> WordNet words -> candidate prompts -> P* by CLIP (METHOD.md section 1).
 
-from tgad.models.prompt_selector.config import PRESETS, PromptSelectorConfig
-from tgad.models.prompt_selector.lightning_model import PromptSelector
-from tgad.models.prompt_selector.selector import (
-    PromptSelection,
-    RankedPrompt,
-    build_candidates,
-    rank_prompts,
-    save_selection,
-    select_prompt,
-    shot_embedding,
-)
+Imported lazily, as the Integrator's package, so that its config loads without Lightning (``tgad.recipe``
+and the CLI's ``--help`` read it).
+"""
 
-__all__ = [
-    "PRESETS",
-    "PromptSelection",
-    "PromptSelector",
-    "PromptSelectorConfig",
-    "RankedPrompt",
-    "build_candidates",
-    "rank_prompts",
-    "save_selection",
-    "select_prompt",
-    "shot_embedding",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "PRESETS": "config",
+    "PromptSelectorConfig": "config",
+    "PromptSelector": "lightning_model",
+    "PromptSelection": "selector",
+    "RankedPrompt": "selector",
+    "build_candidates": "selector",
+    "rank_prompts": "selector",
+    "save_selection": "selector",
+    "select_prompt": "selector",
+    "shot_embedding": "selector",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

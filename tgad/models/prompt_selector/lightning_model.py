@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import torch
 from lightning.pytorch import LightningModule
@@ -32,7 +33,6 @@ from tgad.models.prompt_selector.selector import (
     select_prompt,
 )
 from tgad.text.keywords import resolve_keyword
-from tgad.text.templates import DEFAULT_TEMPLATE
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,12 @@ class PromptSelector(LightningModule):
     """Keyword -> WordNet words -> candidate prompts -> P* by CLIP similarity to the shots.
 
     Args:
+        preset: ``tiny`` / ``cpu`` / ``paper`` (``config.py``; the recipe's prompt stage): every setting below
+            left unset comes from it.
         category: dataset category (``hazelnut``, ``hazelnut_256``, ``01``); default: the datamodule's.
         keyword: object word or WordNet synset name (``metal nut``, ``nut.n.03``); overrides the class table.
         num_words: T, WordNet words per class.
-        templates: prompt templates with ``{object}`` and ``{word}``; default: the paper's "a {object} with {word}".
+        templates: prompt templates with ``{object}`` and ``{word}`` (paper preset: "a {object} with {word}").
         clip_model: open_clip architecture (``ViT-B-32``, ``tgad-tiny-clip``).
         clip_weights: checkpoint file or open_clip pretrained tag; default ``openai``.
         allow_random_clip: run with random CLIP weights when no real ones exist (outputs are marked RANDOM).
@@ -54,25 +56,29 @@ class PromptSelector(LightningModule):
 
     def __init__(
         self,
+        preset: Literal["tiny", "cpu", "paper"] = "cpu",
         category: str | None = None,
         keyword: str | None = None,
-        num_words: int = 64,
+        num_words: int | None = None,
         templates: list[str] | None = None,
-        clip_model: str = "ViT-B-32",
+        clip_model: str | None = None,
         clip_weights: str | None = None,
-        allow_random_clip: bool = False,
-        text_batch_size: int = 256,
+        allow_random_clip: bool | None = None,
+        text_batch_size: int | None = None,
         output_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.config = PromptSelectorConfig(
-            num_words=num_words,
-            templates=tuple(templates or (DEFAULT_TEMPLATE,)),
-            clip_model=clip_model,
-            clip_weights=clip_weights,
-            allow_random_clip=allow_random_clip,
-            text_batch_size=text_batch_size,
+        overrides = {
+            "num_words": num_words,
+            "templates": tuple(templates) if templates is not None else None,
+            "clip_model": clip_model,
+            "clip_weights": clip_weights,
+            "allow_random_clip": allow_random_clip,
+            "text_batch_size": text_batch_size,
+        }
+        self.config = PromptSelectorConfig.preset(
+            preset, **{k: v for k, v in overrides.items() if v is not None}
         )
         self.category, self.keyword, self.output_dir = category, keyword, output_dir
         self.clip: torch.nn.Module | None = None
