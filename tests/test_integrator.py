@@ -242,3 +242,34 @@ def test_none_scorer_keeps_a_seeded_random_subset(fitted, judges):
     assert record.losses["guidance"] == 0.0
     final = module.generate(6)
     assert len(final.images) == 6 and torch.isnan(torch.tensor(final.threshold))
+
+
+def test_a_fit_killed_after_a_round_resumes_to_the_same_images(fitted, judges, tmp_path):
+    """Round 1 of 3, checkpoint, a new process's module resumes: same history, bank and final images as an
+    uninterrupted fit (every draw is seeded by its round; the bank and history travel in the checkpoint)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    model, shot, _ = fitted
+    loader = DataLoader(TensorDataset(shot), batch_size=1)
+    whole = _integrator(judges, model.model, scorer="shot_fidelity")
+    _trainer(tmp_path / "whole", max_epochs=-1).fit(whole, loader)
+
+    first = _integrator(judges, model.model, scorer="shot_fidelity")
+    save = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0)
+    _trainer(tmp_path / "cut", max_epochs=1, enable_checkpointing=True, callbacks=[save]).fit(first, loader)
+    assert first.round_index == 1  # "killed" after its first round
+    resumed = _integrator(judges, model.model, scorer="shot_fidelity")
+    again = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0)
+    _trainer(tmp_path / "cut", max_epochs=-1, enable_checkpointing=True, callbacks=[again]).fit(
+        resumed, loader, ckpt_path=tmp_path / "ckpt" / "last.ckpt"
+    )
+
+    assert resumed.round_index == whole.round_index == 3
+    assert [r.kept for r in resumed.history] == [r.kept for r in whole.history]
+    torch.testing.assert_close(
+        torch.tensor([r.scores for r in resumed.history]), torch.tensor([r.scores for r in whole.history])
+    )
+    assert len(resumed._bank) == 3 and all(
+        torch.equal(a.images, b.images) for a, b in zip(resumed._bank, whole._bank, strict=True)
+    )
+    torch.testing.assert_close(resumed.generate(8).images, whole.generate(8).images, atol=1 / 255, rtol=0)

@@ -97,8 +97,8 @@ def test_module_refuses_random_clip_unless_allowed():
         )
 
 
-def test_tgad_test_runs_the_selector_on_the_shots(tmp_path):
-    from tgad.cli.lightning import run_lightning_cli
+def test_tgad_test_runs_the_selector_on_the_shots(tmp_path, capsys):
+    from tgad.cli.lightning import prompt_table, run_lightning_cli
 
     write_mvtec(tmp_path / "data", category="bottle", size=48)
     out = tmp_path / "out"
@@ -121,5 +121,6 @@ def test_tgad_test_runs_the_selector_on_the_shots(tmp_path):
     assert len(record["shots"]) == 2 and all("/train/good/" in p for p in record["shots"])
     assert len(record["table"]) == 16  # the tiny preset: 16 words x 1 template
     assert (out / "prompt_table.csv").is_file()
-    assert cli.model.console_report().row_count == 10
+    assert prompt_table(cli.model.selection).row_count == 10
+    assert "P* for bottle" in capsys.readouterr().out  # the CLI printed the table
     assert (tmp_path / "run" / "config.yaml").is_file()  # LightningCLI's saved config stays in the run folder

@@ -163,14 +163,21 @@ class Integrator(JudgesMixin, LightningModule):
             "tau": self.tau,
             "tau_calibration": self.tau_calibration,
             "provenance": {k: str(v) for k, v in self.provenance.items()},
+            # the kept images of every round and their score parts: the final draw chooses among them
+            "bank": [pool._asdict() for pool in self._bank],
+            "bank_parts": list(self._bank_parts),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Everything a round leaves behind, so a fit resumed after round r ends as an uninterrupted one."""
         saved = checkpoint.get("integrator", {})
         self.prompt = saved.get("prompt", self.prompt)
         self.round_index = saved.get("round_index", 0)
         self.tau = saved.get("tau", self.tau)
         self.tau_calibration = saved.get("tau_calibration", [])
+        self.history = [RoundRecord(**record) for record in saved.get("history", [])]
+        self._bank = [Pool(**pool) for pool in saved.get("bank", [])]
+        self._bank_parts = list(saved.get("bank_parts", []))
         self._generator_ready = True  # the checkpoint's state dict holds the integrated generator
 
     def _draw(self, shots: torch.Tensor, n: int, seed: int, tau: float | None = None) -> Pool:

@@ -28,7 +28,6 @@ from tgad.models.prompt_selector.selector import (
     TABLE_COLUMNS,
     PromptSelection,
     format_top,
-    rich_table,
     save_selection,
     select_prompt,
 )
@@ -136,10 +135,6 @@ class PromptSelector(LightningModule):
 
     def configure_optimizers(self):
         return None
-
-    def console_report(self, k: int = 10):
-        """A rich table of the top-k prompts (None before a run), for the CLI to print."""
-        return rich_table(self.selection, k) if self.selection else None
 
     # outputs -----------------------------------------------------------------------------------------------
     @rank_zero_only

@@ -147,18 +147,3 @@ def format_top(selection: PromptSelection, k: int = 10) -> str:
     lines = [head, f"{'rank':>4}  {'score':>8}  prompt"]
     lines += [f"{i:>4}  {r.score:>8.4f}  {r.prompt}" for i, r in enumerate(selection.table[:k], 1)]
     return "\n".join(lines)
-
-
-def rich_table(selection: PromptSelection, k: int = 10):
-    """The top-k table as a ``rich.table.Table`` for console output (the CLI prints it)."""
-    from rich.table import Table
-
-    style = "bold red" if selection.random_clip else None
-    table = Table(
-        title=f"P* for {selection.object_name} — clip_weights={selection.clip_weights}", title_style=style
-    )
-    for column, justify in (("rank", "right"), ("score", "right"), ("prompt", "left"), ("word", "left")):
-        table.add_column(column, justify=justify)
-    for i, r in enumerate(selection.table[:k], 1):
-        table.add_row(str(i), f"{r.score:.4f}", r.prompt, r.word)
-    return table
