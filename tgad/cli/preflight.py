@@ -261,11 +261,10 @@ def preflight_generate(args) -> None:
         raise UsageError(
             f"--vqgan-iterations {args.vqgan_iterations}: must be >= 1, e.g. --vqgan-iterations 300"
         )
-    try:  # the recipe the chain will build, so a bad --set fails before any work
+    overrides = parse_overrides(args.overrides)  # a UsageError naming the bad pair
+    try:  # the recipe the chain will build, so a bad combination fails before any work
         recipe = Recipe.build(
-            args.preset,
-            run={"vqgan_iterations": args.vqgan_iterations},
-            integrator=parse_overrides(args.overrides),
+            args.preset, run={"vqgan_iterations": args.vqgan_iterations}, integrator=overrides
         )
     except (TypeError, ValueError) as err:
         raise UsageError(f"--set: {err}") from err
