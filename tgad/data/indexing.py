@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -65,66 +66,84 @@ def _table(rows: list[dict], category_dir: Path) -> pd.DataFrame:
     return samples
 
 
-def index_mvtec(category_dir: Path) -> pd.DataFrame:
-    """MVTec AD layout: train/good, test/<defect or good>, ground_truth/<defect>/<stem>_mask.png."""
+@dataclass(frozen=True)
+class Layout:
+    """Where one dataset keeps its images and masks; ``index_layout`` walks any of them the same way."""
+
+    fix: str  # the expected layout, said in every error
+    train: str  # folder of the normal training images
+    masks: Callable[[Path, str, Path], tuple[Path, ...]]  # (category dir, test folder, image) -> its masks
+    test_labels: dict[str, str] | None = None  # test folder -> defect label; None: every folder, own name
+    validation: str | None = None  # folder of normal validation images, where the dataset has one
+
+
+def _mvtec_masks(category_dir: Path, folder: str, image: Path) -> tuple[Path, ...]:
+    mask = _find_mask(category_dir / "ground_truth" / folder, image.stem, ("_mask", ""))
+    return (mask,) if mask else ()
+
+
+def _btad_masks(category_dir: Path, folder: str, image: Path) -> tuple[Path, ...]:
+    mask = _find_mask(category_dir / "ground_truth" / "ko", image.stem, ("", "_mask"))
+    return (mask,) if mask else ()
+
+
+def _loco_masks(category_dir: Path, folder: str, image: Path) -> tuple[Path, ...]:
+    mask_dir = category_dir / "ground_truth" / folder / image.stem  # one mask per defect region
+    return tuple(_images_in(mask_dir)) if mask_dir.is_dir() else ()
+
+
+MVTEC = Layout(
+    "expected the MVTec AD layout <category>/{train/good,test/<type>,ground_truth/<type>}",
+    "train/good",
+    _mvtec_masks,
+)
+BTAD = Layout(  # raw, or as anomalib converts it
+    "expected the BTAD layout <category>/{train/ok,test/ok,test/ko,ground_truth/ko}",
+    "train/ok",
+    _btad_masks,
+    test_labels={"ok": "good", "ko": "ko"},
+)
+LOCO = Layout(
+    "expected the MVTec LOCO layout <category>/{train/good,validation/good,test/<type>,ground_truth/<type>/<stem>/}",
+    "train/good",
+    _loco_masks,
+    validation="validation/good",
+)
+
+
+def index_layout(category_dir: Path, layout: Layout) -> pd.DataFrame:
+    """One row per image: the training normals, the validation normals, every test image with its masks."""
     category_dir = Path(category_dir)
-    fix = "expected the MVTec AD layout <category>/{train/good,test/<type>,ground_truth/<type>}"
-    train_good = _require_dir(category_dir / "train" / "good", "train/good folder", fix)
-    test_dir = _require_dir(category_dir / "test", "test folder", fix)
-    rows = [_row(p, "train", "good") for p in _images_in(train_good)]
+    train = _require_dir(category_dir / layout.train, f"{layout.train} folder", layout.fix)
+    test_dir = _require_dir(category_dir / "test", "test folder", layout.fix)
+    rows = [_row(p, "train", "good") for p in _images_in(train)]
     if not rows:
-        raise DataError(f"{train_good}: no images in train/good; a category needs at least one normal image")
-    for defect_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
-        defect = defect_dir.name
-        for image in _images_in(defect_dir):
-            masks: tuple[Path, ...] = ()
-            if defect != "good":
-                mask = _find_mask(category_dir / "ground_truth" / defect, image.stem, ("_mask", ""))
-                masks = (mask,) if mask else ()
+        raise DataError(f"{train}: no images in {layout.train}; a category needs at least one normal image")
+    if layout.validation and (category_dir / layout.validation).is_dir():
+        rows += [_row(p, "val", "good") for p in _images_in(category_dir / layout.validation)]
+    labels = layout.test_labels or {p.name: p.name for p in sorted(test_dir.iterdir()) if p.is_dir()}
+    for folder, defect in labels.items():
+        if not (test_dir / folder).is_dir():
+            continue
+        for image in _images_in(test_dir / folder):
+            masks = layout.masks(category_dir, folder, image) if defect != "good" else ()
             rows.append(_row(image, "test", defect, masks))
     return _table(rows, category_dir)
+
+
+def index_mvtec(category_dir: Path) -> pd.DataFrame:
+    """MVTec AD layout: train/good, test/<defect or good>, ground_truth/<defect>/<stem>_mask.png."""
+    return index_layout(category_dir, MVTEC)
 
 
 def index_btad(category_dir: Path) -> pd.DataFrame:
     """BTAD layout (raw or as anomalib converts it): train/ok, test/{ok,ko}, ground_truth/ko/<stem>.{png,bmp}."""
-    category_dir = Path(category_dir)
-    fix = "expected the BTAD layout <category>/{train/ok,test/ok,test/ko,ground_truth/ko}"
-    train_ok = _require_dir(category_dir / "train" / "ok", "train/ok folder", fix)
-    test_dir = _require_dir(category_dir / "test", "test folder", fix)
-    rows = [_row(p, "train", "good") for p in _images_in(train_ok)]
-    if not rows:
-        raise DataError(f"{train_ok}: no images in train/ok; a category needs at least one normal image")
-    for sub, defect in (("ok", "good"), ("ko", "ko")):
-        if not (test_dir / sub).is_dir():
-            continue
-        for image in _images_in(test_dir / sub):
-            masks: tuple[Path, ...] = ()
-            if defect != "good":
-                mask = _find_mask(category_dir / "ground_truth" / "ko", image.stem, ("", "_mask"))
-                masks = (mask,) if mask else ()
-            rows.append(_row(image, "test", defect, masks))
-    return _table(rows, category_dir)
+    return index_layout(category_dir, BTAD)
 
 
 def index_loco(category_dir: Path) -> pd.DataFrame:
     """MVTec LOCO layout: train/good, validation/good, test/<type>, ground_truth/<type>/<stem>/<k>.png."""
-    category_dir = Path(category_dir)
-    fix = "expected the MVTec LOCO layout <category>/{train/good,validation/good,test/<type>,ground_truth/<type>/<stem>/}"
-    train_good = _require_dir(category_dir / "train" / "good", "train/good folder", fix)
-    test_dir = _require_dir(category_dir / "test", "test folder", fix)
-    rows = [_row(p, "train", "good") for p in _images_in(train_good)]
-    if not rows:
-        raise DataError(f"{train_good}: no images in train/good; a category needs at least one normal image")
-    if (category_dir / "validation" / "good").is_dir():
-        rows += [_row(p, "val", "good") for p in _images_in(category_dir / "validation" / "good")]
-    for defect_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
-        for image in _images_in(defect_dir):
-            masks: tuple[Path, ...] = ()
-            mask_dir = category_dir / "ground_truth" / defect_dir.name / image.stem
-            if defect_dir.name != "good" and mask_dir.is_dir():
-                masks = tuple(_images_in(mask_dir))
-            rows.append(_row(image, "test", defect_dir.name, masks))
-    return _table(rows, category_dir)
+    return index_layout(category_dir, LOCO)
 
 
 def _find_mask(folder: Path, stem: str, suffixes: tuple[str, ...]) -> Path | None:
