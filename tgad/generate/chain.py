@@ -206,9 +206,9 @@ def generate_extra_set(
 
     from tgad.data import read_resized
 
-    _check_request(dataset, n, shots, Path(out_dir))
-    recipe = resolve_recipe(preset, vqgan_iterations, integrator_overrides, clip_weights, allow_random_clip)
     out_dir = Path(out_dir)
+    _check_request(dataset, n, shots, out_dir)
+    recipe = resolve_recipe(preset, vqgan_iterations, integrator_overrides, clip_weights, allow_random_clip)
     if threads:
         torch.set_num_threads(threads)
     hw = (hardware or Hardware()).resolved()

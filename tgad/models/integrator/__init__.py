@@ -6,7 +6,7 @@ update} over a fitted VarianceVQGAN, then the final N images (METHOD.md section 
 
 from __future__ import annotations
 
-import importlib
+from tgad.models.lazy import lazy_exports
 
 _EXPORTS = {
     "Integrator": "lightning_model",
@@ -39,8 +39,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

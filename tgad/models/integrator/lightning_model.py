@@ -20,6 +20,7 @@ from lightning.pytorch import LightningModule
 from tgad.models.variance_vqgan.config import VQGANConfig
 from tgad.models.variance_vqgan.torch_model import VarianceVQGANModel
 
+from . import records
 from .calibration import calibrate_tau
 from .config import IntegratorConfig
 from .judges import JudgesMixin
@@ -159,13 +160,11 @@ class Integrator(JudgesMixin, LightningModule):
         checkpoint["integrator"] = {
             "prompt": self.prompt,
             "round_index": self.round_index,
-            "history": [r._asdict() for r in self.history],
             "tau": self.tau,
             "tau_calibration": self.tau_calibration,
             "provenance": {k: str(v) for k, v in self.provenance.items()},
-            # the kept images of every round and their score parts: the final draw chooses among them
-            "bank": [pool._asdict() for pool in self._bank],
-            "bank_parts": list(self._bank_parts),
+            # the final draw chooses among every round's kept images too
+            **records.rounds_to_checkpoint(self.history, self._bank, self._bank_parts),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -175,9 +174,7 @@ class Integrator(JudgesMixin, LightningModule):
         self.round_index = saved.get("round_index", 0)
         self.tau = saved.get("tau", self.tau)
         self.tau_calibration = saved.get("tau_calibration", [])
-        self.history = [RoundRecord(**record) for record in saved.get("history", [])]
-        self._bank = [Pool(**pool) for pool in saved.get("bank", [])]
-        self._bank_parts = list(saved.get("bank_parts", []))
+        self.history, self._bank, self._bank_parts = records.rounds_from_checkpoint(saved)
         self._generator_ready = True  # the checkpoint's state dict holds the integrated generator
 
     def _draw(self, shots: torch.Tensor, n: int, seed: int, tau: float | None = None) -> Pool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -145,3 +145,21 @@ def pool_statistics(
         "test/collapsed": torch.tensor(float(check.collapsed)),
     }
     return stats | {f"test/{k}_mean": v.mean() for k, v in parts.items()}
+
+
+def rounds_to_checkpoint(
+    history: list[RoundRecord], bank: list[Pool], bank_parts: list[dict]
+) -> dict[str, Any]:
+    """The round history and every round's kept images with their score parts, as plain checkpoint data
+    (tensors, lists, numbers: loadable with ``weights_only=True``)."""
+    return {
+        "history": [r._asdict() for r in history],
+        "bank": [pool._asdict() for pool in bank],
+        "bank_parts": list(bank_parts),
+    }
+
+
+def rounds_from_checkpoint(saved: dict[str, Any]) -> tuple[list[RoundRecord], list[Pool], list[dict]]:
+    """The inverse of :func:`rounds_to_checkpoint` (empty for checkpoints written before it existed)."""
+    history = [RoundRecord(**record) for record in saved.get("history", [])]
+    return history, [Pool(**pool) for pool in saved.get("bank", [])], list(saved.get("bank_parts", []))

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-import importlib
+from tgad.models.lazy import lazy_exports
 
 _EXPORTS = {
     "VarianceVQGAN": "lightning_model",
@@ -19,8 +19,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
