@@ -151,11 +151,42 @@ def test_lite0_classifies_chelsea_as_cat(in_lite0_cache):
     assert weights.source == "cache" and not weights.is_random
     image = torch.from_numpy(chelsea()).permute(2, 0, 1).float()[None] / 255  # (1, 3, 300, 451)
     image = F.interpolate(image, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
-    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    mean, std = torch.tensor(weights.mean), torch.tensor(weights.std)  # as the weights record
     with torch.no_grad():
         probs = model((image - mean[:, None, None]) / std[:, None, None]).softmax(-1)[0]
     assert int(probs.argmax()) == 285  # Egyptian cat; 281-285 are the domestic cats
     assert probs[281:286].sum() > 0.7
+
+
+def test_lite0_records_the_normalisation_its_batchnorm_was_trained_with(in_lite0_cache):
+    """The first BatchNorm's running variance is what the stem produced on the training inputs: photographs
+    normalised as the weights record give activations of that width; ImageNet's statistics (what anomalib's
+    pre-processor applies to any backbone) make them several times wider."""
+    import numpy as np
+    import skimage.data
+
+    from tgad.assets.weights import IMAGENET_MEAN, IMAGENET_STD
+    from tgad.baselines.efficient_ad import PENALTY_PHOTOS
+
+    model, weights = create_backbone()
+    assert weights.mean == weights.std == (0.5, 0.5, 0.5)  # a TF port, as timm's own Lite0
+    photos = []
+    for name in PENALTY_PHOTOS:
+        array = np.asarray(getattr(skimage.data, name)())
+        array = np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3]
+        image = torch.from_numpy(array.astype(np.float32) / 255).permute(2, 0, 1)[None]  # (1, 3, H, W)
+        photos.append(F.interpolate(image, size=(224, 224), mode="bilinear", antialias=True))
+    x = torch.cat(photos)  # (P, 3, 224, 224)
+
+    def log_width(mean, std) -> float:
+        """Median over channels of log(batch variance / running variance) at the first BatchNorm."""
+        normalised = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+        with torch.no_grad():
+            stem = model.conv_stem(normalised)  # (P, 32, 112, 112), the input of bn1
+        return float((stem.var(dim=(0, 2, 3)) / model.bn1.running_var).log().median())
+
+    recorded, imagenet = log_width(weights.mean, weights.std), log_width(IMAGENET_MEAN, IMAGENET_STD)
+    assert abs(recorded) < 0.5 and imagenet > 1.0, (recorded, imagenet)
 
 
 def test_anomalib_patchcore_gets_real_weights(in_lite0_cache):

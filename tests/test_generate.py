@@ -100,7 +100,6 @@ def test_manifest_scores_match_a_recomputation_from_the_pngs(run):
     from tgad.assets import create_backbone
     from tgad.models.integrator.lightning_model import PERCEPTUAL_OUT_INDICES
     from tgad.models.integrator.scorers import PatchFeatures, ShotFidelity
-    from tgad.models.variance_vqgan.loss import IMAGENET_MEAN, IMAGENET_STD
 
     _, out, weights, _ = run
     manifest = load_manifest(out)
@@ -113,8 +112,9 @@ def test_manifest_scores_match_a_recomputation_from_the_pngs(run):
     recorded = torch.tensor([r["clip_text"] for r in manifest["images"]])
     torch.testing.assert_close(scores, recorded, atol=1e-5, rtol=0)
 
-    backbone, _ = create_backbone(features_only=True, out_indices=PERCEPTUAL_OUT_INDICES)
-    features = PatchFeatures(backbone, torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD))
+    backbone, resolved = create_backbone(features_only=True, out_indices=PERCEPTUAL_OUT_INDICES)
+    assert manifest["weights"]["backbone"]["mean"] == list(resolved.mean)  # the normalisation it was fed
+    features = PatchFeatures(backbone, torch.tensor(resolved.mean), torch.tensor(resolved.std))
     shot = read_rgb(manifest["shot_paths"][0]).unsqueeze(0)  # 32 px, the tiny preset's size
     fidelity = ShotFidelity(features, shot, views=8, tail=0.01, seed=0).score(images)
     recorded = torch.tensor([r["shot_fidelity"] for r in manifest["images"]])

@@ -24,7 +24,7 @@ from tgad.models.integrator import (
     random_choice,
     select_diverse,
 )
-from tgad.models.integrator.lightning_model import PERCEPTUAL_OUT_INDICES
+from tgad.models.integrator.lightning_model import PERCEPTUAL_OUT_INDICES, Judges
 from tgad.models.variance_vqgan import VarianceVQGAN, VarianceVQGANModel, VQGANConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "integrator"
@@ -75,10 +75,10 @@ def judges():
 
 
 def _integrator(judges, model: VarianceVQGANModel, **kwargs) -> Integrator:
+    """An Integrator with the judges passed in (fresh ones per module: a Judges caches its scorer)."""
     (clip, tokenizer, resolved), (backbone, backbone_resolved) = judges
-    module = Integrator(preset="tiny", prompt="a hazelnut with perfect", **kwargs)
-    module.attach_clip(clip, tokenizer, resolved)
-    module.attach_perceptual(backbone, backbone_resolved)
+    passed = Judges(clip, tokenizer, resolved, backbone, backbone_resolved)
+    module = Integrator(preset="tiny", prompt="a hazelnut with perfect", judges=passed, **kwargs)
     module.attach_generator(copy.deepcopy(model))
     return module
 
@@ -219,9 +219,11 @@ def test_auto_picks_shot_fidelity_with_random_clip_and_records_it(fitted, judges
 
     (clip, tokenizer, _), (backbone, backbone_resolved) = judges
     real = ResolvedWeights(TINY_CLIP, "local_file", Path("/weights/tiny.pt"), "0" * 64)
-    other = Integrator(preset="tiny", prompt="a hazelnut with perfect")
-    other.attach_clip(clip, tokenizer, real)
-    other.attach_perceptual(backbone, backbone_resolved)
+    other = Integrator(
+        preset="tiny",
+        prompt="a hazelnut with perfect",
+        judges=Judges(clip, tokenizer, real, backbone, backbone_resolved),
+    )
     other.attach_generator(copy.deepcopy(model.model))
     record = other.run_round(shot)
     assert other.scorer_name == "combined" and set(record.parts) == {"clip_text", "shot_fidelity"}
@@ -270,6 +272,23 @@ def test_a_fit_killed_after_a_round_resumes_to_the_same_images(fitted, judges, t
         torch.tensor([r.scores for r in resumed.history]), torch.tensor([r.scores for r in whole.history])
     )
     assert len(resumed._bank) == 3 and all(
-        torch.equal(a.images, b.images) for a, b in zip(resumed._bank, whole._bank, strict=True)
+        torch.equal(a.images, b.images) for a, b in zip(resumed._bank.pools, whole._bank.pools, strict=True)
     )
     torch.testing.assert_close(resumed.generate(8).images, whole.generate(8).images, atol=1 / 255, rtol=0)
+
+
+def test_judges_passed_in_are_used_as_given_and_stay_out_of_the_checkpoint(fitted, judges):
+    model, shot, _ = fitted
+    module = _integrator(judges, model.model)
+    passed = module.judges
+    module.setup("fit")  # nothing is resolved again: the judges handed over are the ones used
+    assert module.judges is passed
+    assert all(key.startswith("generator.") for key in module.state_dict())  # no CLIP, no backbone
+    module.run_round(shot)
+    provenance = module.provenance
+    assert provenance["clip"]["describe"].endswith("RANDOM") and provenance["scorer"]["resolved"]
+    # the feature network is fed the normalisation its weights record (Lite0: 0.5, not ImageNet's)
+    assert provenance["perceptual"]["mean"] == list(passed.backbone_weights.mean) == [0.5] * 3
+    assert passed.perceptual.mean.flatten().tolist() == [0.5] * 3
+    with pytest.raises(ValueError, match="no judges yet"):
+        _ = Integrator(preset="tiny").judges

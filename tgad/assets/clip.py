@@ -7,6 +7,7 @@ explicitly allows random weights; then it warns loudly and the answer says ``sou
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -162,7 +163,11 @@ def _create(model_name: str, cfg: dict | None = None) -> nn.Module:
 def _finish(model: nn.Module, model_name: str, resolved: ResolvedWeights):
     import open_clip
 
+    from tgad.text.clip_embed import preprocess_cfg
+
     model.eval().requires_grad_(False)  # CLIP is a frozen judge everywhere in tgad
+    _, mean, std = preprocess_cfg(model)  # what ``prepare_images`` normalises with, recorded with the weights
+    resolved = dataclasses.replace(resolved, mean=mean, std=std)
     return model, open_clip.get_tokenizer(model_name), resolved
 
 

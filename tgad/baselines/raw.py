@@ -18,3 +18,20 @@ def raw_model(model_class: type[T], image_size: int, **kwargs: Any) -> T:
         visualizer=False,
         **kwargs,
     )
+
+
+def normalise_like(model: Any, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
+    """``model`` with its pre-processor's ``Normalize`` set to ``mean``/``std``, the statistics its backbone's
+    weights were trained with (``ResolvedWeights.mean/std``). anomalib's pre-processors normalise with ImageNet's
+    whatever the backbone; the TF-ported EfficientNet-Lite0 weights expect (0.5, 0.5, 0.5) / (0.5, 0.5, 0.5).
+    A model without a ``Normalize`` step (EfficientAd's) is returned unchanged."""
+    from anomalib.pre_processing import PreProcessor
+    from torchvision.transforms.v2 import Compose, Normalize
+
+    old = getattr(model, "pre_processor", None)
+    steps = list(getattr(getattr(old, "transform", None), "transforms", []))
+    if not any(isinstance(step, Normalize) for step in steps):
+        return model
+    steps = [Normalize(mean=list(mean), std=list(std)) if isinstance(s, Normalize) else s for s in steps]
+    model.pre_processor = PreProcessor(transform=Compose(steps))
+    return model

@@ -23,7 +23,7 @@ from tgad.assets import LITE0, ResolvedWeights, use_backbone_weights
 from tgad.assets.backbones import random_weights_file
 from tgad.baselines.efficient_ad import OfflineEfficientAd, teacher_weights
 from tgad.baselines.patchcore import make_patchcore
-from tgad.baselines.raw import raw_model
+from tgad.baselines.raw import normalise_like, raw_model
 from tgad.recipe import PRESETS  # the one list of preset names
 
 _RESNETS = ("resnet18", "resnet34", "resnet50", "wide_resnet50_2")
@@ -310,8 +310,11 @@ def build_model(
             model, settings = _BUILDERS[name](
                 backbone, spec.layers[backbone], not weights.is_random, image_size, seed, **overrides
             )
+        normalise_like(model, weights.mean, weights.std)
     trainer_kwargs = dict(spec.training.get(preset, {}))
     settings = {"layers": list(spec.layers[backbone]), **settings, **trainer_kwargs}
+    if name != "efficient_ad":  # the input normalisation its backbone's weights expect (``normalise_like``)
+        settings["normalisation"] = {"mean": list(weights.mean), "std": list(weights.std)}
     return BuiltModel(model, weights, backbone, trainer_kwargs, spec.train_batch_size, settings)
 
 

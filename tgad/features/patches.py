@@ -65,13 +65,13 @@ def nearest_distances(features: torch.Tensor, bank: torch.Tensor, chunk: int = 1
 
 # The layers tgad's PatchCore uses (stride 8 and 16) as timm ``features_only`` out_indices, per backbone.
 DETECTOR_OUT_INDICES = {"tf_efficientnet_lite0": (2, 3), "resnet18": (2, 3), "wide_resnet50_2": (2, 3)}
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def detector_features(backbone: str = "tf_efficientnet_lite0") -> PatchFeatures:
-    """PatchFeatures over the layers tgad's PatchCore uses, ImageNet-normalised as anomalib's pre-processor
-    normalises, with weights resolved by ``tgad.assets`` (an AssetError says how to provide them)."""
+    """PatchFeatures over the layers tgad's PatchCore uses, normalised as the detector's pre-processor
+    normalises (the weights' own statistics, ``tgad.baselines.registry``), with weights resolved by
+    ``tgad.assets`` (an AssetError says how to provide them)."""
     from tgad.assets import create_backbone
 
-    net, _ = create_backbone(backbone, features_only=True, out_indices=DETECTOR_OUT_INDICES[backbone])
-    return PatchFeatures(net, torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD))
+    net, weights = create_backbone(backbone, features_only=True, out_indices=DETECTOR_OUT_INDICES[backbone])
+    return PatchFeatures(net, torch.tensor(weights.mean), torch.tensor(weights.std))

@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -34,6 +34,9 @@ from tgad.generate.stages import (
 )
 from tgad.hardware import Hardware
 from tgad.recipe import Recipe
+
+if TYPE_CHECKING:
+    from tgad.models.integrator.judges import Judges
 
 logger = logging.getLogger(__name__)
 
@@ -202,8 +205,6 @@ def generate_extra_set(
     Returns:
         ``out_dir``, a complete ExtraSet (reused as is when the same request already wrote it).
     """
-    import lightning as L
-
     from tgad.data import read_resized
 
     out_dir = Path(out_dir)
@@ -227,80 +228,81 @@ def generate_extra_set(
     if _reuse(out_dir, key, reporter):
         return out_dir
 
-    with generator_malloc():
-        L.seed_everything(seed, verbose=False)
-        with Stage(reporter, timings, "prompt", 1):
-            judges = _select_prompt(recipe, images, category, keyword, seed)
-            reporter.advance("prompt")
-        with tempfile.TemporaryDirectory(prefix="tgad-generate-") as work:
-            with Stage(reporter, timings, "generator", recipe.run.vqgan_iterations):
-                vqgan, fit_note = _fit_generator(
-                    recipe, images, judges, arguments, generator_cache, hw, work, reporter
-                )
-            # a fitted and a cached generator continue from the same random state
-            L.seed_everything(seed + 1, verbose=False)
-            with Stage(reporter, timings, "integrator", recipe.integrator.rounds):
-                integrator = _integrate(recipe, images, judges, vqgan, fit_note, seed, hw, work, reporter)
-        with Stage(reporter, timings, "final", 1):
-            final = integrator.generate(n, images)
-            reporter.advance("final")
-        collapse = _warn_collapse(integrator, final, images, f"{dataset}/{category}")
-
+    run = _generate(
+        recipe, images, category, keyword, seed, n, arguments, generator_cache, hw, reporter, timings
+    )
     with Stage(reporter, timings, "write", 1):
         meta = {
             "arguments": arguments,
-            **judges._asdict(),
-            "integrator": integrator,
-            "vqgan_config": dataclasses.asdict(vqgan.config),
+            **run._asdict(),
+            "vqgan_config": dataclasses.asdict(run.vqgan.config),
             "iterations": recipe.run.vqgan_iterations,
             "recipe": recipe.to_dict(),
-            "collapse": collapse,
             "hardware": hw.describe(),
             "load_start": load_start,
             "started": started,
         }
         shot_paths, shot_ids = list(chosen.paths), list(chosen.ids)
-        write_generated_set(out_dir, images, final, shot_ids, shot_paths, timings, meta, key)
+        write_generated_set(out_dir, images, run.final, shot_ids, shot_paths, timings, meta, key)
         reporter.advance("write")
     return out_dir
 
 
-class Judges(NamedTuple):
-    """What the prompt stage resolves and the later stages share: CLIP, P*, the perceptual backbone."""
+class Generated(NamedTuple):
+    """What the stages after the data made: the judges and P*, the fitted generator, the integrated one, the
+    final N and the collapse report."""
 
-    clip: Any
-    tokenizer: Any
-    clip_resolved: Any
+    judges: Judges
     selection: Any
-    backbone: torch.nn.Module
-    backbone_resolved: Any
+    vqgan: Any
+    integrator: Any
+    final: Any
+    collapse: dict[str, Any]
+
+
+def _generate(recipe, images, category, keyword, seed, n, arguments, generator_cache, hw, reporter, timings):
+    """The prompt, generator, integrator and final stages on the shots ``images`` (k, 3, S, S)."""
+    import lightning as L
+
+    with generator_malloc():
+        L.seed_everything(seed, verbose=False)
+        with Stage(reporter, timings, "prompt", 1):
+            judges, selection = _select_prompt(recipe, images, category, keyword, seed)
+            reporter.advance("prompt")
+        with tempfile.TemporaryDirectory(prefix="tgad-generate-") as work:
+            with Stage(reporter, timings, "generator", recipe.run.vqgan_iterations):
+                vqgan, note = _fit_generator(
+                    recipe, images, judges, arguments, generator_cache, hw, work, reporter
+                )
+            # a fitted and a cached generator continue from the same random state
+            L.seed_everything(seed + 1, verbose=False)
+            with Stage(reporter, timings, "integrator", recipe.integrator.rounds):
+                prompt = selection.best_prompt
+                integrator = _integrate(recipe, images, judges, prompt, vqgan, note, seed, hw, work, reporter)
+        with Stage(reporter, timings, "final", 1):
+            final = integrator.generate(n, images)
+            reporter.advance("final")
+        collapse = _warn_collapse(integrator, final, images, f"{arguments['dataset']}/{category}")
+    return Generated(judges, selection, vqgan, integrator, final, collapse)
 
 
 def _select_prompt(
     recipe: Recipe, images: torch.Tensor, category: str, keyword: str | None, seed: int
-) -> Judges:
-    """CLIP (random weights, if allowed, are a function of the seed), P* for the shots, the perceptual net."""
-    from tgad.assets import LITE0, create_backbone
-    from tgad.assets.clip import resolve_clip
-    from tgad.models.integrator.lightning_model import PERCEPTUAL_OUT_INDICES
-    from tgad.models.prompt_selector import select_prompt
-    from tgad.text.keywords import resolve_keyword
+) -> tuple[Judges, Any]:
+    """The judges every later stage shares (CLIP: random weights, if allowed, are a function of the seed; the
+    perceptual backbone) and P* for the shots (a ``PromptSelection``)."""
+    from tgad.assets import LITE0
+    from tgad.models.integrator.judges import Judges
 
     cfg = recipe.prompt
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        clip, tokenizer, clip_resolved = resolve_clip(
-            cfg.clip_model, cfg.clip_weights, allow_random=cfg.allow_random_clip
-        )
-    sense = resolve_keyword(category, keyword)
-    selection = select_prompt(clip, tokenizer, images, sense, clip_resolved, cfg.num_words, cfg.templates)
+    judges = Judges.resolve(
+        cfg.clip_model, cfg.clip_weights, allow_random_clip=cfg.allow_random_clip, seed=seed, backbone=LITE0
+    )
+    selection = judges.choose_prompt(images, category, keyword, recipe.preset)
     logger.info(
         "P* = %r (score %.4f, clip %s)", selection.best_prompt, selection.best_score, selection.clip_weights
     )
-    backbone, backbone_resolved = create_backbone(
-        LITE0, features_only=True, out_indices=PERCEPTUAL_OUT_INDICES
-    )
-    return Judges(clip, tokenizer, clip_resolved, selection, backbone, backbone_resolved)
+    return judges, selection
 
 
 def _fit_generator(recipe, images, judges, arguments, generator_cache, hw, work, reporter):
@@ -312,12 +314,12 @@ def _fit_generator(recipe, images, judges, arguments, generator_cache, hw, work,
 
     iterations = recipe.run.vqgan_iterations
     fit_file = fit_cache_file(
-        generator_cache, arguments, recipe.run.generator_image_size, judges.backbone_resolved
+        generator_cache, arguments, recipe.run.generator_image_size, judges.backbone_weights
     )
     vqgan = VarianceVQGAN(
         preset=recipe.preset, perceptual_backbone=LITE0, **recipe.overrides().get("vqgan", {})
     )
-    vqgan.attach_perceptual(judges.backbone, judges.backbone_resolved.describe())
+    vqgan.attach_perceptual(judges.perceptual.backbone, judges.backbone_weights)
     fit_note = f"VarianceVQGAN {recipe.preset} fitted for {iterations} iterations"
     if fit_file is not None and fit_file.is_file():
         fit_note += load_fit(vqgan, fit_file)
@@ -336,24 +338,22 @@ def _fit_generator(recipe, images, judges, arguments, generator_cache, hw, work,
     return vqgan.eval(), fit_note
 
 
-def _integrate(recipe, images, judges, vqgan, fit_note, seed, hw, work, reporter):
+def _integrate(recipe, images, judges, prompt, vqgan, fit_note, seed, hw, work, reporter):
     """The Integrator's R rounds (sample, score, keep, update) on one device in float32."""
     from torch.utils.data import DataLoader, TensorDataset
 
     from tgad.models.integrator import Integrator
-    from tgad.models.integrator.lightning_model import PERCEPTUAL_OUT_INDICES
 
     overrides = recipe.overrides().get("integrator", {})
     integrator = Integrator(
         preset=recipe.preset,
         generator_preset=recipe.preset,
-        prompt=judges.selection.best_prompt,
+        prompt=prompt,
         clip_model=recipe.prompt.clip_model,
         seed=seed,
+        judges=judges,
         **{k: v for k, v in overrides.items() if k != "clip_model"},
     )
-    integrator.attach_clip(judges.clip, judges.tokenizer, judges.clip_resolved)
-    integrator.attach_perceptual(judges.backbone, judges.backbone_resolved)
     integrator.attach_generator(vqgan, fit_note)
     if recipe.integrator.rounds > 0:
         loader = DataLoader(TensorDataset(images), batch_size=len(images))
@@ -367,7 +367,7 @@ def _integrate(recipe, images, judges, vqgan, fit_note, seed, hw, work, reporter
     integrator.eval()
     if hw.accelerator != "cpu":  # Lightning hands a fitted module back on the CPU: draw on the device
         integrator.to(torch.device(hw.accelerator))
-        integrator.resolve_judges(PERCEPTUAL_OUT_INDICES)
+        judges.to(integrator.device)
     return integrator
 
 

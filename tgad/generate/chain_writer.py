@@ -58,7 +58,7 @@ def write_generated_set(
     from tgad.generate.figures import save_grid, save_score_histogram
     from tgad.models.prompt_selector import save_selection
 
-    selection, integrator, clip_w = meta["selection"], meta["integrator"], meta["clip_resolved"]
+    selection, integrator, clip_w = meta["selection"], meta["integrator"], meta["judges"].clip_weights
     records = _records(final, shot_ids, shot_paths)
     with atomic_dir(out_dir) as tmp:
         inner = write_extra_set(
@@ -131,14 +131,14 @@ def _config(meta: dict[str, Any], image_size: int) -> dict[str, Any]:
         "diversity_space": integrator.hparams.diversity_space,
         "prompt_selector": {
             "num_words": len(meta["selection"].words),
-            "clip_model": meta["clip_resolved"].name,
+            "clip_model": meta["judges"].clip_weights.name,
         },
         "arguments": meta["arguments"],
     }
 
 
 def _weights(meta: dict[str, Any]) -> dict[str, Any]:
-    clip_w, backbone_w = meta["clip_resolved"], meta["backbone_resolved"]
+    clip_w, backbone_w = meta["judges"].clip_weights, meta["judges"].backbone_weights
     return {
         "clip": clip_w.to_dict() | {"describe": clip_w.describe(), "is_random": clip_w.is_random},
         "backbone": backbone_w.to_dict()
@@ -156,7 +156,7 @@ def _generation_fields(meta: dict[str, Any], final) -> dict[str, Any]:
         "object_name": selection.object_name,
         "synset": selection.synset,
         "clip_weights": selection.clip_weights,
-        "random_clip": meta["clip_resolved"].is_random,
+        "random_clip": meta["judges"].clip_weights.is_random,
         "tau": integrator.tau,
         "tau_requested": cfg.tau,
         "tau_calibration": integrator.tau_calibration,

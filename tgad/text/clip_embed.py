@@ -83,7 +83,8 @@ def encode_text(
     return out
 
 
-def _preprocess_cfg(model: nn.Module) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+def preprocess_cfg(model: nn.Module) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """(input size, mean, std) of an open_clip model: its own preprocess config, OpenAI's stats if none."""
     visual = model.visual
     size = visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
@@ -101,7 +102,7 @@ def prepare_images(model: nn.Module, images: torch.Tensor | Sequence[torch.Tenso
     Returns:
         (B, 3, S, S) tensor.
     """
-    size, mean, std = _preprocess_cfg(model)
+    size, mean, std = preprocess_cfg(model)
     items = [images] if isinstance(images, torch.Tensor) else list(images)
     if not items:
         raise ValueError("no images to embed")

@@ -86,6 +86,15 @@ class IntegratorConfig:
         """Images kept per round (at least one)."""
         return max(1, round(self.keep_fraction * self.samples_per_round))
 
+    @property
+    def levers(self) -> dict[str, int]:
+        """The generator levers as ``VarianceVQGANModel.sample`` keywords."""
+        return {
+            "block": self.target_block,
+            "code_neighbors": self.code_neighbors,
+            "self_similar": self.self_similar,
+        }
+
     @classmethod
     def preset(cls, name: str, **overrides) -> IntegratorConfig:
         """The named preset with fields replaced by ``overrides`` (None values are ignored)."""

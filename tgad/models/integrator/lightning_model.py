@@ -3,8 +3,9 @@
 
 One training step is one round: the batch's images are the shots (set ``train_batch_size >= shots``); after
 ``rounds`` rounds the module stops the trainer (configs set ``trainer.max_epochs: -1``). The generator is a
-fitted VarianceVQGAN from ``generator_checkpoint`` or :meth:`attach_generator`; CLIP and the feature network
-are frozen judges kept out of the checkpoint and rebuilt from ``tgad.assets`` by name.
+fitted VarianceVQGAN from ``generator_checkpoint`` or :meth:`attach_generator`. CLIP and the feature network
+are the frozen :class:`~tgad.models.integrator.judges.Judges`, passed in (``judges=``) or resolved from
+``tgad.assets`` by name in ``setup``; they never enter a checkpoint.
 """
 
 from __future__ import annotations
@@ -23,26 +24,40 @@ from tgad.models.variance_vqgan.torch_model import VarianceVQGANModel
 from . import records
 from .calibration import calibrate_tau
 from .config import IntegratorConfig
-from .judges import JudgesMixin
-from .loss import integrator_loss
+from .judges import PERCEPTUAL_OUT_INDICES, Judges, needs_features
+from .loss import update_generator
 from .names import ScorerName
-from .records import FinalSet, RoundRecord, choose_final, pool_candidates, pool_statistics, round_logs
-from .scorers import Parts, Scorer, random_choice
-from .selection import check_pool, select_diverse
+from .records import (
+    FinalSet,
+    KeptBank,
+    RoundRecord,
+    choose,
+    choose_final,
+    pool_statistics,
+    round_logs,
+    round_record,
+    usable,
+)
+from .scorers import Parts, Scorer, fidelity_gate, resolve_scorer
+from .selection import PoolCheck, check_pool
 from .torch_model import Pool, draw_pool, load_generator_state
 
 logger = logging.getLogger(__name__)
 
-PERCEPTUAL_OUT_INDICES = (1, 2, 3)  # as the VarianceVQGAN's perceptual loss: strides 4, 8, 16
+__all__ = ["PERCEPTUAL_OUT_INDICES", "Integrator", "Judges"]
 
 
-def _images(batch: Any) -> torch.Tensor:
+def _images(batch: Any, normal_only: bool = False) -> torch.Tensor:
+    """A batch's images: a tensor, an anomalib batch (``normal_only``: those labelled normal) or a tuple."""
     if isinstance(batch, torch.Tensor):
         return batch
-    return batch.image if hasattr(batch, "image") else batch[0]
+    if not hasattr(batch, "image"):
+        return batch[0]
+    labels = getattr(batch, "gt_label", None)
+    return batch.image[labels.view(-1) == 0] if normal_only and labels is not None else batch.image
 
 
-class Integrator(JudgesMixin, LightningModule):
+class Integrator(LightningModule):
     """Text-guided knowledge integration over a fitted VarianceVQGAN.
 
     Args:
@@ -61,6 +76,8 @@ class Integrator(JudgesMixin, LightningModule):
         diversity_space: ``perceptual`` (ImageNet features of ``perceptual_backbone``) or ``clip`` embeddings.
         seed: seeds every draw; round r uses seed * 1000 + r.
         test_samples: images of the fresh batch ``test`` scores (default: samples_per_round).
+        judges: CLIP and the feature network already built (the chain's); None = resolved in ``setup`` from
+            ``clip_model``/``clip_weights`` and ``perceptual_backbone``/``perceptual_weights``.
     """
 
     def __init__(
@@ -107,9 +124,10 @@ class Integrator(JudgesMixin, LightningModule):
         perceptual_weights: str | None = None,
         seed: int = 0,
         test_samples: int | None = None,
+        judges: Judges | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["judges"])
         fields = set(IntegratorConfig.__dataclass_fields__)
         self.config = IntegratorConfig.preset(
             preset, **{k: v for k, v in self.hparams.items() if k in fields}
@@ -124,16 +142,12 @@ class Integrator(JudgesMixin, LightningModule):
         self.round_index = 0
         self.history: list[RoundRecord] = []
         self.test_stats: dict[str, float] = {}
-        # Frozen helpers out of the module tree (not in checkpoints), and provenance of everything used.
-        self._aux: dict[str, Any] = {"clip": None, "tokenizer": None, "text": None, "perceptual": None}
-        self.provenance: dict[str, Any] = dict.fromkeys(("clip", "perceptual", "generator", "scorer"))
+        self._judges = judges  # a plain object: outside the module tree, never in a checkpoint
+        self._generator_note: str | None = None  # where the generator came from (None: no generator yet)
+        self._optimizer: torch.optim.Optimizer | None = None  # rounds run without a Trainer
         self.selection = None  # PromptSelection when P* was chosen here
-        self._bank: list[Pool] = []  # kept images of every round
-        self._bank_parts: list[Parts] = []  # their raw scorer parts
-        self._scorer: Scorer | None = None
-        self._scorer_shots: torch.Tensor | None = None
+        self._bank = KeptBank()  # kept images of every round, with their raw scorer parts
         self._shots: torch.Tensor | None = None
-        self._generator_ready = False
 
     def train(self, mode: bool = True) -> Integrator:
         super().train(mode)
@@ -142,19 +156,50 @@ class Integrator(JudgesMixin, LightningModule):
 
     # ----- setup: weights are resolved here, never in __init__ -----
     def setup(self, stage: str) -> None:
-        if self.hparams.generator_checkpoint and not self._generator_ready:
-            self._load_generator(self.hparams.generator_checkpoint)
-        if not self._generator_ready:
+        hp = self.hparams
+        if hp.generator_checkpoint and self._generator_note is None:
+            path, preset = hp.generator_checkpoint, hp.generator_preset or hp.preset
+            self._generator_note = load_generator_state(self.generator, path, preset)
+        if self._generator_note is None:
             raise ValueError(
                 "Integrator has no generator: set generator_checkpoint (fit one with "
                 "`tgad fit --config conf/variance_vqgan/tiny.yaml`) or call attach_generator()"
             )
-        self.resolve_judges(PERCEPTUAL_OUT_INDICES)
+        if self._judges is None:
+            features_for = (self.config, self.generator.config.perceptual_weight, hp.diversity_space)
+            self._judges = Judges.resolve(
+                self.config.clip_model,
+                hp.clip_weights,
+                allow_random_clip=hp.allow_random_clip,
+                seed=hp.seed,
+                backbone=hp.perceptual_backbone if needs_features(*features_for) else None,
+                backbone_weights=hp.perceptual_weights,
+            )
+        self._judges.to(self.device)
 
-    def _load_generator(self, path: str) -> None:
-        preset = self.hparams.generator_preset or self.hparams.preset
-        self.provenance["generator"] = load_generator_state(self.generator, path, preset)
-        self._generator_ready = True
+    def attach_generator(self, generator: torch.nn.Module, provenance: str = "in memory") -> None:
+        """Use a fitted ``VarianceVQGANModel`` (or a ``VarianceVQGAN`` module: its ``.model``)."""
+        model = getattr(generator, "model", generator)
+        if not isinstance(model, VarianceVQGANModel):
+            raise TypeError(
+                f"attach_generator: expected a VarianceVQGAN(Model), got {type(generator).__name__}"
+            )
+        self.generator = model
+        self.generator.quantizer.train(False)
+        self._generator_note = provenance
+
+    @property
+    def judges(self) -> Judges:
+        if self._judges is None:
+            raise ValueError("Integrator has no judges yet: pass judges= or let `setup` resolve them")
+        return self._judges
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Where everything used came from: CLIP, the feature network, the generator, the resolved scorer."""
+        judges = self._judges.provenance if self._judges is not None else {"clip": None, "perceptual": None}
+        scorer = self._judges.scorer_provenance if self._judges is not None else None
+        return judges | {"generator": self._generator_note, "scorer": scorer}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["integrator"] = {
@@ -164,7 +209,7 @@ class Integrator(JudgesMixin, LightningModule):
             "tau_calibration": self.tau_calibration,
             "provenance": {k: str(v) for k, v in self.provenance.items()},
             # the final draw chooses among every round's kept images too
-            **records.rounds_to_checkpoint(self.history, self._bank, self._bank_parts),
+            **records.rounds_to_checkpoint(self.history, self._bank),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -174,24 +219,24 @@ class Integrator(JudgesMixin, LightningModule):
         self.round_index = saved.get("round_index", 0)
         self.tau = saved.get("tau", self.tau)
         self.tau_calibration = saved.get("tau_calibration", [])
-        self.history, self._bank, self._bank_parts = records.rounds_from_checkpoint(saved)
-        self._generator_ready = True  # the checkpoint's state dict holds the integrated generator
+        self.history, self._bank = records.rounds_from_checkpoint(saved)
+        # the checkpoint's state dict holds the integrated generator
+        self._generator_note = self._generator_note or "restored from an Integrator checkpoint"
 
     def _draw(self, shots: torch.Tensor, n: int, seed: int, tau: float | None = None) -> Pool:
-        g = torch.Generator().manual_seed(seed)
-        cfg = self.config
+        g, cfg = torch.Generator().manual_seed(seed), self.config
+        tau = self.tau if tau is None else tau
         return draw_pool(
-            self.generator,
-            shots,
-            n,
-            self.tau if tau is None else tau,
-            cfg.patch_fraction,
-            g,
-            self.hparams.sample_mode,
-            cfg.target_block,
-            cfg.code_neighbors,
-            cfg.self_similar,
+            self.generator, shots, n, tau, cfg.patch_fraction, g, self.hparams.sample_mode, **cfg.levers
         )
+
+    def _draw_checked(self, shots: torch.Tensor, n: int, seed: int, what: str) -> tuple[Pool, PoolCheck]:
+        """A draw and its guards (NaN raises; a collapse is logged, named by ``what``)."""
+        pool = self._draw(shots, n, seed)
+        check = check_pool(pool.images, shots, pool.shot_index)
+        if check.collapsed:
+            logger.warning("Integrator %s: generator collapsed: %s", what, check.reason)
+        return pool, check
 
     # ----- one round -----
     def training_step(self, batch: Any, batch_idx: int) -> None:
@@ -213,63 +258,39 @@ class Integrator(JudgesMixin, LightningModule):
         scorer = self.scorer(shots)
         if r == 0 and cfg.calibrate_tau and not self.tau_calibration:
             self._calibrate_tau(shots)
-        pool = self._draw(shots, cfg.samples_per_round, self.hparams.seed * 1000 + r)
-        check = check_pool(pool.images, shots, pool.shot_index)
-        if check.collapsed:
-            logger.warning("Integrator round %d: generator collapsed: %s", r, check.reason)
+        pool, check = self._draw_checked(
+            shots, cfg.samples_per_round, self.hparams.seed * 1000 + r, f"round {r}"
+        )
         parts = scorer.parts(pool.images.to(self.device))
         scores = scorer.combine(parts)
-        eligible = ~check.constant & ~check.copies
-        if not eligible.any():
-            eligible = ~check.constant
+        eligible = usable(check)
         features, anchors = self.features(pool.images), self.features(shots)
-        if scorer.random:
-            g = torch.Generator().manual_seed(self.hparams.seed * 1000 + r + 250)
-            kept_index = random_choice(len(scores), cfg.keep, eligible, g)
-            passed, threshold = eligible.clone(), math.nan
-        else:
-            sel = select_diverse(scores, features, cfg.keep, cfg.pass_fraction, anchors, eligible)
-            kept_index, passed, threshold = sel.kept, sel.passed, sel.threshold
-        kept = pool.images[kept_index]
-        self._bank.append(Pool(kept.cpu(), pool.shot_index[kept_index], pool.changed[kept_index]))
-        self._bank_parts.append({k: v[kept_index] for k, v in parts.items()})
-        losses = self._update(kept.to(self.device), shots, parts, self._gate(parts), r)
-        rejected = scores[~passed & eligible]  # failed the gate (excluded images never competed)
-        record = RoundRecord(
-            round=r,
-            scores=scores.tolist(),
-            kept=kept_index.tolist(),
-            passed=passed.tolist(),
-            excluded=(~eligible).tolist(),
-            threshold=threshold,
-            kept_mean=float(scores[kept_index].mean()),
-            rejected_mean=float(rejected.mean()) if len(rejected) else math.nan,
-            changed_mean=float(pool.changed.mean()),
-            pixel_spread=check.pixel_spread,
-            novelty_mean=float(torch.cdist(features, anchors).min(dim=1).values.mean()),
-            collapsed=check.collapsed,
-            losses=losses,
-            seconds=time.perf_counter() - start,
-            scorer=scorer.name,
-            parts={k: v.tolist() for k, v in parts.items()},
+        random_g = (
+            torch.Generator().manual_seed(self.hparams.seed * 1000 + r + 250) if scorer.random else None
+        )
+        chosen = choose(scores, features, anchors, eligible, cfg.keep, cfg.pass_fraction, random_g)
+        self._bank.add(pool, chosen[0], parts)
+        kept = pool.images[chosen[0]].to(self.device)
+        losses = self._update(kept, shots, parts, self._gate(parts), r)
+        novelty = torch.cdist(features, anchors).min(dim=1).values
+        seconds = time.perf_counter() - start
+        record = round_record(
+            r, pool, check, scores, parts, chosen, eligible, novelty, losses, seconds, scorer.name
         )
         self.history.append(record)
         self.round_index += 1
         if self._trainer is not None:
             logs = round_logs(record, float(scores.mean()), parts)
             self.log_dict(logs, on_step=True, on_epoch=False, batch_size=len(shots))
+        pool_mean = float(scores.mean())
         logger.info(
-            "Integrator round %d (%s): kept %.4f, pool %.4f",
-            r,
-            scorer.name,
-            record.kept_mean,
-            float(scores.mean()),
+            "Integrator round %d (%s): kept %.4f, pool %.4f", r, scorer.name, record.kept_mean, pool_mean
         )
         return record
 
     def _calibrate_tau(self, shots: torch.Tensor) -> None:
         """tau from the shots alone: the largest on the ladder within the limits (``calibration.py``)."""
-        safe = self.scorer(shots).safe or self.defect_safe(shots)
+        safe = self.scorer(shots).safe or self.judges.defect_safe(shots, self.config, self.hparams.seed)
         seed = self.hparams.seed * 1000 + 333
         self.tau, self.tau_calibration = calibrate_tau(
             lambda tau, n: self._draw(shots, n, seed, tau).images,
@@ -282,55 +303,76 @@ class Integrator(JudgesMixin, LightningModule):
     def _update(
         self, kept: torch.Tensor, shots: torch.Tensor, pool_parts: Parts, gate: float | None, r: int
     ) -> dict[str, float]:
-        cfg, gcfg = self.config, self.generator.config
-        if cfg.update_steps == 0:
+        if self.config.update_steps == 0:
             return {}
         scorer = self.scorer(shots)
         guidance = None if scorer.random else (lambda samples: scorer.guidance(samples, pool_parts, gate))
-        opt = self.optimizers() if self._trainer is not None else self._standalone_optimizer()
-        g = torch.Generator().manual_seed(self.hparams.seed * 1000 + r + 500)
-        sums: dict[str, float] = {}
-        with torch.enable_grad():
-            for _ in range(cfg.update_steps):
-                out = integrator_loss(
-                    self.generator,
-                    kept,
-                    shots,
-                    guidance,
-                    reconstruction_weight=cfg.reconstruction_weight,
-                    guidance_weight=cfg.guidance_weight,
-                    fidelity_weight=cfg.fidelity_weight,
-                    guidance_samples=cfg.guidance_samples,
-                    tau=self.tau,
-                    patch_fraction=cfg.patch_fraction,
-                    perceptual=self.perceptual,
-                    perceptual_weight=gcfg.perceptual_weight,
-                    crop_size=gcfg.crop_size,
-                    mode=self.hparams.sample_mode,
-                    generator=g,
-                    # shot fidelity rewards closeness to the shots: it must not shrink the learned spread
-                    # defect_safe rewards added variation: its gradient may widen the learned spread
-                    variance_grad=scorer.name in ("clip_text", "defect_safe"),
-                    block=cfg.target_block,
-                    self_similar=cfg.self_similar,
-                )
-                opt.zero_grad()
-                if self._trainer is not None:
-                    self.manual_backward(out.total)
-                else:
-                    out.total.backward()
-                opt.step()
-                for k, v in out._asdict().items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach()) / cfg.update_steps
-        return sums
+        if self._trainer is None and self._optimizer is None:  # rounds run without a Trainer
+            self._optimizer = self.configure_optimizers()
+        opt = self.optimizers() if self._trainer is not None else self._optimizer
 
-    def _standalone_optimizer(self) -> torch.optim.Optimizer:
-        if "optimizer" not in self._aux:
-            self._aux["optimizer"] = self.configure_optimizers()
-        return self._aux["optimizer"]
+        def step(loss: torch.Tensor) -> None:
+            opt.zero_grad()
+            self.manual_backward(loss) if self._trainer is not None else loss.backward()
+            opt.step()
+
+        return update_generator(
+            self.generator,
+            kept,
+            shots,
+            guidance,
+            self.config,
+            self.tau,
+            step,
+            perceptual=self.judges.perceptual,
+            mode=self.hparams.sample_mode,
+            # shot fidelity rewards closeness to the shots: it must not shrink the learned spread
+            # defect_safe rewards added variation: its gradient may widen the learned spread
+            variance_grad=scorer.name in ("clip_text", "defect_safe"),
+            generator=torch.Generator().manual_seed(self.hparams.seed * 1000 + r + 500),
+        )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.generator.parameters(), lr=self.config.learning_rate, betas=(0.5, 0.9))
+
+    # ----- scoring: the judges, for this module's shots, P* and settings -----
+    def _ensure_prompt(self, shots: torch.Tensor) -> None:
+        """P* is chosen from ``shots`` with the PromptSelector when none was given."""
+        if self.prompt is None:
+            datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+            category = self.hparams.category or getattr(datamodule, "category", None)
+            self.selection = self.judges.choose_prompt(
+                shots, category, self.hparams.keyword, self.hparams.preset
+            )
+            self.prompt = self.selection.best_prompt
+            logger.info("Integrator: P* = %r (score %.4f)", self.prompt, self.selection.best_score)
+
+    @property
+    def scorer_name(self) -> str:
+        """The resolved scorer (``auto`` answered by whether CLIP's weights are real)."""
+        return resolve_scorer(self.config.scorer, self.judges.clip_weights.is_random)[0]
+
+    def scorer(self, shots: torch.Tensor | None = None) -> Scorer:
+        """The scorer for ``shots`` (default: the last round's), built by the judges."""
+        shots = self._shots if shots is None else shots
+        if shots is None:
+            raise ValueError("Integrator: no shots to score against; run a round first or pass shots=")
+        return self.judges.scorer(shots, self.prompt, self.config, self.hparams.seed)
+
+    @torch.no_grad()
+    def score(self, images: torch.Tensor) -> torch.Tensor:
+        """(B,) scores of [0, 1] images by the resolved scorer (``combined``: z-scored within ``images``)."""
+        return self.scorer().score(images.to(self.device)).cpu()
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, F) diversity vectors (``diversity_space``), on the CPU."""
+        return self.judges.features(images.to(self.device), self.hparams.diversity_space).cpu()
+
+    def _gate(self, parts: Parts) -> float | None:
+        """The shot-fidelity hinge of the guidance: the first round's gate distance (this round's in round 0)."""
+        first = self.history[0].parts.get("shot_fidelity") if self.history else None
+        values = torch.tensor(first) if first else parts.get("shot_fidelity")
+        return None if values is None else fidelity_gate(values, self.config.pass_fraction)
 
     # ----- the final N images -----
     @torch.no_grad()
@@ -343,37 +385,24 @@ class Integrator(JudgesMixin, LightningModule):
             FloatingPointError: NaN/inf in the draw. ValueError: fewer than ``n`` usable candidates.
         """
         cfg = self.config
-        shots = shots if shots is not None else self._shots
+        rounds_shots, shots = self._shots, (shots if shots is not None else self._shots)
         if shots is None:
             raise ValueError("Integrator.generate: no shots; run a round first or pass shots=")
         shots = self._shots = shots.float().to(self.device)
         scorer = self.scorer(shots)
-        bank, bank_parts = (
-            (self._bank, self._bank_parts) if torch.equal(self._scorer_shots, shots) else ([], [])
-        )
-        banked = sum(len(b.images) for b in bank)
-        fresh = max(n, math.ceil(cfg.final_pool_factor * n) - banked)
+        # the rounds' kept images compete when they came from these shots (or a resumed fit's bank)
+        same = rounds_shots is None or torch.equal(rounds_shots.cpu(), shots.cpu())
+        bank = self._bank if same else KeptBank()
+        fresh = max(n, math.ceil(cfg.final_pool_factor * n) - bank.images)
         seed = self.hparams.seed * 1000 + 999 if seed is None else seed
-        pool = self._draw(shots, fresh, seed)
-        check = check_pool(pool.images, shots, pool.shot_index)
-        if check.collapsed:
-            logger.warning("Integrator: the final draw collapsed: %s", check.reason)
+        pool, check = self._draw_checked(shots, fresh, seed, "final draw")
         fresh_parts = scorer.parts(pool.images.to(self.device))
-        candidates, rounds, parts = pool_candidates(pool, fresh_parts, self.round_index, bank, bank_parts)
-        anchors = self.features(shots)
+        candidates, rounds, parts = bank.candidates(pool, fresh_parts, self.round_index)
         random_g = torch.Generator().manual_seed(seed + 250) if scorer.random else None
+        scores, features = scorer.combine(parts), self.features(candidates.images)
+        anchors = self.features(shots)
         return choose_final(
-            candidates,
-            rounds,
-            scorer.combine(parts),
-            self.features(candidates.images),
-            shots,
-            anchors,
-            n,
-            cfg.pass_fraction,
-            check,
-            parts=parts,
-            random_generator=random_g,
+            candidates, rounds, scores, features, shots, anchors, n, cfg.pass_fraction, check, parts, random_g
         )
 
     # ----- test: score statistics of a fresh batch -----
@@ -381,10 +410,7 @@ class Integrator(JudgesMixin, LightningModule):
         datamodule = self.trainer.datamodule
         if datamodule is None:
             raise ValueError("Integrator test needs a datamodule with the shots (`data:` in the config)")
-        shots = []
-        for batch in datamodule.train_dataloader():
-            images, labels = _images(batch), getattr(batch, "gt_label", None)
-            shots.append(images if labels is None else images[labels.view(-1) == 0])
+        shots = [_images(batch, normal_only=True) for batch in datamodule.train_dataloader()]
         self._shots = torch.cat(shots).float().to(self.device)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
@@ -392,12 +418,9 @@ class Integrator(JudgesMixin, LightningModule):
         if batch_idx > 0:
             return
         n = self.hparams.test_samples or self.config.samples_per_round
-        pool = self._draw(self._shots, n, self.hparams.seed * 1000 + 777)
-        check = check_pool(pool.images, self._shots, pool.shot_index)
-        parts = self.scorer(self._shots).parts(pool.images.to(self.device))
-        scores = self.scorer().combine(parts)
-        stats = pool_statistics(scores, parts, self.features(pool.images), check)
+        pool, check = self._draw_checked(self._shots, n, self.hparams.seed * 1000 + 777, "test")
+        scorer = self.scorer(self._shots)
+        parts = scorer.parts(pool.images.to(self.device))
+        stats = pool_statistics(scorer.combine(parts), parts, self.features(pool.images), check)
         self.test_stats = {k: float(v) for k, v in stats.items()}
         self.log_dict(stats, batch_size=n)
-        if check.collapsed:
-            logger.warning("Integrator test: generator collapsed: %s", check.reason)

@@ -12,6 +12,7 @@ from torch import nn
 
 from tgad.models.variance_vqgan.torch_model import SampleMode, VarianceVQGANModel
 
+from .config import IntegratorConfig
 from .torch_model import differentiable_samples, random_crop
 
 Guidance = Callable[[torch.Tensor], torch.Tensor]  # (B, 3, H, W) samples -> scalar loss, lower is better
@@ -84,3 +85,48 @@ def integrator_loss(
         guide = guidance(samples[:guidance_samples])
     total = reconstruction_weight * rec + guidance_weight * guide + fidelity_weight * fid
     return IntegratorLossOutput(total, rec, guide, fid)
+
+
+def update_generator(
+    model: VarianceVQGANModel,
+    kept: torch.Tensor,
+    shots: torch.Tensor,
+    guidance: Guidance | None,
+    cfg: IntegratorConfig,
+    tau: float,
+    step: Callable[[torch.Tensor], None],
+    *,
+    perceptual: nn.Module | None,
+    mode: SampleMode,
+    variance_grad: bool,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """A round's update: ``cfg.update_steps`` steps on :func:`integrator_loss`, each handed to ``step`` (zero the
+    gradients, backpropagate, step the optimiser); returns the mean of every loss part over the steps."""
+    sums: dict[str, float] = {}
+    with torch.enable_grad():
+        for _ in range(cfg.update_steps):
+            out = integrator_loss(
+                model,
+                kept,
+                shots,
+                guidance,
+                reconstruction_weight=cfg.reconstruction_weight,
+                guidance_weight=cfg.guidance_weight,
+                fidelity_weight=cfg.fidelity_weight,
+                guidance_samples=cfg.guidance_samples,
+                tau=tau,
+                patch_fraction=cfg.patch_fraction,
+                perceptual=perceptual,
+                perceptual_weight=model.config.perceptual_weight,
+                crop_size=model.config.crop_size,
+                mode=mode,
+                generator=generator,
+                variance_grad=variance_grad,
+                block=cfg.target_block,
+                self_similar=cfg.self_similar,
+            )
+            step(out.total)
+            for k, v in out._asdict().items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) / cfg.update_steps
+    return sums

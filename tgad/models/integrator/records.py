@@ -48,22 +48,101 @@ class FinalSet(NamedTuple):
     parts: dict[str, torch.Tensor] = {}  # raw (N,) part values of each image
 
 
-def pool_candidates(
-    fresh: Pool, fresh_parts: dict[str, torch.Tensor], fresh_round: int, bank: list[Pool], bank_parts: list
-) -> tuple[Pool, torch.Tensor, dict[str, torch.Tensor]]:
-    """The final draw and every round's kept images as one candidate pool, with each image's round (the
-    fresh draw counts as ``fresh_round``) and its raw scorer parts."""
-    candidates = Pool(
-        torch.cat([fresh.images, *[b.images for b in bank]]),  # (C, 3, H, W)
-        torch.cat([fresh.shot_index, *[b.shot_index for b in bank]]),
-        torch.cat([fresh.changed, *[b.changed for b in bank]]),
+class KeptBank:
+    """Every round's kept images with their raw scorer parts: the final draw chooses among them too, and a
+    checkpoint carries them so a resumed fit ends as an uninterrupted one."""
+
+    def __init__(self, pools: list[Pool] | None = None, parts: list[dict] | None = None) -> None:
+        self.pools, self.parts = list(pools or []), list(parts or [])
+
+    def __len__(self) -> int:
+        return len(self.pools)
+
+    @property
+    def images(self) -> int:
+        return sum(len(pool.images) for pool in self.pools)
+
+    def add(self, pool: Pool, kept: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
+        """Keep ``pool``'s images at indices ``kept`` (on the CPU) and their parts."""
+        self.pools.append(Pool(pool.images[kept].cpu(), pool.shot_index[kept], pool.changed[kept]))
+        self.parts.append({k: v[kept] for k, v in parts.items()})
+
+    def candidates(
+        self, fresh: Pool, fresh_parts: dict[str, torch.Tensor], fresh_round: int
+    ) -> tuple[Pool, torch.Tensor, dict[str, torch.Tensor]]:
+        """The final draw and every round's kept images as one candidate pool, with each image's round (the
+        fresh draw counts as ``fresh_round``) and its raw scorer parts."""
+        pools = [fresh, *self.pools]
+        candidates = Pool(*(torch.cat(column) for column in zip(*pools, strict=True)))  # (C, ...) each
+        rounds = torch.cat(
+            [torch.full((len(fresh.images),), fresh_round)]
+            + [torch.full((len(b.images),), i) for i, b in enumerate(self.pools)]
+        )
+        parts = {k: torch.cat([v, *[b[k] for b in self.parts]]) for k, v in fresh_parts.items()}
+        return candidates, rounds, parts
+
+
+def usable(check: PoolCheck) -> torch.Tensor:
+    """(M,) which samples may be kept: neither constant nor an exact copy of their shot (copies only if
+    nothing else is left)."""
+    eligible = ~check.constant & ~check.copies
+    return eligible if eligible.any() else ~check.constant
+
+
+def choose(
+    scores: torch.Tensor,
+    features: torch.Tensor,
+    anchors: torch.Tensor,
+    eligible: torch.Tensor,
+    keep: int,
+    pass_fraction: float,
+    random_generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(kept indices in pick order, (M,) passed the gate, the gate's threshold): the score gate then
+    farthest-point diversity from the shots' ``anchors``, or a uniformly random choice among the eligible when
+    ``random_generator`` is given (the ``none`` scorer: everything eligible passes, no threshold)."""
+    if random_generator is not None:
+        kept = random_choice(len(scores), keep, eligible, random_generator)
+        return kept, eligible.clone(), math.nan
+    sel = select_diverse(scores, features, keep, pass_fraction, anchors, eligible)
+    return sel.kept, sel.passed, sel.threshold
+
+
+def round_record(
+    r: int,
+    pool: Pool,
+    check: PoolCheck,
+    scores: torch.Tensor,
+    parts: dict[str, torch.Tensor],
+    chosen: tuple[torch.Tensor, torch.Tensor, float],
+    eligible: torch.Tensor,
+    novelty: torch.Tensor,
+    losses: dict[str, float],
+    seconds: float,
+    scorer: str,
+) -> RoundRecord:
+    """The record of round ``r``: what was scored, kept (``chosen`` from :func:`choose`) and why; ``novelty``
+    is each sample's feature distance to the nearest shot."""
+    kept, passed, threshold = chosen
+    rejected = scores[~passed & eligible]  # failed the gate (excluded images never competed)
+    return RoundRecord(
+        round=r,
+        scores=scores.tolist(),
+        kept=kept.tolist(),
+        passed=passed.tolist(),
+        excluded=(~eligible).tolist(),
+        threshold=threshold,
+        kept_mean=float(scores[kept].mean()),
+        rejected_mean=float(rejected.mean()) if len(rejected) else math.nan,
+        changed_mean=float(pool.changed.mean()),
+        pixel_spread=check.pixel_spread,
+        novelty_mean=float(novelty.mean()),
+        collapsed=check.collapsed,
+        losses=losses,
+        seconds=seconds,
+        scorer=scorer,
+        parts={k: v.tolist() for k, v in parts.items()},
     )
-    rounds = torch.cat(
-        [torch.full((len(fresh.images),), fresh_round)]
-        + [torch.full((len(b.images),), i) for i, b in enumerate(bank)]
-    )
-    parts = {k: torch.cat([v, *[b[k] for b in bank_parts]]) for k, v in fresh_parts.items()}
-    return candidates, rounds, parts
 
 
 def choose_final(
@@ -94,11 +173,7 @@ def choose_final(
         eligible = ~full.constant
     if int(eligible.sum()) < n:
         raise ValueError(f"Integrator.generate: only {int(eligible.sum())} non-constant images for n={n}")
-    if random_generator is not None:
-        k, threshold = random_choice(len(scores), n, eligible, random_generator), float("nan")
-    else:
-        sel = select_diverse(scores, features, n, pass_fraction, anchors, eligible)
-        k, threshold = sel.kept, sel.threshold
+    k, _, threshold = choose(scores, features, anchors, eligible, n, pass_fraction, random_generator)
     novelty = torch.cdist(features[k], anchors).min(dim=1).values
     return FinalSet(
         candidates.images[k],
@@ -147,19 +222,18 @@ def pool_statistics(
     return stats | {f"test/{k}_mean": v.mean() for k, v in parts.items()}
 
 
-def rounds_to_checkpoint(
-    history: list[RoundRecord], bank: list[Pool], bank_parts: list[dict]
-) -> dict[str, Any]:
+def rounds_to_checkpoint(history: list[RoundRecord], bank: KeptBank) -> dict[str, Any]:
     """The round history and every round's kept images with their score parts, as plain checkpoint data
     (tensors, lists, numbers: loadable with ``weights_only=True``)."""
     return {
         "history": [r._asdict() for r in history],
-        "bank": [pool._asdict() for pool in bank],
-        "bank_parts": list(bank_parts),
+        "bank": [pool._asdict() for pool in bank.pools],
+        "bank_parts": list(bank.parts),
     }
 
 
-def rounds_from_checkpoint(saved: dict[str, Any]) -> tuple[list[RoundRecord], list[Pool], list[dict]]:
+def rounds_from_checkpoint(saved: dict[str, Any]) -> tuple[list[RoundRecord], KeptBank]:
     """The inverse of :func:`rounds_to_checkpoint` (empty for checkpoints written before it existed)."""
     history = [RoundRecord(**record) for record in saved.get("history", [])]
-    return history, [Pool(**pool) for pool in saved.get("bank", [])], list(saved.get("bank_parts", []))
+    pools = [Pool(**pool) for pool in saved.get("bank", [])]
+    return history, KeptBank(pools, saved.get("bank_parts", []))

@@ -18,14 +18,14 @@ from lightning.pytorch import LightningModule
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 from torchvision.utils import make_grid, save_image
 
+from tgad.assets.weights import ResolvedWeights
+
 from .augment import AugmentConfig, make_views
 from .config import VQGANConfig
-from .loss import PerceptualLoss, generator_loss, hinge_d_loss
+from .loss import PERCEPTUAL_OUT_INDICES, PerceptualLoss, generator_loss, hinge_d_loss
 from .torch_model import PatchDiscriminator, SampleMode, SampleOutput, VarianceVQGANModel
 
 logger = logging.getLogger(__name__)
-
-PERCEPTUAL_OUT_INDICES = (1, 2, 3)  # strides 4, 8, 16 on timm CNNs: texture to parts
 
 
 def _images(batch: Any) -> torch.Tensor:
@@ -114,9 +114,12 @@ class VarianceVQGAN(LightningModule):
         self._feature_distances: list[torch.Tensor] = []
 
     # ----- perceptual network: an explicit hook, never built in __init__ -----
-    def attach_perceptual(self, backbone: torch.nn.Module, provenance: str = "given") -> None:
-        """Use ``backbone`` (a features_only timm model) as the perceptual network."""
-        self._aux.update(perceptual=PerceptualLoss(backbone), provenance=provenance)
+    def attach_perceptual(self, backbone: torch.nn.Module, weights: ResolvedWeights | None = None) -> None:
+        """Use ``backbone`` (a features_only timm model) as the perceptual network, fed the input normalisation
+        of its ``weights`` (ImageNet's when none are named)."""
+        norm = {"mean": weights.mean, "std": weights.std} if weights is not None else {}
+        provenance = weights.describe() if weights is not None else "given"
+        self._aux.update(perceptual=PerceptualLoss(backbone, **norm), provenance=provenance)
 
     @property
     def perceptual(self) -> PerceptualLoss | None:
@@ -137,7 +140,7 @@ class VarianceVQGAN(LightningModule):
                 out_indices=PERCEPTUAL_OUT_INDICES,
                 local_file=self.hparams.perceptual_weights,
             )
-            self.attach_perceptual(backbone, resolved.describe())
+            self.attach_perceptual(backbone, resolved)
             logger.info("VarianceVQGAN perceptual network: %s", resolved.describe())
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

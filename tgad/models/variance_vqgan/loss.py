@@ -8,24 +8,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tgad.assets.weights import IMAGENET_MEAN, IMAGENET_STD
+
 from .torch_model import ModelOutput
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+PERCEPTUAL_OUT_INDICES = (1, 2, 3)  # timm features_only maps at strides 4, 8, 16: texture to parts
 
 
 class PerceptualLoss(nn.Module):
     """LPIPS-like distance without learned weights: squared difference of channel-normalised CNN features.
 
     The backbone (a timm ``features_only`` model returning a list of maps) is passed in, never built here:
-    ``tgad.assets.create_backbone`` decides where its weights come from. It stays frozen and in eval mode.
+    ``tgad.assets.create_backbone`` decides where its weights come from, and ``mean``/``std`` are the input
+    normalisation those weights were trained with (``ResolvedWeights.mean/std``). It stays frozen, in eval mode.
     """
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+    ) -> None:
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(False)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def train(self, mode: bool = True) -> PerceptualLoss:
         return super().train(False)  # BatchNorm statistics of the pretrained net must not move
