@@ -290,5 +290,7 @@ def test_judges_passed_in_are_used_as_given_and_stay_out_of_the_checkpoint(fitte
     # the feature network is fed the normalisation its weights record (Lite0: 0.5, not ImageNet's)
     assert provenance["perceptual"]["mean"] == list(passed.backbone_weights.mean) == [0.5] * 3
     assert passed.perceptual.mean.flatten().tolist() == [0.5] * 3
+    scorer = module.scorer()  # built once per shots and settings; a move to the same device keeps it
+    assert passed.to("cpu").scorer(shot, module.prompt, module.config, 0) is scorer
     with pytest.raises(ValueError, match="no judges yet"):
         _ = Integrator(preset="tiny").judges

@@ -103,7 +103,14 @@ class Judges:
             )
         return cls(clip, tokenizer, clip_resolved, net, net_resolved)
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.clip.parameters()).device
+
     def to(self, device: torch.device | str) -> Judges:
+        """Move the networks; what was computed on another device (text embeddings, the scorer) is dropped."""
+        if torch.device(device) == self.device:
+            return self
         self.clip.to(device)
         if self.perceptual is not None:
             self.perceptual.to(device)

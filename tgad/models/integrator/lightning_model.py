@@ -177,6 +177,9 @@ class Integrator(LightningModule):
             )
         self._judges.to(self.device)
 
+    def on_fit_start(self) -> None:
+        self.judges.to(self.device)  # ``setup`` runs before the strategy moves the module to its device
+
     def attach_generator(self, generator: torch.nn.Module, provenance: str = "in memory") -> None:
         """Use a fitted ``VarianceVQGANModel`` (or a ``VarianceVQGAN`` module: its ``.model``)."""
         model = getattr(generator, "model", generator)
@@ -407,6 +410,7 @@ class Integrator(LightningModule):
 
     # ----- test: score statistics of a fresh batch -----
     def on_test_start(self) -> None:
+        self.judges.to(self.device)
         datamodule = self.trainer.datamodule
         if datamodule is None:
             raise ValueError("Integrator test needs a datamodule with the shots (`data:` in the config)")
