@@ -67,13 +67,27 @@ def batchnorm_table() -> list[str]:
     return lines
 
 
+CONDITIONS = ("shots", "plain_aug", "aug_select", "tgad", "tgad_aug", "tgad_select")
+
+
 def _rows(folder: Path) -> dict[tuple, dict]:
+    """(category, condition, seed) -> row of the ``fair_k1`` runs under ``folder`` (generated sets: defect_safe)."""
     rows = {}
     for path in folder.glob("*/fair_k1/results.csv"):
         for r in csv.DictReader(path.open()):
-            if r["condition"] in ("shots", "plain_aug"):
+            if (
+                r["condition"] in CONDITIONS
+                and r["scorer"] in ("", "defect_safe")
+                and r["model"] == "patchcore"
+            ):
                 rows[(r["category"], r["condition"], r["seed"])] = r
     return rows
+
+
+def _cell(a: list[float], b: list[float]) -> str:
+    d = [y - x for x, y in zip(a, b, strict=True)]
+    sd = statistics.stdev(d) if len(d) > 1 else 0.0
+    return f"{statistics.fmean(a):.3f} -> {statistics.fmean(b):.3f} ({statistics.fmean(d):+.3f} ± {sd:.3f})"
 
 
 def detector_table() -> list[str]:
@@ -85,33 +99,70 @@ def detector_table() -> list[str]:
         assert new[key]["shot_ids"] == old[key]["shot_ids"], key  # same shots, or the comparison is void
     categories = sorted({k[0] for k in keys})
     lines = [
-        f"{len(keys)} paired rows (category, condition, seed); PatchCore 1-shot, cpu preset, 256 px. Each cell:",
-        "ImageNet -> weights' normalisation, mean over seeds (paired difference mean ± std over seeds).",
+        f"{len(keys)} paired rows (category, condition, seed); PatchCore 1-shot, cpu preset, 256 px, 64 extra",
+        "images; generated sets: defect_safe, calibrated tau, 300 VarianceVQGAN iterations. Each cell: ImageNet ->",
+        "the weights' normalisation, mean over the seeds both runs have (paired difference mean ± std over",
+        "seeds). The `mean` rows average the categories per seed, over the seeds every category has.",
         "",
-        "| category | condition | n | " + " | ".join(METRICS) + " |",
+        "| category | condition | seeds | " + " | ".join(METRICS) + " |",
         "|---|---|---|" + "---|" * len(METRICS),
     ]
     for category in [*categories, "mean"]:
-        for condition in ("shots", "plain_aug"):
-            pairs = [k for k in keys if k[1] == condition and (category == "mean" or k[0] == category)]
-            if not pairs:
+        for condition in CONDITIONS:
+            members = categories if category == "mean" else [category]
+            seeds = sorted(
+                {k[2] for k in keys if k[1] == condition}
+                & set.intersection(*({k[2] for k in keys if k[:2] == (c, condition)} for c in members))
+            )
+            if not seeds:
                 continue
             cells = []
             for metric in METRICS:
-                if category == "mean":  # per seed, the mean over categories
-                    seeds = sorted({k[2] for k in pairs})
-                    a = [statistics.fmean(float(old[k][metric]) for k in pairs if k[2] == s) for s in seeds]
-                    b = [statistics.fmean(float(new[k][metric]) for k in pairs if k[2] == s) for s in seeds]
-                else:
-                    a = [float(old[k][metric]) for k in pairs]
-                    b = [float(new[k][metric]) for k in pairs]
-                d = [y - x for x, y in zip(a, b, strict=True)]
-                sd = statistics.stdev(d) if len(d) > 1 else 0.0
-                cells.append(
-                    f"{statistics.fmean(a):.3f} -> {statistics.fmean(b):.3f} ({statistics.fmean(d):+.3f} ± {sd:.3f})"
-                )
+                a = [statistics.fmean(float(old[(c, condition, s)][metric]) for c in members) for s in seeds]
+                b = [statistics.fmean(float(new[(c, condition, s)][metric]) for c in members) for s in seeds]
+                cells.append(_cell(a, b))
             name = "**mean**" if category == "mean" else category
-            lines.append(f"| {name} | {condition} | {len(pairs)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {name} | {condition} | {' '.join(seeds)} | " + " | ".join(cells) + " |")
+    return lines + ["", *delta_table(new, old, categories)]
+
+
+def delta_table(new: dict, old: dict, categories: list[str]) -> list[str]:
+    """Image AUROC of each condition minus plain_aug's, paired by category and seed, before and after."""
+    lines = [
+        "Image AUROC minus `plain_aug`'s (same category and seed; `mean`: over categories per seed), mean ± std",
+        "over the seeds every category in the row has for both conditions, in both runs:",
+        "",
+        "| category | condition | seeds | ImageNet | weights' normalisation |",
+        "|---|---|---|---|---|",
+    ]
+    for category in [*categories, "mean"]:
+        members = categories if category == "mean" else [category]
+        for condition in CONDITIONS:
+            if condition == "plain_aug":
+                continue
+            have = [
+                {k[2] for k in rows if k[:2] == (c, condition)}
+                & {k[2] for k in rows if k[:2] == (c, "plain_aug")}
+                for rows in (new, old)
+                for c in members
+            ]
+            seeds = sorted(set.intersection(*have))
+            if not seeds:
+                continue
+            cells = []
+            for rows in (old, new):
+                d = [
+                    statistics.fmean(
+                        float(rows[(c, condition, s)]["image_auroc"])
+                        - float(rows[(c, "plain_aug", s)]["image_auroc"])
+                        for c in members
+                    )
+                    for s in seeds
+                ]
+                sd = statistics.stdev(d) if len(d) > 1 else 0.0
+                cells.append(f"{statistics.fmean(d):+.3f} ± {sd:.3f}")
+            name = "**mean**" if category == "mean" else category
+            lines.append(f"| {name} | {condition} | {' '.join(seeds)} | {cells[0]} | {cells[1]} |")
     return lines
 
 
