@@ -61,13 +61,13 @@ def encode_text(
     """
     if not prompts:
         raise ValueError("encode_text needs at least one prompt")
-    key = (model_fingerprint(model), tuple(prompts))
+    device = next(model.parameters()).device
+    key = (model_fingerprint(model), str(device), tuple(prompts))  # a moved model answers on its new device
     if cache and key in _TEXT_CACHE:
         _stats["hits"] += 1
         _TEXT_CACHE.move_to_end(key)
         return _TEXT_CACHE[key].clone()
     _stats["misses"] += 1
-    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     chunks = []

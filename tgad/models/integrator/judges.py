@@ -10,7 +10,7 @@ a config gets one from :meth:`Judges.resolve`, which reads weights through ``tga
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -45,6 +45,13 @@ def needs_features(cfg: IntegratorConfig, perceptual_weight: float, diversity_sp
     )
 
 
+class _BuiltScorer(NamedTuple):
+    key: tuple  # (prompt, IntegratorConfig, seed)
+    shots: torch.Tensor
+    scorer: Scorer
+    provenance: dict[str, Any]
+
+
 class Judges:
     """CLIP + tokenizer and (optionally) a timm ``features_only`` backbone, with the weights each was resolved
     from; the backbone is fed the normalisation its weights record.
@@ -72,8 +79,7 @@ class Judges:
             if backbone is not None
             else None
         )
-        self._texts: dict[str, torch.Tensor] = {}
-        self._scorer: tuple[tuple, torch.Tensor, Scorer, dict[str, Any]] | None = None
+        self._scorer: _BuiltScorer | None = None
 
     @classmethod
     def resolve(
@@ -108,13 +114,12 @@ class Judges:
         return next(self.clip.parameters()).device
 
     def to(self, device: torch.device | str) -> Judges:
-        """Move the networks; what was computed on another device (text embeddings, the scorer) is dropped."""
+        """Move the networks; a scorer built on another device is dropped."""
         if torch.device(device) == self.device:
             return self
         self.clip.to(device)
         if self.perceptual is not None:
             self.perceptual.to(device)
-        self._texts.clear()
         self._scorer = None
         return self
 
@@ -129,12 +134,10 @@ class Judges:
 
     # ----- CLIP -----
     def text(self, prompt: str) -> torch.Tensor:
-        """P*'s unit text embedding (D,), computed once per prompt."""
-        if prompt not in self._texts:
-            from tgad.text.clip_embed import encode_text
+        """P*'s unit text embedding (D,) (``encode_text`` caches it per model, device and prompt)."""
+        from tgad.text.clip_embed import encode_text
 
-            self._texts[prompt] = encode_text(self.clip, self.tokenizer, [prompt])[0]
-        return self._texts[prompt]
+        return encode_text(self.clip, self.tokenizer, [prompt])[0]
 
     def choose_prompt(
         self, shots: torch.Tensor, category: str | None, keyword: str | None, preset: str
@@ -171,8 +174,9 @@ class Judges:
         """The ``cfg.scorer`` scorer of ``shots`` (built on first use, rebuilt when shots or settings change);
         :meth:`scorer_provenance` says what it resolved to and why."""
         key = (prompt, cfg, seed)
-        if self._scorer is not None and self._scorer[0] == key and torch.equal(self._scorer[1], shots):
-            return self._scorer[2]
+        built = self._scorer
+        if built is not None and built.key == key and torch.equal(built.shots, shots):
+            return built.scorer
         name, why = resolve_scorer(cfg.scorer, self.clip_weights.is_random)
         if name in ("clip_text", "combined") and prompt is None:
             raise ValueError(f"Integrator: the {name} scorer needs P*; pass prompt= or let a round choose it")
@@ -196,12 +200,12 @@ class Judges:
             + (["shot_fidelity"] if fidelity else [])
             + ([*SAFE_PARTS, "defect_safe"] if safe else []),
         }
-        self._scorer = (key, shots.detach().clone(), scorer, provenance)
+        self._scorer = _BuiltScorer(key, shots.detach().clone(), scorer, provenance)
         return scorer
 
     @property
     def scorer_provenance(self) -> dict[str, Any] | None:
-        return None if self._scorer is None else self._scorer[3]
+        return None if self._scorer is None else self._scorer.provenance
 
     def defect_safe(
         self,

@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["PERCEPTUAL_OUT_INDICES", "Integrator", "Judges"]
 
+# What a checkpoint restores besides the round history and the kept bank (a fresh module's values otherwise).
+_ROUND_STATE = ("prompt", "round_index", "tau", "tau_calibration")
+
 
 def _images(batch: Any, normal_only: bool = False) -> torch.Tensor:
     """A batch's images: a tensor, an anomalib batch (``normal_only``: those labelled normal) or a tuple."""
@@ -206,10 +209,7 @@ class Integrator(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["integrator"] = {
-            "prompt": self.prompt,
-            "round_index": self.round_index,
-            "tau": self.tau,
-            "tau_calibration": self.tau_calibration,
+            **{name: getattr(self, name) for name in _ROUND_STATE},
             "provenance": {k: str(v) for k, v in self.provenance.items()},
             # the final draw chooses among every round's kept images too
             **records.rounds_to_checkpoint(self.history, self._bank),
@@ -218,10 +218,8 @@ class Integrator(LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Everything a round leaves behind, so a fit resumed after round r ends as an uninterrupted one."""
         saved = checkpoint.get("integrator", {})
-        self.prompt = saved.get("prompt", self.prompt)
-        self.round_index = saved.get("round_index", 0)
-        self.tau = saved.get("tau", self.tau)
-        self.tau_calibration = saved.get("tau_calibration", [])
+        for name in _ROUND_STATE:
+            setattr(self, name, saved.get(name, getattr(self, name)))
         self.history, self._bank = records.rounds_from_checkpoint(saved)
         # the checkpoint's state dict holds the integrated generator
         self._generator_note = self._generator_note or "restored from an Integrator checkpoint"
