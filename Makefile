@@ -15,9 +15,9 @@ SEEDS ?= 0
 MODELS ?= patchcore
 PRESET ?= cpu
 N_GEN ?= 64
-# optional: NAME (results/<dataset>/<name>), CONDITIONS (default: shots plain_aug tgad tgad_aug), SCORERS
-# (default: auto = combined with real CLIP, shot_fidelity with random CLIP; e.g. "shot_fidelity none" for the
-# selection ablation), BENCHMARK_ARGS (any other `tgad benchmark` option, e.g. --no-wandb)
+# optional: NAME (results/<dataset>/<name>), CONDITIONS (default: all six), SCORERS (default: the preset's,
+# cpu: defect_safe with tau calibrated from the shots; e.g. "shot_fidelity none" for the selection ablation),
+# BENCHMARK_ARGS (any other `tgad benchmark` option, e.g. --no-wandb)
 NAME ?=
 # EXECUTOR=ray runs the grid as Ray tasks (local cores, or RAY_ADDRESS=... to join a cluster)
 EXECUTOR ?= sequential

@@ -141,3 +141,30 @@ def test_tau_calibration_stops_where_samples_leave_the_shots_own_variation(featu
     assert records[0]["implausible"] <= 0.02 < records[-1]["implausible"]
     assert TAU_LADDER[0] <= limited < unlimited
     assert all(r["implausible"] <= 0.02 for r in records if r["tau"] <= limited)
+
+
+def _reference_defect_scores(safe: DefectSafe, feats: torch.Tensor) -> torch.Tensor:
+    """The unpruned rule: every defect patch against every candidate patch, one candidate at a time."""
+    from tgad.features.patches import nearest_distances
+
+    return torch.stack(
+        [torch.minimum(safe.defect_d0, nearest_distances(safe.defect_features, c)).amax(1) for c in feats], 1
+    )
+
+
+def test_pruned_defect_scores_equal_the_full_computation_also_when_a_candidate_covers_the_defect():
+    from tgad.features.patches import nearest_distances
+
+    g = torch.Generator().manual_seed(0)
+    safe = DefectSafe.__new__(DefectSafe)  # the scoring state alone: features made up, not a backbone's
+    bank = torch.randn(2000, 16, generator=g)
+    defects = torch.randn(3, 256, 16, generator=g)
+    defects[:, :40] += 3.0  # a defect region: its patches are the farthest from the bank
+    safe.defect_features, safe.defect_d0 = defects, nearest_distances(defects, bank)
+    safe.defect_scores = safe.defect_d0.amax(1)
+    feats = torch.randn(4, 256, 16, generator=g)
+    feats[1, :40] = defects[0, :40] + 0.01  # hides defect 0 entirely: the pruned head is not enough
+    feats[2, :10] = defects[2, :10]  # hides part of defect 2
+    scores = safe.defect_scores_with(feats)
+    assert torch.allclose(scores, _reference_defect_scores(safe, feats), atol=1e-5)
+    assert scores[0, 1] < 0.5 * safe.defect_scores[0]  # the covered defect's score really fell

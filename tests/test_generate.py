@@ -147,7 +147,10 @@ def test_interrupted_write_leaves_no_complete_looking_folder(tmp_path, monkeypat
     assert list((tmp_path / "sets").iterdir()) == []  # no half-written temporary folder either
     monkeypatch.undo()
     generate_extra_set("mvtec", root, "hazelnut", 1, 0, 4, "tiny", out, allow_random_clip=True, **small)
-    assert is_complete(out) and load_manifest(out)["clip_weights"] == f"{TINY_CLIP}:RANDOM"
+    # random CLIP: ``auto`` resolves to shot_fidelity, which reads no CLIP, so none was built (issue 24)
+    manifest = load_manifest(out)
+    assert is_complete(out) and manifest["clip_weights"] is None and manifest["weights"]["clip"] is None
+    assert manifest["scorer"]["resolved"] == "shot_fidelity" and manifest["best_prompt"] is None
 
 
 def test_refusals_random_clip_and_foreign_out_folder(tmp_path, capsys):

@@ -54,7 +54,8 @@ class BenchmarkConfig:
     shots: tuple[int | None, ...] = (1,)  # None = the full train set
     seeds: tuple[int, ...] = (0,)
     conditions: tuple[str, ...] = DEFAULT_CONDITIONS
-    scorers: tuple[str, ...] = ("auto",)  # for the generated conditions; ``none`` = random selection
+    # for the generated conditions (``none`` = random selection); empty: the recipe's scorer (cpu: defect_safe)
+    scorers: tuple[str, ...] = ()
     preset: str = "cpu"
     n_gen: int = 64
     name: str | None = None  # results/<dataset>/<name>; default: the preset
@@ -86,7 +87,7 @@ class BenchmarkConfig:
         if unknown or not self.conditions:
             raise BenchmarkError(f"--conditions {list(self.conditions)}: choose from {list(CONDITIONS)}")
         bad = [s for s in self.scorers if s not in SCORERS]
-        if bad or not self.scorers:
+        if bad:
             raise BenchmarkError(f"--scorers {list(self.scorers)}: choose from {list(SCORERS)}")
         if self.n_gen < 1 and any(c != "shots" for c in self.conditions):
             raise BenchmarkError(f"--n-gen {self.n_gen}: extra-set conditions need at least one image")
@@ -171,9 +172,10 @@ def plan_scorers(config: BenchmarkConfig) -> tuple[str, ...]:
 
     if not set(config.conditions) & set(GENERATED):
         return ()
-    needs_clip = "auto" in config.scorers
+    scorers = config.scorers or (config.recipe.integrator.scorer,)
+    needs_clip = "auto" in scorers
     random_clip = not _real_clip(config.preset, config.clip_weights) if needs_clip else True
-    return tuple(dict.fromkeys(resolve_scorer(s, random_clip)[0] for s in config.scorers))
+    return tuple(dict.fromkeys(resolve_scorer(s, random_clip)[0] for s in scorers))
 
 
 def full_plan(config: BenchmarkConfig) -> list[Row]:

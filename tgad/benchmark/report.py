@@ -268,6 +268,11 @@ def _weights_section(config, rows, scorers, out_dir: Path) -> list[str]:
             if any("RANDOM" in c for c in clip)
             else ""
         )
+        + (
+            " (not_built: the scorers used read no CLIP, so none was loaded)"
+            if any("not_built" in c for c in clip)
+            else ""
+        )
     )
     for scorer in scorers:
         lines.append(f"- scorer `{scorer}`: {_scorer_formula(config, rows, scorer, out_dir)}")

@@ -97,7 +97,9 @@ def _weights_text(manifest: dict[str, Any], clip: bool) -> str:
     for name, value in sorted(manifest.get("weights", {}).items()):
         if ("clip" in name.lower()) != clip:
             continue
-        if isinstance(value, dict) and value.get("describe"):
+        if value is None:  # no scorer read it, so it was never built
+            parts.append(f"{name}:not_built")
+        elif isinstance(value, dict) and value.get("describe"):
             parts.append(str(value["describe"]))
         elif isinstance(value, dict) and "source" in value:
             ident = (

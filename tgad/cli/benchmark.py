@@ -74,10 +74,11 @@ def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scorers",
         nargs="+",
-        default=["auto"],
+        default=[],
         choices=list(SCORERS),
-        help="how the Integrator selects, one tgad/tgad_aug row each: auto (combined with real CLIP, "
-        "shot_fidelity with random CLIP), clip_text (the paper), shot_fidelity, combined, none (random)",
+        help="how the Integrator selects, one tgad/tgad_aug row each (default: the preset's; cpu: "
+        "defect_safe): auto (combined with real CLIP, shot_fidelity with random CLIP), clip_text (the "
+        "paper), shot_fidelity, combined, defect_safe, none (random)",
     )
     p.add_argument("--preset", default="cpu", choices=PRESETS)
     p.add_argument("--n-gen", type=int, default=64, help="extra images per extra set (default 64)")

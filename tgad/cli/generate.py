@@ -53,9 +53,10 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--scorer",
-        default="auto",
+        default=None,
         choices=list(SCORERS),
-        help="how samples are selected: auto (combined with real CLIP, shot_fidelity with random CLIP), "
+        help="how samples are selected (default: the preset's; cpu: defect_safe with tau calibrated from "
+        "the shots): auto (combined with real CLIP, shot_fidelity with random CLIP), "
         "clip_text (the paper), shot_fidelity, combined, defect_safe (variation that leaves synthetic "
         "defects of the shots visible), none (random selection)",
     )
@@ -115,7 +116,7 @@ def run_generate(args: argparse.Namespace, console: Console, err_console: Consol
             allow_random_clip=args.allow_random_clip,
             keyword=args.keyword,
             vqgan_iterations=args.vqgan_iterations,
-            integrator_overrides={**overrides, "scorer": args.scorer},
+            integrator_overrides={**overrides, "scorer": args.scorer},  # None: the preset's
             threads=threads,
             reporter=RichStages(progress),
             hardware=hardware_from_args(args),  # checked by the preflight already
@@ -133,7 +134,10 @@ def _summary(console: Console, out: Path, manifest: dict) -> None:
     table.add_row("ExtraSet", str(out))
     table.add_row("images", f"{manifest['n']} x {manifest['image_size']} px in {out / 'train' / 'good'}")
     table.add_row("shots", ", ".join(manifest["shot_ids"]))
-    table.add_row("P*", f"{manifest.get('best_prompt')!r} ({manifest.get('best_prompt_score', 0):.4f})")
+    if manifest.get("best_prompt") is None:
+        table.add_row("P*", f"none: {manifest.get('prompt_skipped', 'not chosen')}")
+    else:
+        table.add_row("P*", f"{manifest['best_prompt']!r} ({manifest.get('best_prompt_score', 0):.4f})")
     clip = manifest.get("clip_weights", "?")
     table.add_row(
         "CLIP", f"[bold red]{clip} (random weights: no text guidance)[/bold red]" if random else clip

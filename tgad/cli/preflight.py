@@ -113,6 +113,11 @@ def _check_safetensors(path: Path, option: str) -> None:
         ) from err
 
 
+# Scorers that read CLIP when it has real weights; the others (defect_safe, shot_fidelity, none) never build it,
+# so their runs need no CLIP weights and no --allow-random-clip.
+SCORERS_READING_CLIP = ("auto", "clip_text", "combined")
+
+
 def check_clip(preset: str, weights: str | None, allow_random: bool) -> None:
     """The CLIP weights of ``preset`` can be had as asked (a whole file, a known tag), or random is allowed."""
     from open_clip import list_pretrained_tags_by_model
@@ -235,7 +240,8 @@ def preflight_benchmark(config, executor: str = "sequential", ray_address: str |
         dm.prepare_data()
         check_shot_grid(dm, config.shots, config.seeds)
     runner_preflight(config)  # models, keywords, categories: the checks a library caller gets too
-    if set(config.conditions) & set(GENERATED):
+    scorers = config.scorers or (config.recipe.integrator.scorer,)
+    if set(config.conditions) & set(GENERATED) and set(scorers) & set(SCORERS_READING_CLIP):
         check_clip(config.preset, config.clip_weights, config.allow_random_clip)
     heal_results_folder(config.out_dir)  # every check passed: a damaged CSV or ExtraSet is moved aside
     rows = make_plan(config, ResultsCSV(config.out_dir / "results.csv").done_keys())
@@ -264,7 +270,9 @@ def preflight_generate(args) -> None:
     overrides = parse_overrides(args.overrides)  # a UsageError naming the bad pair
     try:  # the recipe the chain will build, so a bad combination fails before any work
         recipe = Recipe.build(
-            args.preset, run={"vqgan_iterations": args.vqgan_iterations}, integrator=overrides
+            args.preset,
+            run={"vqgan_iterations": args.vqgan_iterations},
+            integrator={**overrides, "scorer": args.scorer},  # scorer None: the preset's
         )
     except (TypeError, ValueError) as err:
         raise UsageError(f"--set: {err}") from err
@@ -274,7 +282,8 @@ def preflight_generate(args) -> None:
     if args.dataset == "embedded":
         dm.prepare_data()
     check_shot_grid(dm, [args.shots], [args.seed])
-    check_clip(args.preset, args.clip_weights, args.allow_random_clip)
+    if recipe.integrator.scorer in SCORERS_READING_CLIP:
+        check_clip(args.preset, args.clip_weights, args.allow_random_clip)
     remove_stale_partials_of(out)
     if (out / "manifest.json").is_file():
         heal_extra_set(out)

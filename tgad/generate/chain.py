@@ -140,6 +140,7 @@ def request_arguments(
         "allow_random_clip": recipe.prompt.allow_random_clip,
         "keyword": keyword,
         "vqgan_iterations": recipe.run.vqgan_iterations,
+        "vqgan_plateau": recipe.run.vqgan_plateau,
         "integrator": dataclasses.asdict(recipe.integrator),
     }
     # What else shapes the images; only where it differs from the preset, so earlier keys stay valid.
@@ -277,7 +278,7 @@ def _generate(recipe, images, category, keyword, seed, n, arguments, generator_c
             # a fitted and a cached generator continue from the same random state
             L.seed_everything(seed + 1, verbose=False)
             with Stage(reporter, timings, "integrator", recipe.integrator.rounds):
-                prompt = selection.best_prompt
+                prompt = selection.best_prompt if selection is not None else None
                 integrator = _integrate(recipe, images, judges, prompt, vqgan, note, seed, hw, work, reporter)
         with Stage(reporter, timings, "final", 1):
             final = integrator.generate(n, images)
@@ -289,15 +290,26 @@ def _generate(recipe, images, category, keyword, seed, n, arguments, generator_c
 def _select_prompt(
     recipe: Recipe, images: torch.Tensor, category: str, keyword: str | None, seed: int
 ) -> tuple[Judges, Any]:
-    """The judges every later stage shares (CLIP: random weights, if allowed, are a function of the seed; the
-    perceptual backbone) and P* for the shots (a ``PromptSelection``)."""
+    """The judges every later stage shares (the perceptual backbone; CLIP only when the scorer reads it, its
+    random weights, if allowed, a function of the seed) and P* for the shots (a ``PromptSelection``; None
+    without CLIP)."""
     from tgad.assets import LITE0
-    from tgad.models.integrator.judges import Judges
+    from tgad.assets.clip import clip_weights_available
+    from tgad.models.integrator.judges import Judges, needs_clip
 
     cfg = recipe.prompt
+    real_clip = clip_weights_available(cfg.clip_model, cfg.clip_weights)
     judges = Judges.resolve(
-        cfg.clip_model, cfg.clip_weights, allow_random_clip=cfg.allow_random_clip, seed=seed, backbone=LITE0
+        cfg.clip_model,
+        cfg.clip_weights,
+        allow_random_clip=cfg.allow_random_clip,
+        seed=seed,
+        backbone=LITE0,
+        clip=needs_clip(recipe.integrator, "perceptual", not real_clip),
     )
+    if judges.clip is None:
+        logger.info("no CLIP built: the %s scorer reads none, so no P* is chosen", recipe.integrator.scorer)
+        return judges, None
     selection = judges.choose_prompt(images, category, keyword, recipe.preset)
     logger.info(
         "P* = %r (score %.4f, clip %s)", selection.best_prompt, selection.best_score, selection.clip_weights
@@ -311,6 +323,7 @@ def _fit_generator(recipe, images, judges, arguments, generator_cache, hw, work,
 
     from tgad.assets import LITE0
     from tgad.models.variance_vqgan import VarianceVQGAN
+    from tgad.models.variance_vqgan.plateau import ReconstructionPlateau
 
     iterations = recipe.run.vqgan_iterations
     fit_file = fit_cache_file(
@@ -328,11 +341,16 @@ def _fit_generator(recipe, images, judges, arguments, generator_cache, hw, work,
         loader = DataLoader(TensorDataset(images), batch_size=len(images))
         with quiet_lightning():
             # DDP (devices > 1) spawns processes: the progress callback stays in this one
-            progress = [advance_callback(reporter, "generator")] if hw.devices == 1 else []
-            trainer = make_trainer(work, progress, hw, max_steps=2 * iterations)
+            callbacks = [advance_callback(reporter, "generator")] if hw.devices == 1 else []
+            plateau = ReconstructionPlateau(recipe.run.vqgan_plateau) if recipe.run.vqgan_plateau else None
+            trainer = make_trainer(work, callbacks + [plateau] * bool(plateau), hw, max_steps=2 * iterations)
             trainer.fit(vqgan, train_dataloaders=loader)
-            if hw.devices > 1:
-                reporter.advance("generator", iterations)
+            done = trainer.global_step // 2
+            if done < iterations:  # stopped at the plateau: the bar still ends full
+                fit_note = (
+                    f"VarianceVQGAN {recipe.preset} fitted for {done} of {iterations} iterations (plateau)"
+                )
+            reporter.advance("generator", iterations - done if hw.devices == 1 else iterations)
         if fit_file is not None:
             fit_note += save_fit(vqgan, fit_file)
     return vqgan.eval(), fit_note

@@ -58,7 +58,7 @@ def write_generated_set(
     from tgad.generate.figures import save_grid, save_score_histogram
     from tgad.models.prompt_selector import save_selection
 
-    selection, integrator, clip_w = meta["selection"], meta["integrator"], meta["judges"].clip_weights
+    selection, integrator = meta["selection"], meta["integrator"]
     records = _records(final, shot_ids, shot_paths)
     with atomic_dir(out_dir) as tmp:
         inner = write_extra_set(
@@ -81,7 +81,11 @@ def write_generated_set(
         inner.rmdir()
         manifest = load_manifest(tmp)
         captions = [f"{r['score']:.3f} r{r['round']} s{shot_ids.index(r['source_shot'])}" for r in records]
-        title = f"{manifest['category']}: P* = {selection.best_prompt!r}, clip {clip_w.describe()}"
+        title = f"{manifest['category']}: " + (
+            f"P* = {selection.best_prompt!r}, clip {selection.clip_weights}"
+            if selection is not None
+            else f"scorer {integrator.scorer_name} (no CLIP, no P*)"
+        )
         save_grid(tmp / GRID_PNG, shots, final.images, captions, title)
         save_score_histogram(
             tmp / HISTOGRAM_PNG,
@@ -89,7 +93,8 @@ def write_generated_set(
             {name: values.tolist() for name, values in final.parts.items()},
             title,
         )
-        save_selection(selection, tmp, category=manifest["category"])
+        if selection is not None:
+            save_selection(selection, tmp, category=manifest["category"])
         manifest.update(_generation_fields(meta, final))
         manifest["timings"]["total_seconds"] = round(time.perf_counter() - meta["started"], 3)
         validate_manifest(manifest, tmp)
@@ -129,10 +134,9 @@ def _config(meta: dict[str, Any], image_size: int) -> dict[str, Any]:
         "integrator": dataclasses.asdict(integrator.config),
         "sample_mode": integrator.hparams.sample_mode,
         "diversity_space": integrator.hparams.diversity_space,
-        "prompt_selector": {
-            "num_words": len(meta["selection"].words),
-            "clip_model": meta["judges"].clip_weights.name,
-        },
+        "prompt_selector": None
+        if meta["selection"] is None
+        else {"num_words": len(meta["selection"].words), "clip_model": meta["judges"].clip_weights.name},
         "arguments": meta["arguments"],
     }
 
@@ -140,7 +144,10 @@ def _config(meta: dict[str, Any], image_size: int) -> dict[str, Any]:
 def _weights(meta: dict[str, Any]) -> dict[str, Any]:
     clip_w, backbone_w = meta["judges"].clip_weights, meta["judges"].backbone_weights
     return {
-        "clip": clip_w.to_dict() | {"describe": clip_w.describe(), "is_random": clip_w.is_random},
+        # None: no scorer read CLIP, so none was built (``judges.needs_clip``)
+        "clip": None
+        if clip_w is None
+        else clip_w.to_dict() | {"describe": clip_w.describe(), "is_random": clip_w.is_random},
         "backbone": backbone_w.to_dict()
         | {"describe": backbone_w.describe(), "is_random": backbone_w.is_random},
     }
@@ -150,13 +157,24 @@ def _generation_fields(meta: dict[str, Any], final) -> dict[str, Any]:
     """What only a generated set has in its manifest: P*, tau, scores, rounds, collapse, resources."""
     selection, integrator = meta["selection"], meta["integrator"]
     cfg, scores = integrator.config, final.scores.float()
+    prompt = (
+        {
+            "best_prompt": selection.best_prompt,
+            "best_prompt_score": selection.best_score,
+            "object_name": selection.object_name,
+            "synset": selection.synset,
+            "clip_weights": selection.clip_weights,
+        }
+        if selection is not None
+        else {
+            "best_prompt": None,
+            "prompt_skipped": f"the {integrator.scorer_name} scorer reads no CLIP, so none was built",
+            "clip_weights": None,
+        }
+    )
     return {
-        "best_prompt": selection.best_prompt,
-        "best_prompt_score": selection.best_score,
-        "object_name": selection.object_name,
-        "synset": selection.synset,
-        "clip_weights": selection.clip_weights,
-        "random_clip": meta["judges"].clip_weights.is_random,
+        **prompt,
+        "random_clip": meta["judges"].clip_is_random,
         "tau": integrator.tau,
         "tau_requested": cfg.tau,
         "tau_calibration": integrator.tau_calibration,

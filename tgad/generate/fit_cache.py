@@ -33,6 +33,7 @@ def fit_cache_file(
     }
     fit |= {
         "vqgan_iterations": arguments["vqgan_iterations"],
+        "vqgan_plateau": arguments.get("vqgan_plateau", 0.0),
         "image_size": image_size,
         "perceptual": backbone.sha256,
         "kind": "variance_vqgan_fit",

@@ -114,7 +114,11 @@ PRESETS: dict[str, IntegratorConfig] = {
     ),
     # 256 px on two CPU cores: METHOD.md's defaults (R=3, M=32, q=25%) and few cheap steps. The CLIP term's
     # backward through ViT-B/32 costs ~0.35 s per image on one core, hence 2 samples per step; the final 64
-    # come from ~3 x 64 candidates (experiments/generate_benchmark.py).
-    "cpu": IntegratorConfig(guidance_samples=2, final_pool_factor=3.0),
+    # come from ~3 x 64 candidates (experiments/generate_benchmark.py). Selection and tau: the recipe the
+    # committed benchmarks rank best (issue 13, experiments/results/benchmark/issue13/): ``defect_safe`` with tau
+    # calibrated from the shots; at tau = 1 with ``auto`` the sets were near-copies of the shot.
+    "cpu": IntegratorConfig(
+        guidance_samples=2, final_pool_factor=3.0, scorer="defect_safe", calibrate_tau=True
+    ),
     "paper": IntegratorConfig(update_steps=20, learning_rate=5e-5, guidance_samples=8),
 }

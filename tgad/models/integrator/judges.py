@@ -45,6 +45,14 @@ def needs_features(cfg: IntegratorConfig, perceptual_weight: float, diversity_sp
     )
 
 
+def needs_clip(cfg: IntegratorConfig, diversity_space: str, clip_is_random: bool) -> bool:
+    """Whether the judges must build CLIP: a scorer that reads it (``clip_text``, ``combined``, ``auto`` with
+    real weights) or CLIP-space diversity. Otherwise P* guides nothing, and a random ViT-B/32 built for it cost
+    28 s of a 299 s generated set (issue 24's profile)."""
+    name, _ = resolve_scorer(cfg.scorer, clip_is_random)
+    return name in ("clip_text", "combined") or diversity_space == "clip"
+
+
 class _BuiltScorer(NamedTuple):
     key: tuple  # (prompt, IntegratorConfig, seed)
     shots: torch.Tensor
@@ -57,21 +65,24 @@ class Judges:
     from; the backbone is fed the normalisation its weights record.
 
     Args:
-        clip, tokenizer, clip_weights: an open_clip model, its tokenizer and its ``ResolvedWeights``.
+        clip, tokenizer, clip_weights: an open_clip model, its tokenizer and its ``ResolvedWeights``; all None
+            when nothing reads CLIP (:func:`needs_clip`): then no P* is chosen and ``auto`` scores without it.
         backbone, backbone_weights: the feature network (strides 4/8/16, ``PERCEPTUAL_OUT_INDICES``); None
             when no scorer or loss needs it (``clip_text`` scoring with CLIP-space diversity).
     """
 
     def __init__(
         self,
-        clip: nn.Module,
+        clip: nn.Module | None,
         tokenizer: Any,
-        clip_weights: ResolvedWeights,
+        clip_weights: ResolvedWeights | None,
         backbone: nn.Module | None = None,
         backbone_weights: ResolvedWeights | None = None,
     ) -> None:
         if backbone is not None and backbone_weights is None:
             raise ValueError("Judges: a backbone needs its ResolvedWeights (provenance and normalisation)")
+        if clip is None and backbone is None:
+            raise ValueError("Judges: need CLIP, a feature network or both")
         self.clip, self.tokenizer, self.clip_weights = clip, tokenizer, clip_weights
         self.backbone_weights = backbone_weights
         self.perceptual = (
@@ -91,33 +102,44 @@ class Judges:
         seed: int = 0,
         backbone: str | None = None,
         backbone_weights: str | None = None,
+        clip: bool = True,
     ) -> Judges:
-        """Build the judges from names (``tgad.assets``): CLIP, and the backbone when ``backbone`` is given.
-        Random CLIP weights (allowed explicitly) are a function of ``seed``, so `fit` and `test` runs agree."""
+        """Build the judges from names (``tgad.assets``): CLIP unless ``clip=False``, and the backbone when
+        ``backbone`` is given. Random CLIP weights (allowed explicitly) are a function of ``seed``, so `fit`
+        and `test` runs agree."""
         from tgad.assets import create_backbone
         from tgad.assets.clip import resolve_clip
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            clip, tokenizer, clip_resolved = resolve_clip(
-                clip_model, clip_weights, allow_random=allow_random_clip
-            )
+        clip_net, tokenizer, clip_resolved = None, None, None
+        if clip:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                clip_net, tokenizer, clip_resolved = resolve_clip(
+                    clip_model, clip_weights, allow_random=allow_random_clip
+                )
         net, net_resolved = None, None
         if backbone:
             net, net_resolved = create_backbone(
                 backbone, features_only=True, out_indices=PERCEPTUAL_OUT_INDICES, local_file=backbone_weights
             )
-        return cls(clip, tokenizer, clip_resolved, net, net_resolved)
+        return cls(clip_net, tokenizer, clip_resolved, net, net_resolved)
+
+    @property
+    def clip_is_random(self) -> bool:
+        """True for random CLIP weights and for no CLIP at all: either way its text score guides nothing."""
+        return self.clip_weights is None or self.clip_weights.is_random
 
     @property
     def device(self) -> torch.device:
-        return next(self.clip.parameters()).device
+        net = self.clip if self.clip is not None else self.perceptual
+        return next(iter([*net.parameters(), *net.buffers()])).device
 
     def to(self, device: torch.device | str) -> Judges:
         """Move the networks; a scorer built on another device is dropped."""
         if torch.device(device) == self.device:
             return self
-        self.clip.to(device)
+        if self.clip is not None:
+            self.clip.to(device)
         if self.perceptual is not None:
             self.perceptual.to(device)
         self._scorer = None
@@ -133,11 +155,16 @@ class Judges:
         return {"clip": record(self.clip_weights), "perceptual": record(self.backbone_weights)}
 
     # ----- CLIP -----
+    def _needs_clip(self, what: str) -> nn.Module:
+        if self.clip is None:
+            raise ValueError(f"Judges: {what} needs CLIP; build the judges with clip=True")
+        return self.clip
+
     def text(self, prompt: str) -> torch.Tensor:
         """P*'s unit text embedding (D,) (``encode_text`` caches it per model, device and prompt)."""
         from tgad.text.clip_embed import encode_text
 
-        return encode_text(self.clip, self.tokenizer, [prompt])[0]
+        return encode_text(self._needs_clip("P*'s text embedding"), self.tokenizer, [prompt])[0]
 
     def choose_prompt(
         self, shots: torch.Tensor, category: str | None, keyword: str | None, preset: str
@@ -149,7 +176,13 @@ class Judges:
 
         sense, cfg = resolve_keyword(category, keyword), PromptSelectorConfig.preset(preset)
         return select_prompt(
-            self.clip, self.tokenizer, shots, sense, self.clip_weights, cfg.num_words, cfg.templates
+            self._needs_clip("choosing P*"),
+            self.tokenizer,
+            shots,
+            sense,
+            self.clip_weights,
+            cfg.num_words,
+            cfg.templates,
         )
 
     # ----- features -----
@@ -166,7 +199,7 @@ class Judges:
     def features(self, images: torch.Tensor, space: str = "perceptual") -> torch.Tensor:
         """(B, F) vectors for the diversity term: squared distance = perceptual distance, or CLIP space."""
         if space == "clip" or self.perceptual is None:
-            return clip_image_embeddings(self.clip, images)
+            return clip_image_embeddings(self._needs_clip("CLIP-space diversity"), images)
         return feature_vectors(self.perceptual, images)
 
     # ----- the scorer -----
@@ -177,7 +210,7 @@ class Judges:
         built = self._scorer
         if built is not None and built.key == key and torch.equal(built.shots, shots):
             return built.scorer
-        name, why = resolve_scorer(cfg.scorer, self.clip_weights.is_random)
+        name, why = resolve_scorer(cfg.scorer, self.clip_is_random)
         if name in ("clip_text", "combined") and prompt is None:
             raise ValueError(f"Integrator: the {name} scorer needs P*; pass prompt= or let a round choose it")
         clip = ClipText(self.clip, self.text(prompt)) if name in ("clip_text", "combined") else None

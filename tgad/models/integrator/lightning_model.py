@@ -24,7 +24,7 @@ from tgad.models.variance_vqgan.torch_model import VarianceVQGANModel
 from . import records
 from .calibration import calibrate_tau
 from .config import IntegratorConfig
-from .judges import PERCEPTUAL_OUT_INDICES, Judges, needs_features
+from .judges import PERCEPTUAL_OUT_INDICES, Judges, needs_clip, needs_features
 from .loss import update_generator
 from .names import ScorerName
 from .records import (
@@ -169,7 +169,10 @@ class Integrator(LightningModule):
                 "`tgad fit --config conf/variance_vqgan/tiny.yaml`) or call attach_generator()"
             )
         if self._judges is None:
+            from tgad.assets.clip import clip_weights_available
+
             features_for = (self.config, self.generator.config.perceptual_weight, hp.diversity_space)
+            real_clip = clip_weights_available(self.config.clip_model, hp.clip_weights)
             self._judges = Judges.resolve(
                 self.config.clip_model,
                 hp.clip_weights,
@@ -177,6 +180,7 @@ class Integrator(LightningModule):
                 seed=hp.seed,
                 backbone=hp.perceptual_backbone if needs_features(*features_for) else None,
                 backbone_weights=hp.perceptual_weights,
+                clip=needs_clip(self.config, hp.diversity_space, not real_clip),
             )
         self._judges.to(self.device)
 
@@ -338,8 +342,9 @@ class Integrator(LightningModule):
 
     # ----- scoring: the judges, for this module's shots, P* and settings -----
     def _ensure_prompt(self, shots: torch.Tensor) -> None:
-        """P* is chosen from ``shots`` with the PromptSelector when none was given."""
-        if self.prompt is None:
+        """P* is chosen from ``shots`` with the PromptSelector when none was given and the judges have CLIP
+        (without it the scorer reads no text, so P* would guide nothing)."""
+        if self.prompt is None and self.judges.clip is not None:
             datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
             category = self.hparams.category or getattr(datamodule, "category", None)
             self.selection = self.judges.choose_prompt(
@@ -351,7 +356,7 @@ class Integrator(LightningModule):
     @property
     def scorer_name(self) -> str:
         """The resolved scorer (``auto`` answered by whether CLIP's weights are real)."""
-        return resolve_scorer(self.config.scorer, self.judges.clip_weights.is_random)[0]
+        return resolve_scorer(self.config.scorer, self.judges.clip_is_random)[0]
 
     def scorer(self, shots: torch.Tensor | None = None) -> Scorer:
         """The scorer for ``shots`` (default: the last round's), built by the judges."""
