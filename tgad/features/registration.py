@@ -2,15 +2,16 @@
 part of the object when parts lie turned or shifted between images (screws, hazelnuts, metal nuts), as RegAD
 registers its support set. Pure functions on tensors, no Lightning.
 
-The search is coarse to fine on grey images: every ``coarse_step`` degrees over the full turn at 64 px, then
+The search is coarse to fine on gradient-magnitude images: every ``coarse_step`` degrees over the full turn at 64 px, then
 1-degree steps around the best at 128 px, with a parabola through the scores for a sub-degree angle; for each
 angle the translation is the peak of an FFT cross-correlation (sub-pixel by a parabola). Both images are
 weighted by a round window, so the corners a rotation uncovers never count. Flips are never tried: a flipped
-metal nut is a defect, not a pose. About 0.05 s per shot at 256 px on one CPU thread.
+metal nut is a defect, not a pose. About 0.2 s per shot at 256 px on one CPU thread (of a loaded machine).
 
 Conventions: ``angle`` (degrees) and ``shift`` (dx, dy in pixels, x right, y down) say how the moving image
 was made from the reference: its content is the reference's turned counter-clockwise (as seen) by ``angle``
-about the image centre, then moved by ``shift`` (torchvision's ``affine(ref, angle, shift)``).
+about the image centre, then moved by ``shift``: torchvision's ``affine(ref, -angle, shift)`` (its angle
+turns clockwise).
 """
 
 from __future__ import annotations
