@@ -86,6 +86,9 @@ def test_generate_writes_a_complete_extra_set(run):
         rejected = scores[scores < r["threshold"]]
         assert len(r["kept"]) == 4 and scores[r["kept"]].min() >= r["threshold"]
         assert not len(rejected) or scores[r["kept"]].min() >= rejected.max()
+    registration = manifest["registration"]  # one shot: the reference, nothing registered
+    assert registration["mode"] == "auto" and registration["reference_shot"] == manifest["shot_ids"][0]
+    assert [r["registered"] for r in registration["shots"]] == [False]
     for record in manifest["images"]:
         assert record["source_shot"] in manifest["shot_ids"] and 0 <= record["round"] <= 3
         assert record["codes_changed"] > 0  # no exact copy of the shot was written

@@ -13,7 +13,15 @@ from tgad.models.variance_vqgan import (
     VQGANConfig,
     make_views,
 )
-from tgad.models.variance_vqgan.loss import PerceptualLoss, generator_loss, hinge_d_loss, view_variance_nll
+from tgad.models.variance_vqgan.loss import (
+    AlignedLatents,
+    PerceptualLoss,
+    cross_shot_spread,
+    generator_loss,
+    hinge_d_loss,
+    variance_target,
+    view_variance_nll,
+)
 from tgad.models.variance_vqgan.torch_model import VectorQuantizer
 
 
@@ -159,3 +167,40 @@ def test_config_presets_and_errors():
         VQGANConfig.preset("tiny", codebok_size=3)
     with pytest.raises(ValueError, match="divisible"):
         VarianceVQGANModel(tiny).encode(torch.rand(1, 3, 30, 30))
+
+
+@pytest.mark.parametrize("jitter", [0.0, 1.0])
+def test_k_shot_variance_target_grows_when_shots_differ_and_is_zero_for_copies(model, jitter):
+    """The cross-shot part of the target, on the tiny encoder's real latents of 4 shots' views: exactly 0 for
+    copies (with or without view jitter: it compares the clean views), and growing with how far the shots
+    differ. With jitter off the whole target of copies is 0."""
+    cfg = AugmentConfig().scaled(jitter)
+    base = _images(1, seed=3)
+    pattern = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(4)) - 0.5
+    cross = []
+    for delta in (0.0, 0.1, 0.3, 0.6):
+        shots = torch.cat([base, (base + delta * pattern).clamp(0, 1)])  # (4, 3, 32, 32); delta 0: copies
+        views = make_views(shots, 4, cfg=cfg, generator=torch.Generator().manual_seed(0))  # (4, 4, 3, 32, 32)
+        with torch.no_grad():
+            z = model.encode(views.flatten(0, 1)).z_e.view(4, 4, -1, 8, 8)  # (k, V, d, h, w)
+        target = variance_target(z, cross_shot_weight=1.0)
+        alone = variance_target(z, cross_shot_weight=0.0)
+        cross.append(float((target - alone).mean()))
+        if delta == 0.0 and jitter == 0.0:
+            assert float(target.abs().max()) == 0.0
+    assert cross[0] == 0.0
+    assert all(b > a for a, b in zip(cross[:-1], cross[1:], strict=True)), cross  # grows with the difference
+
+
+def test_cross_shot_spread_masks_uncovered_positions():
+    """Registered shots: a position covered by fewer than two shots has no spread; a covered one has the
+    bias-corrected variance of the shots that cover it."""
+    clean = torch.tensor([0.0, 2.0, 4.0]).view(3, 1, 1, 1).expand(3, 1, 1, 2).clone()  # (k, d, h, w)
+    latents = clean[None].repeat(3, 1, 1, 1, 1)  # (3, 3, 1, 1, 2): every frame sees the same values
+    valid = torch.ones(3, 3, 1, 1, 2)
+    valid[0, 1:, :, :, 1] = 0  # frame 0, position 1: only shot 0 itself
+    valid[1, 2, :, :, 0] = 0  # frame 1, position 0: shots 0 and 1
+    spread = cross_shot_spread(clean, AlignedLatents(latents, valid))  # (3, 1, 1, 2)
+    assert spread[0, 0, 0].tolist() == [4.0, 0.0]
+    assert spread[1, 0, 0].tolist() == [2.0, 4.0]
+    assert torch.allclose(cross_shot_spread(clean), torch.full((3, 1, 1, 2), 4.0))

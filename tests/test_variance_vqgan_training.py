@@ -133,3 +133,24 @@ def test_cli_cpu_and_paper_configs_run(name, tmp_path, mvtec_root, capsys):
          "true", "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path)]
     )  # fmt: skip
     assert cli.model.hparams.preset == preset and cli.trainer.global_step == 2  # one iteration: G and D steps
+
+
+def test_k_shot_fit_registers_a_turned_shot_and_records_it(tmp_path):
+    """k = 2 with the second shot a quarter turn of the first: training registers it to shot 0 (the cross-shot
+    spread then compares corresponding positions, through crops) and records what it did; a copy keeps the
+    identity."""
+    L.seed_everything(0)
+    image = _half_textured()
+    shots = torch.cat([image, torch.rot90(image, 1, dims=(-2, -1))])  # (2, 3, 32, 32)
+    module = VarianceVQGAN(preset="tiny", perceptual_backbone="", crop_size=16, disc_start=10**6)
+    _trainer(tmp_path, max_steps=4).fit(module, DataLoader(TensorDataset(shots), batch_size=2))
+    record = module.registration_record()
+    assert record["mode"] == "auto" and [s["registered"] for s in record["shots"]] == [False, True]
+    assert abs(abs(record["shots"][1]["angle"]) - 90.0) < 3.0, record
+    assert all(torch.isfinite(p).all() for p in module.model.parameters())
+
+    copies = VarianceVQGAN(preset="tiny", perceptual_backbone="", disc_start=10**6)
+    _trainer(tmp_path, max_steps=2).fit(
+        copies, DataLoader(TensorDataset(image.repeat(2, 1, 1, 1)), batch_size=2)
+    )
+    assert [s["registered"] for s in copies.registration_record()["shots"]] == [False, False]

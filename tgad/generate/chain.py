@@ -353,6 +353,8 @@ def _fit_generator(recipe, images, judges, arguments, generator_cache, hw, work,
             reporter.advance("generator", iterations - done if hw.devices == 1 else iterations)
         if fit_file is not None:
             fit_note += save_fit(vqgan, fit_file)
+    if vqgan.registration is None:  # a cached fit, or one fitted in other processes: the record is recomputed
+        vqgan.register(images)
     return vqgan.eval(), fit_note
 
 

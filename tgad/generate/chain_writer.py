@@ -191,6 +191,7 @@ def _generation_fields(meta: dict[str, Any], final) -> dict[str, Any]:
         "collapse": meta["collapse"],
         "collapsed": meta["collapse"]["collapsed"],
         "generator": integrator.provenance.get("generator"),
+        "registration": _registration(meta),
         "figures": {"grid": GRID_PNG, "histogram": HISTOGRAM_PNG},
         "resources": {
             "hardware": meta["hardware"],
@@ -200,6 +201,16 @@ def _generation_fields(meta: dict[str, Any], final) -> dict[str, Any]:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         },
     }
+
+
+def _registration(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """How the generator registered the shots to shot 0 for its cross-shot variance (k > 1), by shot ID."""
+    record = meta["vqgan"].registration_record()
+    if record is not None:
+        ids = meta["arguments"]["shot_ids"]
+        record["reference_shot"] = ids[record["reference_shot"]]
+        record["shots"] = [{**r, "shot_id": ids[r["shot"]]} for r in record["shots"]]
+    return record
 
 
 def _jsonable(value: Any) -> Any:

@@ -39,6 +39,9 @@ def fit_cache_file(
         "kind": "variance_vqgan_fit",
         "tgad_version": tgad.__version__,
     }
+    vqgan = arguments.get("recipe", {}).get("vqgan")
+    if vqgan:  # overridden generator settings (cross_shot_weight, register_shots, ...) are another fit
+        fit["vqgan"] = vqgan
     if "hardware" in arguments:  # a fit on a GPU, in bf16 or with DDP is another fit
         fit["hardware"] = arguments["hardware"]
     shots = len(arguments["shot_ids"])

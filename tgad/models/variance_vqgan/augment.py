@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +90,11 @@ def _photometric(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
     return x.clamp(0, 1)
 
 
+class ViewBatch(NamedTuple):
+    views: torch.Tensor  # (k, V, 3, c, c)
+    companions: torch.Tensor | None  # (k, C, c, c): each shot's companions, same global change and crop
+
+
 def make_views(
     shots: torch.Tensor,
     views: int,
@@ -103,16 +109,32 @@ def make_views(
     at a position is meaningful. View 0 of each shot is the clean crop, so the model always sees the shot as
     it is; views 1.. are jittered.
     """
+    return make_view_batch(shots, views, crop_size, cfg, generator).views
+
+
+def make_view_batch(
+    shots: torch.Tensor,
+    views: int,
+    crop_size: int = 0,
+    cfg: AugmentConfig | None = None,
+    generator: torch.Generator | None = None,
+    companions: torch.Tensor | None = None,
+) -> ViewBatch:
+    """:func:`make_views`, plus ``companions`` (k, C, H, W): images tied to each shot's frame (the other
+    shots registered to it) that take the shot's global flip/turn and the step's crop, never the view jitter.
+    The random draws are those of :func:`make_views` whether or not companions are given."""
     cfg = cfg or AugmentConfig()
     k, _, h, w = shots.shape
     if views < 1:
         raise ValueError(f"make_views: views must be >= 1, got {views}")
-    x = _global(shots, cfg, generator)
+    x = shots if companions is None else torch.cat([shots, companions.to(shots)], 1)  # (k, 3 + C, H, W)
+    x = _global(x, cfg, generator)
     h, w = x.shape[-2:]
     if crop_size and crop_size < min(h, w):
         top = int(torch.randint(h - crop_size + 1, (), generator=generator))
         left = int(torch.randint(w - crop_size + 1, (), generator=generator))
         x = x[..., top : top + crop_size, left : left + crop_size]
+    x, tied = (x, None) if companions is None else (x[:, :3], x[:, 3:])
     out = x.unsqueeze(1).repeat(1, views, 1, 1, 1)  # (k, V, 3, c, c)
     if views > 1:
         rest = out[:, 1:].flatten(0, 1)  # (k*(V-1), 3, c, c)
@@ -120,4 +142,4 @@ def make_views(
             rest = _jitter(rest, cfg, generator)
         rest = _photometric(rest, cfg, generator)
         out[:, 1:] = rest.view(k, views - 1, *rest.shape[1:])
-    return out
+    return ViewBatch(out, tied)

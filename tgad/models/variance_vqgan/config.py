@@ -37,6 +37,15 @@ class VQGANConfig:
     perceptual_weight: float = 1.0
     nll_weight: float = 1.0
     cross_shot_weight: float = 1.0  # share of the spread across shots (k > 1) in the variance target
+    # k > 1: align the shots to shot 0 before that spread is taken: none | rigid | auto (a rigid fit only
+    # where it clearly beats the identity; tgad/features/registration.py)
+    register_shots: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.register_shots not in ("none", "rigid", "auto"):
+            raise ValueError(
+                f"VQGANConfig: register_shots={self.register_shots!r}; set it to none, rigid or auto"
+            )
 
     @property
     def downsample(self) -> int:

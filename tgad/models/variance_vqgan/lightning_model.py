@@ -19,10 +19,11 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from torchvision.utils import make_grid, save_image
 
 from tgad.assets.weights import ResolvedWeights
+from tgad.features.registration import ShotRegistration, aligned_stack, register_shots
 
-from .augment import AugmentConfig, make_views
+from .augment import AugmentConfig, make_view_batch
 from .config import VQGANConfig
-from .loss import PERCEPTUAL_OUT_INDICES, PerceptualLoss, generator_loss, hinge_d_loss
+from .loss import PERCEPTUAL_OUT_INDICES, PerceptualLoss, aligned_latents, generator_loss, hinge_d_loss
 from .torch_model import PatchDiscriminator, SampleMode, SampleOutput, VarianceVQGANModel
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ class VarianceVQGAN(LightningModule):
     Args:
         preset: size and training defaults (``tiny`` tests, ``cpu`` 256 px on two cores, ``paper`` GPU).
         learning_rate, codebook_size, crop_size, views, disc_start, disc_weight, perceptual_weight,
-            nll_weight, cross_shot_weight: override the preset's value when given (see ``config.py``).
+            nll_weight, cross_shot_weight, register_shots: override the preset's value when given (see
+            ``config.py``).
         perceptual_backbone: timm name of the perceptual network ("" = no perceptual loss and no feature
             distance); its weights come from ``tgad.assets.create_backbone`` when fitting/testing starts.
         perceptual_weights: a local weight file for that backbone (else tgad's cache/package lookup).
@@ -75,6 +77,7 @@ class VarianceVQGAN(LightningModule):
         perceptual_weight: float | None = None,
         nll_weight: float | None = None,
         cross_shot_weight: float | None = None,
+        register_shots: Literal["none", "rigid", "auto"] | None = None,
         perceptual_backbone: str = "tf_efficientnet_lite0",
         perceptual_weights: str | None = None,
         augment_strength: float = 1.0,
@@ -98,6 +101,7 @@ class VarianceVQGAN(LightningModule):
             "perceptual_weight": perceptual_weight,
             "nll_weight": nll_weight,
             "cross_shot_weight": cross_shot_weight,
+            "register_shots": register_shots,
         }
         self.config = VQGANConfig.preset(preset, **{k: v for k, v in overrides.items() if v is not None})
         self.augment = AugmentConfig(hflip=hflip, vflip=vflip, rot90=rot90).scaled(augment_strength)
@@ -112,6 +116,9 @@ class VarianceVQGAN(LightningModule):
         self._aux: dict[str, Any] = {"perceptual": None, "provenance": None}
         self._grid_images: torch.Tensor | None = None
         self._feature_distances: list[torch.Tensor] = []
+        # k > 1: how the shots were registered to shot 0 (set when training first sees them; ``register``)
+        self.registration: list[ShotRegistration] | None = None
+        self._aligned: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (shots, _companions)
 
     # ----- perceptual network: an explicit hook, never built in __init__ -----
     def attach_perceptual(self, backbone: torch.nn.Module, weights: ResolvedWeights | None = None) -> None:
@@ -177,15 +184,61 @@ class VarianceVQGAN(LightningModule):
     def iteration(self) -> int:
         return self.global_step // 2  # two optimiser steps per iteration
 
+    @torch.no_grad()
+    def register(self, shots: torch.Tensor) -> list[ShotRegistration]:
+        """Register ``shots`` (k, 3, H, W) to shot 0 as ``config.register_shots`` says, and keep the record
+        (``registration``, ``registration_record``). A pure function of the shots and the setting, so a
+        generator loaded from a cache can be given its record again."""
+        with torch.autocast(shots.device.type, enabled=False):
+            self.registration = register_shots(shots.float(), self.config.register_shots)
+        return self.registration
+
+    def registration_record(self) -> dict[str, Any] | None:
+        """What registration did, for the manifest: the mode and per shot angle, shift, scores and whether
+        the rigid fit was used. None before training saw the shots (k = 1: only the reference)."""
+        if self.registration is None:
+            return None
+        return {
+            "mode": self.config.register_shots,
+            "reference_shot": 0,
+            "shots": [r.as_dict() for r in self.registration],
+        }
+
+    def _companions(self, shots: torch.Tensor) -> torch.Tensor | None:
+        """(k, k*4, H, W): every shot in every registered shot's frame, RGB + covered (``make_view_batch``'s
+        companions); None when no shot is registered (k = 1, aligned parts, ``register_shots: none``)."""
+        if self._aligned is None or not torch.equal(self._aligned[0], shots):
+            records = self.register(shots)
+            for r in records[1:]:
+                logger.info("VarianceVQGAN registration to shot 0: %s", r.as_dict())
+            companions = None
+            if any(r.registered for r in records):
+                stack = aligned_stack(shots.float(), records)  # (k, k, 3 | 1, H, W)
+                companions = torch.cat([stack.images, stack.valid], 2).flatten(1, 2)
+            self._aligned = (shots.detach().clone(), companions)
+        return self._aligned[1]
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         del batch_idx
         cfg = self.config
-        views = make_views(_images(batch), cfg.views, cfg.crop_size, self.augment)  # (k, V, 3, c, c)
+        shots = _images(batch)
+        companions = self._companions(shots)
+        made = make_view_batch(shots, cfg.views, cfg.crop_size, self.augment, companions=companions)
+        views = made.views  # (k, V, 3, c, c)
         x = views.flatten(0, 1)  # (k*V, 3, c, c), views of a shot consecutive
         g_opt, d_opt = self.optimizers()
 
         self.toggle_optimizer(g_opt)
         out = self.model(x)
+        aligned = None
+        if made.companions is not None:
+            z_clean = out.encoded.z_e.detach().view(len(views), cfg.views, *out.encoded.z_e.shape[1:])[:, 0]
+            aligned = aligned_latents(
+                lambda images: self.model.encoder(images * 2 - 1).z_e,
+                z_clean,
+                made.companions,
+                cfg.downsample,
+            )
         use_gan = self.iteration >= cfg.disc_start and cfg.disc_weight > 0
         losses = generator_loss(
             x,
@@ -198,6 +251,7 @@ class VarianceVQGAN(LightningModule):
             disc_weight=cfg.disc_weight,
             nll_weight=cfg.nll_weight,
             cross_shot_weight=cfg.cross_shot_weight,
+            aligned=aligned,
         )
         g_opt.zero_grad()
         self.manual_backward(losses.total)
