@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     from tgad.cli.benchmark import add_benchmark_parser
 
     add_benchmark_parser(sub)
+    from tgad.cli.vqgan import add_vqgan_parser
+
+    add_vqgan_parser(sub)
     return parser
 
 
@@ -129,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         return report_errors(lambda: _data_check(args), err_console)
     if args.command == "generate":
         return report_errors(lambda: _generate(args), err_console)
+    if args.command == "vqgan":
+        from tgad.cli.vqgan import run_import_check
+
+        return report_errors(lambda: run_import_check(args, console), err_console)
     if args.command == "benchmark":
         from tgad.cli.benchmark import run_benchmark_command
 

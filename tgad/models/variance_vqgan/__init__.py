@@ -16,6 +16,8 @@ _EXPORTS = {
     "VarianceVQGANModel": "torch_model",
     "PatchDiscriminator": "torch_model",
     "SampleOutput": "torch_model",
+    "load_taming_checkpoint": "taming_import",
+    "TamingCheckpointError": "taming_import",
 }
 __all__ = sorted(_EXPORTS)
 

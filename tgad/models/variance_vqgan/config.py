@@ -1,4 +1,5 @@
-"""Size and training settings of the VarianceVQGAN, with the presets ``tiny``, ``cpu`` and ``paper``."""
+"""Size and training settings of the VarianceVQGAN, with the presets ``tiny``, ``cpu`` and ``paper``, and the
+taming-transformers layouts ``taming_f16_1024`` (imports ``vqgan_imagenet_f16_1024``) and ``taming_tiny`` (tests)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Literal
 
 from tgad.models.presets import from_preset
 
-PresetName = Literal["tiny", "cpu", "paper"]
+PresetName = Literal["tiny", "cpu", "paper", "taming_tiny", "taming_f16_1024"]
+Architecture = Literal["tgad", "taming"]
+TAMING_GROUPS = 32  # taming's Normalize: GroupNorm(32) everywhere, so every width must be a multiple of 32
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,12 @@ class VQGANConfig:
 
     The downsampling factor is ``2 ** (len(channel_mult) - 1)``: a 256 px image with four levels gives a
     32 x 32 grid of latent vectors, the "patches" whose variance the variance head predicts.
+
+    ``architecture="taming"`` builds taming-transformers' encoder/decoder (``taming_layout.py``) and its BatchNorm
+    PatchGAN, so a taming ``VQModel`` checkpoint loads as is (``taming_import.py``). Its names map as
+    ``ch`` = base_channels, ``ch_mult`` = channel_mult, ``embed_dim`` = latent_dim, ``n_embed`` =
+    codebook_size, ``z_channels`` = z_channels, ``disc_ndf`` = disc_channels, ``disc_num_layers`` =
+    disc_layers; ``attn_resolutions`` [16] at ``resolution`` 256 is level 4 (256 / 2**4 = 16): attn_levels (4,).
     """
 
     base_channels: int = 16
@@ -40,16 +49,40 @@ class VQGANConfig:
     # k > 1: align the shots to shot 0 before that spread is taken: none | rigid | auto (a rigid fit only
     # where it clearly beats the identity; tgad/features/registration.py)
     register_shots: str = "auto"
+    architecture: Architecture = "tgad"
+    z_channels: int = 0  # taming only: encoder output width before quant_conv (0 = latent_dim)
+    attn_levels: tuple[int, ...] = ()  # taming only: levels (0 = full resolution) with self-attention blocks
 
     def __post_init__(self) -> None:
         if self.register_shots not in ("none", "rigid", "auto"):
             raise ValueError(
                 f"VQGANConfig: register_shots={self.register_shots!r}; set it to none, rigid or auto"
             )
+        if self.architecture not in ("tgad", "taming"):
+            raise ValueError(
+                f"VQGANConfig: architecture must be 'tgad' or 'taming', got {self.architecture!r}"
+            )
+        if self.architecture == "taming":
+            widths = {self.base_channels * m for m in self.channel_mult}
+            if any(w % TAMING_GROUPS for w in widths):
+                raise ValueError(
+                    f"VQGANConfig: architecture 'taming' normalises in {TAMING_GROUPS} groups, so every "
+                    f"base_channels x channel_mult must be a multiple of {TAMING_GROUPS} (got {sorted(widths)})"
+                )
+            bad = [lv for lv in self.attn_levels if not 0 <= lv < len(self.channel_mult)]
+            if bad:
+                raise ValueError(
+                    f"VQGANConfig: attn_levels {bad} outside the {len(self.channel_mult)} levels of channel_mult"
+                )
 
     @property
     def downsample(self) -> int:
         return 2 ** (len(self.channel_mult) - 1)
+
+    @property
+    def encoder_channels(self) -> int:
+        """Width of the encoder's output before the projection to the codebook (taming's ``z_channels``)."""
+        return self.z_channels or self.latent_dim
 
     @classmethod
     def preset(cls, name: str, **overrides) -> VQGANConfig:
@@ -88,5 +121,43 @@ PRESETS: dict[str, VQGANConfig] = {
         learning_rate=2e-4,
         disc_start=2000,
         disc_weight=0.8,
+    ),
+    # taming-transformers' vqgan_imagenet_f16_1024 (ImageNet, 256 px -> 16 x 16 codes of 1024): the layout its
+    # model.ckpt/last.ckpt loads into; the training settings are the paper preset's.
+    "taming_f16_1024": VQGANConfig(
+        architecture="taming",
+        base_channels=128,
+        channel_mult=(1, 1, 2, 2, 4),
+        num_res_blocks=2,
+        attn_levels=(4,),
+        latent_dim=256,
+        z_channels=256,
+        codebook_size=1024,
+        ema_decay=0.99,
+        disc_channels=64,
+        disc_layers=2,
+        crop_size=0,
+        views=8,
+        learning_rate=2e-4,
+        disc_start=2000,
+        disc_weight=0.8,
+    ),
+    # The same layout at test size (32 px -> 8 x 8 codes, attention at the coarsest level): tests write a
+    # checkpoint in taming's key layout and import it in well under a second.
+    "taming_tiny": VQGANConfig(
+        architecture="taming",
+        base_channels=32,
+        channel_mult=(1, 1, 2),
+        num_res_blocks=1,
+        attn_levels=(2,),
+        latent_dim=8,
+        z_channels=16,
+        codebook_size=64,
+        disc_channels=32,
+        disc_layers=2,
+        crop_size=0,
+        learning_rate=2e-3,
+        disc_start=50,
+        perceptual_weight=0.1,
     ),
 }

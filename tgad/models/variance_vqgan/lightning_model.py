@@ -22,7 +22,7 @@ from tgad.assets.weights import ResolvedWeights
 from tgad.features.registration import ShotRegistration, aligned_stack, register_shots
 
 from .augment import AugmentConfig, make_view_batch
-from .config import VQGANConfig
+from .config import PresetName, VQGANConfig
 from .loss import PERCEPTUAL_OUT_INDICES, PerceptualLoss, aligned_latents, generator_loss, hinge_d_loss
 from .torch_model import PatchDiscriminator, SampleMode, SampleOutput, VarianceVQGANModel
 
@@ -51,7 +51,8 @@ class VarianceVQGAN(LightningModule):
     """Variance-aware VQGAN (METHOD.md section 2), fitted on a few shots.
 
     Args:
-        preset: size and training defaults (``tiny`` tests, ``cpu`` 256 px on two cores, ``paper`` GPU).
+        preset: size and training defaults (``tiny`` tests, ``cpu`` 256 px on two cores, ``paper`` GPU;
+            ``taming_f16_1024`` / ``taming_tiny``: taming-transformers' layout, see :meth:`from_taming`).
         learning_rate, codebook_size, crop_size, views, disc_start, disc_weight, perceptual_weight,
             nll_weight, cross_shot_weight, register_shots: override the preset's value when given (see
             ``config.py``).
@@ -67,7 +68,7 @@ class VarianceVQGAN(LightningModule):
 
     def __init__(
         self,
-        preset: Literal["tiny", "cpu", "paper"] = "cpu",
+        preset: PresetName = "cpu",
         learning_rate: float | None = None,
         codebook_size: int | None = None,
         crop_size: int | None = None,
@@ -107,18 +108,52 @@ class VarianceVQGAN(LightningModule):
         self.augment = AugmentConfig(hflip=hflip, vflip=vflip, rot90=rot90).scaled(augment_strength)
         self.tau_values = list(tau_values) if tau_values is not None else [0.5, 1.0, 2.0]
         self.model = VarianceVQGANModel(self.config)
-        self.discriminator = PatchDiscriminator(self.config.disc_channels, self.config.disc_layers)
+        # taming's PatchGAN uses BatchNorm (and its weights load only into that).
+        norm = "batch" if self.config.architecture == "taming" else "group"
+        self.discriminator = PatchDiscriminator(self.config.disc_channels, self.config.disc_layers, norm=norm)
         self.automatic_optimization = False
         self.test_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.test_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         # The frozen perceptual net is kept out of the module tree: checkpoints hold only what training
         # changes, and the net is rebuilt by name from tgad.assets (its provenance goes into the checkpoint).
-        self._aux: dict[str, Any] = {"perceptual": None, "provenance": None}
+        self._aux: dict[str, Any] = {"perceptual": None, "provenance": None, "init": None}
         self._grid_images: torch.Tensor | None = None
         self._feature_distances: list[torch.Tensor] = []
         # k > 1: how the shots were registered to shot 0 (set when training first sees them; ``register``)
         self.registration: list[ShotRegistration] | None = None
         self._aligned: tuple[torch.Tensor, torch.Tensor | None] | None = None  # (shots, _companions)
+
+    @classmethod
+    def from_taming(
+        cls,
+        path: str | Path,
+        preset: PresetName = "taming_f16_1024",
+        with_discriminator: bool = True,
+        **kwargs,
+    ) -> VarianceVQGAN:
+        """This module started from a taming-transformers VQGAN checkpoint (``model.ckpt`` / ``last.ckpt``).
+
+        ``preset`` must be a taming layout that matches the file (``taming_f16_1024`` for
+        ``vqgan_imagenet_f16_1024``); ``kwargs`` are the other constructor arguments. The encoder, codebook and
+        decoder (and taming's discriminator, when the file has it and ``with_discriminator``) are the file's; the
+        variance head is new. A file that does not fit is one ``TamingCheckpointError`` (a ValueError) naming
+        the key. The source (path, sha256) is kept in ``init_weights`` and in every checkpoint of this module.
+        """
+        from .taming_import import import_taming_file
+
+        module = cls(preset=preset, **kwargs)
+        if module.config.architecture != "taming":
+            raise ValueError(
+                f"VarianceVQGAN.from_taming: preset {preset!r} is not a taming layout; use taming_f16_1024"
+            )
+        disc = module.discriminator if with_discriminator else None
+        module._aux["init"] = import_taming_file(path, module.model, disc)
+        return module
+
+    @property
+    def init_weights(self) -> Any:
+        """The ``TamingImport`` this module started from (None: started from random weights)."""
+        return self._aux["init"]
 
     # ----- perceptual network: an explicit hook, never built in __init__ -----
     def attach_perceptual(self, backbone: torch.nn.Module, weights: ResolvedWeights | None = None) -> None:
@@ -152,6 +187,8 @@ class VarianceVQGAN(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["perceptual_weights"] = self._aux["provenance"]
+        if self._aux["init"] is not None:
+            checkpoint["init_weights"] = self._aux["init"].weights.to_dict()
 
     # ----- inference API -----
     def sample(

@@ -168,6 +168,20 @@ class VectorQuantizer(nn.Module):
         pick = torch.randint(top.shape[1], (top.shape[0], 1), generator=generator).to(top.device)
         return top.gather(1, pick).view(b, h, w)
 
+    @torch.no_grad()
+    def load_codebook(self, codes: torch.Tensor, count: float = 1.0) -> None:
+        """Start from given codes (K, d), e.g. a pretrained VQGAN's: marked initialised, so training refines
+        them instead of re-drawing them from the first batch. The EMA statistics start as ``count`` uses of each
+        code at its own position, so an update moves a code toward its data by the share that data carries."""
+        if tuple(codes.shape) != tuple(self.codebook.shape):
+            raise ValueError(
+                f"VectorQuantizer: codebook {tuple(codes.shape)} != {tuple(self.codebook.shape)}"
+            )
+        self.codebook.copy_(codes)
+        self.cluster_size.fill_(count)
+        self.code_sum.copy_(self.codebook * count)
+        self.initialised.fill_(True)
+
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Codes of an index map: (B, h, w) -> (B, d, h, w)."""
         return self.codebook[indices].permute(0, 3, 1, 2).contiguous()
@@ -253,9 +267,16 @@ class VarianceVQGANModel(nn.Module):
     def __init__(self, config: VQGANConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = Encoder(config)
+        encoder, decoder = Encoder, Decoder
+        if config.architecture == "taming":
+            # taming-transformers' layout, whose checkpoints load as they are (taming_import.py)
+            from .taming_layout import TamingDecoder, TamingEncoder
+
+            encoder, decoder = TamingEncoder, TamingDecoder
+        # Built in this order (encoder, quantiser, decoder): a seed gives the same initial weights as before.
+        self.encoder = encoder(config)
         self.quantizer = VectorQuantizer(config)
-        self.decoder = Decoder(config)
+        self.decoder = decoder(config)
         self.variance_head = VarianceHead(self.encoder.hidden_channels, config.latent_dim)
 
     def encode(self, x: torch.Tensor) -> EncodeOutput:
@@ -342,16 +363,24 @@ class VarianceVQGANModel(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """pix2pix-style PatchGAN: one real/fake logit per receptive field (B, 1, h', w')."""
+    """pix2pix-style PatchGAN: one real/fake logit per receptive field (B, 1, h', w').
 
-    def __init__(self, channels: int = 64, layers: int = 3) -> None:
+    ``norm="batch"`` is taming's NLayerDiscriminator (BatchNorm, bias-free convs before it), whose
+    ``loss.discriminator.main.*`` weights load into ``net.*`` index for index; ``"group"`` is tgad's own.
+    """
+
+    def __init__(
+        self, channels: int = 64, layers: int = 3, norm: Literal["group", "batch"] = "group"
+    ) -> None:
         super().__init__()
         mods: list[nn.Module] = [nn.Conv2d(3, channels, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
         ch = channels
         for i in range(1, layers + 1):
             out = channels * min(2**i, 8)
             stride = 2 if i < layers else 1
-            mods += [nn.Conv2d(ch, out, 4, stride=stride, padding=1), _norm(out), nn.LeakyReLU(0.2)]
+            batch = norm == "batch"
+            conv = nn.Conv2d(ch, out, 4, stride=stride, padding=1, bias=not batch)
+            mods += [conv, nn.BatchNorm2d(out) if batch else _norm(out), nn.LeakyReLU(0.2)]
             ch = out
         mods.append(nn.Conv2d(ch, 1, 4, padding=1))
         self.net = nn.Sequential(*mods)
