@@ -147,11 +147,15 @@ def check_clip(preset: str, weights: str | None, allow_random: bool) -> None:
 
 
 def check_shot_grid(dm, shots: Iterable[int | None], seeds: Iterable[int]) -> None:
-    """Every (k, seed) draws from the category's train set (``dm`` indexed, not set up)."""
+    """Every (k, seed) draws from the category's train set (``dm`` indexed, not set up), and no shot it draws
+    is a test image by content (``tgad.data.leaks``)."""
+    from tgad.data.leaks import check_no_leak
     from tgad.data.shots import choose_shots
 
     samples = dm.index()
-    names = [Path(p).name for p in samples[samples.split == "train"].image_path]
+    train = list(samples[samples.split == "train"].image_path)
+    names = [Path(p).name for p in train]
+    by_name, test = dict(zip(names, train, strict=True)), list(samples[samples.split == "test"].image_path)
     for k in shots:
         if k is not None and k > len(set(names)):
             raise UsageError(
@@ -159,7 +163,8 @@ def check_shot_grid(dm, shots: Iterable[int | None], seeds: Iterable[int]) -> No
                 f"use --shots <= {len(set(names))} (or full)"
             )
         for seed in seeds:
-            choose_shots(names, k, seed)
+            shown = f"a shot (--shots {'full' if k is None else k}, seed {seed})"
+            check_no_leak([by_name[n] for n in choose_shots(names, k, seed)], test, shown)
 
 
 def check_seeds(seeds: Sequence[int], option: str = "--seeds") -> None:
@@ -247,6 +252,7 @@ def preflight_generate(args) -> None:
     from tgad.cli.hardware_args import hardware_from_args
     from tgad.cli.overrides import parse_overrides
     from tgad.data import DATAMODULES
+    from tgad.generate.chain import check_out_dir
     from tgad.generate.heal import heal_extra_set, remove_stale_partials_of
     from tgad.recipe import Recipe
 
@@ -270,6 +276,7 @@ def preflight_generate(args) -> None:
         raise UsageError(f"--set: {err}") from err
     out = Path(args.out).expanduser()
     check_output_dir(out, "--out", _image_bytes(args.n, recipe.run.generator_image_size))
+    check_out_dir(out)  # new, empty, or an ExtraSet with none of the user's files in it
     dm = DATAMODULES[args.dataset](root=args.root, category=args.category, download=False)
     if args.dataset == "embedded":
         dm.prepare_data()
