@@ -339,3 +339,17 @@ def test_6_a_killed_run_leaves_no_temporaries_and_nothing_outside_its_folders(tm
     assert _roots(base) == before
     rows = ResultsCSV(out / "results.csv").rows()
     assert sorted(r["condition"] for r in rows) == ["plain_aug", "shots"]  # one row per key
+
+
+@pytest.mark.parametrize("command", ["benchmark", "generate"])
+def test_1_an_output_inside_the_category_folder_is_refused(command, mvtec_root, tmp_path, capsys):
+    inside = mvtec_root / "widget" / "train" / "good" / "out"
+    before = _files(mvtec_root)
+    if command == "benchmark":
+        argv = _benchmark(mvtec_root, inside, "--categories", "widget")
+    else:
+        argv = ["generate", "--dataset", "mvtec", "--root", str(mvtec_root), "--category", "widget", "--preset",
+                "tiny", "--n", "2", "--out", str(inside), "--allow-random-clip"]  # fmt: skip
+    assert main(argv) == 2
+    _one_line_error(capsys, "never writes into a dataset")
+    assert _files(mvtec_root) == before

@@ -167,6 +167,17 @@ def check_shot_grid(dm, shots: Iterable[int | None], seeds: Iterable[int]) -> No
             check_no_leak([by_name[n] for n in choose_shots(names, k, seed)], test, shown)
 
 
+def check_outside_dataset(path: str | Path, option: str, dm, given: str | Path | None = None) -> None:
+    """An output folder does not lie in the category folder it reads: tgad never writes into a dataset (its
+    files would be indexed, or mixed with the test split)."""
+    category = Path(os.path.realpath(dm.category_dir))
+    if Path(os.path.realpath(Path(path).expanduser())).is_relative_to(category):
+        raise UsageError(
+            f"{option} {given if given is not None else path}: lies inside the dataset's category folder "
+            f"{dm.category_dir}; tgad never writes into a dataset: choose a folder outside it"
+        )
+
+
 def check_seeds(seeds: Sequence[int], option: str = "--seeds") -> None:
     bad = [s for s in seeds if s < 0]
     if bad:
@@ -234,9 +245,11 @@ def preflight_benchmark(config, executor: str = "sequential", ray_address: str |
     check_executor(executor, ray_address)
     if not ray_address:  # on a cluster the workers, not this driver, must have the accelerator
         config.hardware.resolved()
+    dms = [make_datamodule(config, category, None, 0, []) for category in config.categories]
+    for dm in dms:  # before the write probe: not even that goes into a dataset
+        check_outside_dataset(config.out_dir, "--results-dir", dm, config.results_dir)
     check_output_dir(config.out_dir, "--results-dir", given=config.results_dir)
-    for category in config.categories:
-        dm = make_datamodule(config, category, None, 0, [])
+    for dm in dms:
         dm.prepare_data()
         check_shot_grid(dm, config.shots, config.seeds)
     runner_preflight(config)  # models, keywords, categories: the checks a library caller gets too
@@ -275,9 +288,10 @@ def preflight_generate(args) -> None:
     except (TypeError, ValueError) as err:
         raise UsageError(f"--set: {err}") from err
     out = Path(args.out).expanduser()
+    dm = DATAMODULES[args.dataset](root=args.root, category=args.category, download=False)
+    check_outside_dataset(out, "--out", dm)  # before the write probe: not even that goes into a dataset
     check_output_dir(out, "--out", _image_bytes(args.n, recipe.run.generator_image_size))
     check_out_dir(out)  # new, empty, or an ExtraSet with none of the user's files in it
-    dm = DATAMODULES[args.dataset](root=args.root, category=args.category, download=False)
     if args.dataset == "embedded":
         dm.prepare_data()
     check_shot_grid(dm, [args.shots], [args.seed])
