@@ -143,8 +143,7 @@ def test_3_the_grid_never_opens_a_manifests_shot_paths(mvtec_root, tmp_path, mon
 
 # 4. --out replaces only tgad's own files -------------------------------------------------------------------
 def test_4_out_holding_a_users_file_is_refused_and_kept(mvtec_root, tmp_path, capsys):
-    from tgad.generate.chain import check_out_dir
-    from tgad.generate.chain_writer import foreign_files
+    from tgad.generate.chain_writer import check_out_dir, foreign_files
 
     out = _plain_set(mvtec_root, tmp_path / "gen" / "note")
     assert foreign_files(out) == [] and check_out_dir(out) is None  # tgad's own set may be replaced

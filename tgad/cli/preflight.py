@@ -265,7 +265,7 @@ def preflight_generate(args) -> None:
     from tgad.cli.hardware_args import hardware_from_args
     from tgad.cli.overrides import parse_overrides
     from tgad.data import DATAMODULES
-    from tgad.generate.chain import check_out_dir
+    from tgad.generate.chain_writer import check_out_dir
     from tgad.generate.heal import heal_extra_set, remove_stale_partials_of
     from tgad.recipe import Recipe
 

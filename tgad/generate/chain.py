@@ -21,8 +21,8 @@ import torch
 
 import tgad
 from tgad.assets.cache import scratch_dir
-from tgad.generate.artifact import MANIFEST, cache_key, is_complete
-from tgad.generate.chain_writer import collapse_report, foreign_files, write_generated_set
+from tgad.generate.artifact import cache_key, is_complete
+from tgad.generate.chain_writer import check_out_dir, collapse_report, write_generated_set
 from tgad.generate.fit_cache import fit_cache_file, load_fit, save_fit
 from tgad.generate.stages import (
     Stage,
@@ -73,24 +73,6 @@ def _check_request(dataset: str, n: int, shots: int, out_dir: Path) -> None:
     if n < 1 or shots < 1:
         raise ValueError(f"--n ({n}) and --shots ({shots}) must be >= 1")
     check_out_dir(out_dir)
-
-
-def check_out_dir(out_dir: str | Path) -> None:
-    """``--out`` is new, empty, or an ExtraSet holding only tgad's own files: a new set replaces the whole
-    folder, and ``--out .`` must never delete a working tree, nor ``--out`` a note the user put there."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (
-        not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())
-    ):
-        raise FileExistsError(
-            f"--out {out_dir}: exists and is not an ExtraSet folder (no {MANIFEST}); choose a new or empty folder"
-        )
-    if out_dir.is_dir() and (foreign := foreign_files(out_dir)):
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise FileExistsError(
-            f"--out {out_dir}: holds files tgad did not write ({shown}); a new ExtraSet replaces the folder "
-            "and would delete them: move them out, or choose another --out"
-        )
 
 
 def resolve_recipe(

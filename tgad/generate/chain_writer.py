@@ -43,6 +43,24 @@ def collapse_report(integrator, final, shots: torch.Tensor) -> dict[str, Any]:
     }
 
 
+def check_out_dir(out_dir: str | Path) -> None:
+    """``--out`` is new, empty, or an ExtraSet holding only tgad's own files: a new set replaces the whole
+    folder, and ``--out .`` must never delete a working tree, nor ``--out`` a note the user put there."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (
+        not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())
+    ):
+        raise FileExistsError(
+            f"--out {out_dir}: exists and is not an ExtraSet folder (no {MANIFEST}); choose a new or empty folder"
+        )
+    if out_dir.is_dir() and (foreign := foreign_files(out_dir)):
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise FileExistsError(
+            f"--out {out_dir}: holds files tgad did not write ({shown}); a new ExtraSet replaces the folder "
+            "and would delete them: move them out, or choose another --out"
+        )
+
+
 def foreign_files(folder: Path) -> list[str]:
     """Files under an ExtraSet folder that tgad did not write there (a user's notes, say), sorted: replacing the
     folder with a new set would delete them. tgad's own are the manifest, the images it lists (``NNNN.png``
