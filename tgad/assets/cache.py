@@ -57,6 +57,21 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
 
 
 @contextmanager
+def scratch_dir(folder: str | Path, name: str = "tmp") -> Iterator[Path]:
+    """A temporary working folder inside ``folder``, removed when the block ends.
+
+    Named like a temporary of this process (``.<name>.pid<pid>.<random>.partial``), so that when a run is
+    killed (-9: no ``finally`` runs) the next run's healing of that folder (``tgad.generate.heal``) removes it,
+    instead of it piling up in ``$TMPDIR``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = partial_prefix(folder / name)
+    with tempfile.TemporaryDirectory(prefix=prefix, suffix=PARTIAL_SUFFIX, dir=folder) as tmp:
+        yield Path(tmp)
+
+
+@contextmanager
 def atomic_file(final: str | Path, mode: str = "w") -> Iterator:
     """Open a temporary file next to ``final``; rename it over ``final`` only when the block succeeds."""
     final = Path(final)

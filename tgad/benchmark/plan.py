@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tgad.data.names import folder_name_problem
 from tgad.hardware import Hardware
 from tgad.models.integrator.names import SCORERS
 from tgad.recipe import PRESETS, Recipe
@@ -81,6 +82,10 @@ class BenchmarkConfig:
     hardware: Hardware = field(default_factory=Hardware)
 
     def __post_init__(self) -> None:
+        # a value given twice (``--seeds 0 0``) would plan one row twice: each grid axis keeps its first
+        for axis in ("categories", "models", "shots", "seeds", "conditions", "scorers"):
+            object.__setattr__(self, axis, tuple(dict.fromkeys(getattr(self, axis))))
+        self._check_names()
         if self.preset not in PRESETS:
             raise BenchmarkError(f"--preset {self.preset!r}: choose one of {list(PRESETS)}")
         unknown = [c for c in self.conditions if c not in CONDITIONS]
@@ -99,6 +104,21 @@ class BenchmarkConfig:
             raise BenchmarkError(f"--set: {err}") from err
         if not self.categories:
             raise BenchmarkError("no categories: pass --categories (or a root holding category folders)")
+
+    def _check_names(self) -> None:
+        """Categories and ``--name`` are folder names joined under the dataset root and ``--results-dir``:
+        a path there would read or write outside them."""
+        for category in self.categories:
+            if problem := folder_name_problem(category):
+                raise BenchmarkError(
+                    f"--categories {category!r} {problem}; a category is a folder name under the dataset root "
+                    "(e.g. hazelnut), not a path"
+                )
+        if self.name is not None and (problem := folder_name_problem(self.name)):
+            raise BenchmarkError(
+                f"--name {self.name!r} {problem}; --name is a folder name under <results-dir>/<dataset>/ "
+                "(e.g. --name run1); put the path in --results-dir"
+            )
 
     @property
     def out_dir(self) -> Path:
@@ -179,8 +199,8 @@ def plan_scorers(config: BenchmarkConfig) -> tuple[str, ...]:
 
 
 def full_plan(config: BenchmarkConfig) -> list[Row]:
-    """Every row of the grid, grouped so each (category, shots, seed) builds its extra sets once."""
-    rows = []
+    """Every row of the grid, once, grouped so each (category, shots, seed) builds its extra sets once."""
+    rows: dict[Row, None] = {}  # ordered and without repeats (two backbones resolved alike, say)
     scorers = plan_scorers(config)
     for category in config.categories:
         for shots in config.shots:
@@ -188,7 +208,7 @@ def full_plan(config: BenchmarkConfig) -> list[Row]:
                 for condition in config.conditions:
                     for scorer in scorers if condition in GENERATED else ("",):
                         for model in config.models:
-                            rows.append(
+                            rows.setdefault(
                                 Row(
                                     dataset=config.dataset,
                                     category=category,
@@ -203,7 +223,7 @@ def full_plan(config: BenchmarkConfig) -> list[Row]:
                                     image_size=config.size,
                                 )
                             )
-    return rows
+    return list(rows)
 
 
 def make_plan(config: BenchmarkConfig, done: Iterable[tuple[str, ...]] = ()) -> list[Row]:

@@ -71,12 +71,13 @@ def save_bars(
     return _save(fig, path)
 
 
-def save_extra_grid(folder: Path, path: Path, n: int = 15) -> Path:
-    """The shots of an ExtraSet, then its first ``n`` images."""
+def save_extra_grid(folder: Path, shot_paths: Sequence[str | Path], path: Path, n: int = 15) -> Path:
+    """The shots (the caller's: a manifest's ``shot_paths`` are a record, never opened), then the first ``n``
+    images of an ExtraSet."""
     from tgad.generate.artifact import load_manifest
 
-    manifest = load_manifest(folder)
-    shots = [(read_rgb(p), f"shot {Path(p).stem}") for p in manifest["shot_paths"][:4]]
+    manifest = load_manifest(folder)  # every image file checked to lie inside ``folder``
+    shots = [(read_rgb(p), f"shot {Path(p).stem}") for p in list(shot_paths)[:4]]
     extra = [(read_rgb(folder / r["file"]), _caption(r)) for r in manifest["images"][:n]]
     tiles = shots + extra
     cols = min(8, len(tiles))

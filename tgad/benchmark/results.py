@@ -123,17 +123,25 @@ class ResultsCSV:
     def done_keys(self) -> set[tuple[str, ...]]:
         return {row_key(row) for row in self.rows()}
 
-    def append(self, row: Mapping[str, object]) -> None:
-        """Add one row (missing columns empty; unknown keys refused), atomically and under the lock."""
+    def append(self, row: Mapping[str, object]) -> bool:
+        """Add one row (missing columns empty; unknown keys refused), atomically and under the lock.
+
+        Returns False, writing nothing, when a row of the same key is already there: another process sharing
+        the folder finished it first (its plan was made before this row was appended), and a key is one row.
+        """
         unknown = set(row) - set(COLUMNS)
         if unknown:
             raise ValueError(f"results row has unknown columns {sorted(unknown)}")
+        cells = {name: _cell(row.get(name)) for name in COLUMNS}
         with csv_lock(self.path):
             existing = self.rows()  # refuses a file of another layout before adding to it
+            if any(row_key(old) == row_key(cells) for old in existing):
+                return False
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
             writer.writeheader()
             writer.writerows(existing)
-            writer.writerow({name: _cell(row.get(name)) for name in COLUMNS})
+            writer.writerow(cells)
             with atomic_file(self.path) as handle:
                 handle.write(buffer.getvalue())
+        return True

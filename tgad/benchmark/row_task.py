@@ -8,9 +8,9 @@ results CSV: the caller (the driver) is its only writer.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
+from tgad.assets.cache import scratch_dir
 from tgad.benchmark.extra_sets import ExtraSet, ensure_extra_set
 from tgad.benchmark.plan import BenchmarkConfig, Row
 from tgad.benchmark.results_repair import shots_text
@@ -44,7 +44,7 @@ def make_extra(config: BenchmarkConfig, row: Row, show=lambda text: None, plot: 
     extra = ensure_extra_set(config, row.condition, dm, row.shots, row.seed, show, scorer=row.scorer)
     if plot:
         name = f"extra_{variant(row)}_{row.category}_k{shots_text(row.shots)}.png"
-        save_extra_grid(extra.path, config.out_dir / "plots" / name)
+        save_extra_grid(extra.path, dm.shot_paths, config.out_dir / "plots" / name)
     return extra
 
 
@@ -56,14 +56,14 @@ def compute_row(
     plot: bool = False,
     show=lambda text: None,
 ) -> dict:
-    """The CSV row of ``row``: fit + test in a temporary folder, the validation columns, and (``plot``) the
+    """The CSV row of ``row``: fit + test in a temporary folder of the results folder, the validation columns, and (``plot``) the
     anomaly-map overlays under ``plots/``."""
     from tgad.benchmark.plots import save_overlays
     from tgad.benchmark.runner import run_row
 
     show(f"{row.model} fit + test")
-    with tempfile.TemporaryDirectory(prefix="tgad-row-") as work:
-        out, evaluation = run_row(row, config, extra, work)
+    with scratch_dir(config.out_dir, "tgad-row") as work:  # healed by the next run if this one is killed
+        out, evaluation = run_row(row, config, extra, str(work))
     show("synthetic-defect validation")
     out.update(validations.columns(row, extra.path if extra else None))
     if plot and evaluation.examples:

@@ -7,6 +7,7 @@ are cached under ``<results>/extra_sets`` by a key of the arguments that make th
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import platform
@@ -53,15 +54,21 @@ class BenchmarkResult:
     seconds: float
 
 
-def git_commit() -> str:
-    """Short commit of the tgad checkout (``-dirty`` with local changes), or ``unknown``."""
-    where = Path(tgad.__file__).parent
+@functools.cache
+def git_commit(where: Path | None = None) -> str:
+    """Short commit of the tgad checkout (``-dirty`` with local changes), or ``unknown``; read once per process.
+
+    ``--no-optional-locks``: a plain ``git status`` refreshes the index and takes ``.git/index.lock`` in the
+    installed tree, which a git command of the user's running there at the same moment would trip over.
+    """
+    where = where or Path(tgad.__file__).parent
+    git = ["git", "--no-optional-locks"]
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+            [*git, "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            [*git, "status", "--porcelain", "--untracked-files=no"],
             cwd=where,
             capture_output=True,
             text=True,
@@ -263,9 +270,12 @@ def run_benchmark(
 
         def on_row(row: Row, out: dict) -> None:
             nonlocal done
-            results.append(out)
-            done += 1
-            tracker.log_row(out, done)
+            if results.append(out):  # the key is checked again under the CSV's lock
+                done += 1
+                tracker.log_row(out, done)
+            else:
+                log.warning("%s: already in %s (another run finished it first); not added twice",
+                            describe(row), results.path)  # fmt: skip
             progress.advance()
 
         def on_failure(row: Row, err: BaseException) -> None:
@@ -286,9 +296,7 @@ def run_benchmark(
     finally:
         progress.close()
         tracker.finish()
-    return BenchmarkResult(
-        out_dir, results.path, summary, len(plan) - len(failures), failures, time.perf_counter() - start
-    )
+    return BenchmarkResult(out_dir, results.path, summary, done, failures, time.perf_counter() - start)
 
 
 def stops_the_grid(err: BaseException) -> bool:

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "data" and args.data_command == "check":
         return report_errors(lambda: _data_check(args), err_console)
     if args.command == "generate":
-        return report_errors(lambda: _generate(args), err_console)
+        return report_errors(lambda: _in_own_tempdir("generate", lambda: _generate(args)), err_console)
     if args.command == "vqgan":
         from tgad.cli.vqgan import run_import_check
 
@@ -143,8 +143,16 @@ def main(argv: list[str] | None = None) -> int:
             threads_from_env()  # the command reads $TGAD_THREADS; a bad value is one line, not a traceback
             return run_benchmark_command(args, console, err_console)
 
-        return report_errors(benchmark, err_console)
+        return report_errors(lambda: _in_own_tempdir("benchmark", benchmark), err_console)
     return 1
+
+
+def _in_own_tempdir(command: str, run) -> int:
+    """``run()`` with its temporaries in the tgad cache, removed even after a kill (``tgad.cli.scratch``)."""
+    from tgad.cli.scratch import command_tempdir
+
+    with command_tempdir(command):
+        return run()
 
 
 def _generate(args: argparse.Namespace) -> int:

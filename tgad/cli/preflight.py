@@ -152,11 +152,15 @@ def check_clip(preset: str, weights: str | None, allow_random: bool) -> None:
 
 
 def check_shot_grid(dm, shots: Iterable[int | None], seeds: Iterable[int]) -> None:
-    """Every (k, seed) draws from the category's train set (``dm`` indexed, not set up)."""
+    """Every (k, seed) draws from the category's train set (``dm`` indexed, not set up), and no shot it draws
+    is a test image by content (``tgad.data.leaks``)."""
+    from tgad.data.leaks import check_no_leak
     from tgad.data.shots import choose_shots
 
     samples = dm.index()
-    names = [Path(p).name for p in samples[samples.split == "train"].image_path]
+    train = list(samples[samples.split == "train"].image_path)
+    names = [Path(p).name for p in train]
+    by_name, test = dict(zip(names, train, strict=True)), list(samples[samples.split == "test"].image_path)
     for k in shots:
         if k is not None and k > len(set(names)):
             raise UsageError(
@@ -164,7 +168,19 @@ def check_shot_grid(dm, shots: Iterable[int | None], seeds: Iterable[int]) -> No
                 f"use --shots <= {len(set(names))} (or full)"
             )
         for seed in seeds:
-            choose_shots(names, k, seed)
+            shown = f"a shot (--shots {'full' if k is None else k}, seed {seed})"
+            check_no_leak([by_name[n] for n in choose_shots(names, k, seed)], test, shown)
+
+
+def check_outside_dataset(path: str | Path, option: str, dm, given: str | Path | None = None) -> None:
+    """An output folder does not lie in the category folder it reads: tgad never writes into a dataset (its
+    files would be indexed, or mixed with the test split)."""
+    category = Path(os.path.realpath(dm.category_dir))
+    if Path(os.path.realpath(Path(path).expanduser())).is_relative_to(category):
+        raise UsageError(
+            f"{option} {given if given is not None else path}: lies inside the dataset's category folder "
+            f"{dm.category_dir}; tgad never writes into a dataset: choose a folder outside it"
+        )
 
 
 def check_seeds(seeds: Sequence[int], option: str = "--seeds") -> None:
@@ -234,9 +250,11 @@ def preflight_benchmark(config, executor: str = "sequential", ray_address: str |
     check_executor(executor, ray_address)
     if not ray_address:  # on a cluster the workers, not this driver, must have the accelerator
         config.hardware.resolved()
+    dms = [make_datamodule(config, category, None, 0, []) for category in config.categories]
+    for dm in dms:  # before the write probe: not even that goes into a dataset
+        check_outside_dataset(config.out_dir, "--results-dir", dm, config.results_dir)
     check_output_dir(config.out_dir, "--results-dir", given=config.results_dir)
-    for category in config.categories:
-        dm = make_datamodule(config, category, None, 0, [])
+    for dm in dms:
         dm.prepare_data()
         check_shot_grid(dm, config.shots, config.seeds)
     runner_preflight(config)  # models, keywords, categories: the checks a library caller gets too
@@ -253,6 +271,7 @@ def preflight_generate(args) -> None:
     from tgad.cli.hardware_args import hardware_from_args
     from tgad.cli.overrides import parse_overrides
     from tgad.data import DATAMODULES
+    from tgad.generate.chain_writer import check_out_dir
     from tgad.generate.heal import heal_extra_set, remove_stale_partials_of
     from tgad.recipe import Recipe
 
@@ -277,8 +296,10 @@ def preflight_generate(args) -> None:
     except (TypeError, ValueError) as err:
         raise UsageError(f"--set: {err}") from err
     out = Path(args.out).expanduser()
-    check_output_dir(out, "--out", _image_bytes(args.n, recipe.run.generator_image_size))
     dm = DATAMODULES[args.dataset](root=args.root, category=args.category, download=False)
+    check_outside_dataset(out, "--out", dm)  # before the write probe: not even that goes into a dataset
+    check_output_dir(out, "--out", _image_bytes(args.n, recipe.run.generator_image_size))
+    check_out_dir(out)  # new, empty, or an ExtraSet with none of the user's files in it
     if args.dataset == "embedded":
         dm.prepare_data()
     check_shot_grid(dm, [args.shots], [args.seed])

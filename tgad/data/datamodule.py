@@ -18,6 +18,8 @@ from tgad.data.download import ensure_downloaded
 from tgad.data.errors import DataError
 from tgad.data.images import is_image_file
 from tgad.data.indexing import COLUMNS, INDEXERS, validate_samples
+from tgad.data.leaks import check_no_leak
+from tgad.data.names import folder_name_problem
 from tgad.data.shots import choose_shots, resolve_shot_ids
 
 logger = logging.getLogger(__name__)
@@ -102,6 +104,11 @@ class FewShotDataModule(AnomalibDataModule):
             raise DataError(
                 f"{type(self).__name__}: category is empty; name a category folder under the root"
             )
+        if problem := folder_name_problem(category):
+            raise DataError(
+                f"category {category!r} {problem}; a category is a folder name under the dataset root "
+                "(e.g. hazelnut), not a path"
+            )
         self.root = Path(root or os.environ.get(self.root_env) or self.default_root).expanduser()
         self.category = category
         self.shots = shots
@@ -185,12 +192,15 @@ class FewShotDataModule(AnomalibDataModule):
         )
 
     def _check_no_leak(self, train_rows: pd.DataFrame, test_rows: pd.DataFrame) -> None:
+        """No training image (shot or extra) is a test image: not by path, not by content (a copy, a hard
+        link), and no extra folder lies inside the test split."""
         test_paths = {os.path.realpath(p) for p in test_rows.image_path}
         for path in train_rows.image_path:
             if os.path.realpath(path) in test_paths:
                 raise DataError(
                     f"{path}: a test image is in the training set; remove it from extra_normal_dirs"
                 )
+        check_no_leak(train_rows.image_path, test_rows.image_path)
         for folder in self.extra_normal_dirs:
             real = Path(os.path.realpath(folder))
             for guarded in ("test", "ground_truth"):

@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -165,14 +165,35 @@ def validate_manifest(manifest: Mapping[str, Any], folder: str | Path | None = N
         raise ExtraSetError(f"{where}: n={manifest['n']} but {len(manifest['images'])} image records")
     if len(manifest["shot_ids"]) != len(manifest["shot_paths"]) or not manifest["shot_ids"]:
         raise ExtraSetError(f"{where}: shot_ids and shot_paths must be non-empty and of equal length")
+    if not all(isinstance(p, str) for p in manifest["shot_paths"]):
+        raise ExtraSetError(f"{where}: shot_paths must be strings (a record of the shots, never opened)")
     shots = set(manifest["shot_ids"])
+    inside = Path(folder).resolve() if folder is not None else None
     for index, record in enumerate(manifest["images"]):
         if not isinstance(record, dict) or "file" not in record or "source_shot" not in record:
             raise ExtraSetError(f"{where}: images[{index}] needs 'file' and 'source_shot'")
         if record["source_shot"] not in shots:
             raise ExtraSetError(f"{where}: images[{index}] source_shot {record['source_shot']!r} is no shot")
+        if problem := _outside(record["file"], inside):
+            raise ExtraSetError(f"{where}: images[{index}] file {record['file']!r} {problem}")
         if folder is not None and not (Path(folder) / record["file"]).is_file():
             raise ExtraSetError(f"{where}: images[{index}] file {record['file']} is missing")
+
+
+def _outside(file: object, folder: Path | None) -> str | None:
+    """Why an image path of a manifest would be read from outside its set's ``folder`` (None when it would not).
+
+    A manifest's ``file`` is relative to its own folder (``train/good/0000.png``): an absolute path, a ``..``
+    or a link leading out would make a reader take in a file the set never held (validation, plots).
+    """
+    if not isinstance(file, str) or not file:
+        return "is not a relative path"
+    path = PurePosixPath(file.replace("\\", "/"))
+    if path.is_absolute() or PureWindowsPath(file).drive or ".." in path.parts:
+        return "is not inside the set's folder (absolute, or with '..')"
+    if folder is not None and not (folder / path).resolve().is_relative_to(folder):
+        return "leads out of the set's folder (a link)"
+    return None
 
 
 def load_manifest(folder: str | Path) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -21,8 +20,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 
 import tgad
-from tgad.generate.artifact import MANIFEST, cache_key, is_complete
-from tgad.generate.chain_writer import collapse_report, write_generated_set
+from tgad.assets.cache import scratch_dir
+from tgad.generate.artifact import cache_key, is_complete
+from tgad.generate.chain_writer import check_out_dir, collapse_report, write_generated_set
 from tgad.generate.fit_cache import fit_cache_file, load_fit, save_fit
 from tgad.generate.stages import (
     Stage,
@@ -65,20 +65,14 @@ class ChosenShots(NamedTuple):
 
 
 def _check_request(dataset: str, n: int, shots: int, out_dir: Path) -> None:
-    """A known dataset, positive counts, and an ``--out`` that is new, empty or an ExtraSet: ``--out .`` must
-    never delete a working tree."""
+    """A known dataset, positive counts, and an ``--out`` that may be replaced (``check_out_dir``)."""
     from tgad.data import DATAMODULES
 
     if dataset not in DATAMODULES:
         raise ValueError(f"--dataset {dataset!r}: choose one of {sorted(DATAMODULES)}")
     if n < 1 or shots < 1:
         raise ValueError(f"--n ({n}) and --shots ({shots}) must be >= 1")
-    if out_dir.exists() and (
-        not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())
-    ):
-        raise FileExistsError(
-            f"--out {out_dir}: exists and is not an ExtraSet folder (no {MANIFEST}); choose a new or empty folder"
-        )
+    check_out_dir(out_dir)
 
 
 def resolve_recipe(
@@ -229,9 +223,10 @@ def generate_extra_set(
     if _reuse(out_dir, key, reporter):
         return out_dir
 
-    run = _generate(
-        recipe, images, category, keyword, seed, n, arguments, generator_cache, hw, reporter, timings
-    )
+    # the fits' working folder lies beside --out, named like its temporaries: a killed run's is healed with them
+    with scratch_dir(out_dir.parent, f"{out_dir.name}.work") as work:
+        run = _generate(recipe, images, category, keyword, seed, n, arguments, generator_cache, hw, reporter,
+                        timings, work)  # fmt: skip
     with Stage(reporter, timings, "write", 1):
         meta = {
             "arguments": arguments,
@@ -261,8 +256,11 @@ class Generated(NamedTuple):
     collapse: dict[str, Any]
 
 
-def _generate(recipe, images, category, keyword, seed, n, arguments, generator_cache, hw, reporter, timings):
-    """The prompt, generator, integrator and final stages on the shots ``images`` (k, 3, S, S)."""
+def _generate(
+    recipe, images, category, keyword, seed, n, arguments, generator_cache, hw, reporter, timings, work
+):
+    """The prompt, generator, integrator and final stages on the shots ``images`` (k, 3, S, S); the fits
+    write their logs under ``work``."""
     import lightning as L
 
     with generator_malloc():
@@ -270,16 +268,15 @@ def _generate(recipe, images, category, keyword, seed, n, arguments, generator_c
         with Stage(reporter, timings, "prompt", 1):
             judges, selection = _select_prompt(recipe, images, category, keyword, seed)
             reporter.advance("prompt")
-        with tempfile.TemporaryDirectory(prefix="tgad-generate-") as work:
-            with Stage(reporter, timings, "generator", recipe.run.vqgan_iterations):
-                vqgan, note = _fit_generator(
-                    recipe, images, judges, arguments, generator_cache, hw, work, reporter
-                )
-            # a fitted and a cached generator continue from the same random state
-            L.seed_everything(seed + 1, verbose=False)
-            with Stage(reporter, timings, "integrator", recipe.integrator.rounds):
-                prompt = selection.best_prompt if selection is not None else None
-                integrator = _integrate(recipe, images, judges, prompt, vqgan, note, seed, hw, work, reporter)
+        with Stage(reporter, timings, "generator", recipe.run.vqgan_iterations):
+            vqgan, note = _fit_generator(
+                recipe, images, judges, arguments, generator_cache, hw, work, reporter
+            )
+        # a fitted and a cached generator continue from the same random state
+        L.seed_everything(seed + 1, verbose=False)
+        with Stage(reporter, timings, "integrator", recipe.integrator.rounds):
+            prompt = selection.best_prompt if selection is not None else None
+            integrator = _integrate(recipe, images, judges, prompt, vqgan, note, seed, hw, work, reporter)
         with Stage(reporter, timings, "final", 1):
             final = integrator.generate(n, images)
             reporter.advance("final")

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import resource
 import shutil
 import time
@@ -19,6 +20,7 @@ from tgad.generate.artifact import MANIFEST, write_extra_set
 
 GRID_PNG = "grid.png"
 HISTOGRAM_PNG = "scores_per_round.png"
+_IMAGE_NAME = re.compile(r"train/good/\d{4,}\.png")  # how ``artifact.write_extra_set`` names its images
 
 
 NEAR_COPY_MEAN_ABS = 2 / 255  # below this mean |image - shot| the written images add (almost) nothing new
@@ -39,6 +41,48 @@ def collapse_report(integrator, final, shots: torch.Tensor) -> dict[str, Any]:
         "mean_abs_diff_to_shot": mean_diff,
         "near_copies": mean_diff < NEAR_COPY_MEAN_ABS,
     }
+
+
+def check_out_dir(out_dir: str | Path) -> None:
+    """``--out`` is new, empty, or an ExtraSet holding only tgad's own files: a new set replaces the whole
+    folder, and ``--out .`` must never delete a working tree, nor ``--out`` a note the user put there."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (
+        not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())
+    ):
+        raise FileExistsError(
+            f"--out {out_dir}: exists and is not an ExtraSet folder (no {MANIFEST}); choose a new or empty folder"
+        )
+    if out_dir.is_dir() and (foreign := foreign_files(out_dir)):
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise FileExistsError(
+            f"--out {out_dir}: holds files tgad did not write ({shown}); a new ExtraSet replaces the folder "
+            "and would delete them: move them out, or choose another --out"
+        )
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """Files under an ExtraSet folder that tgad did not write there (a user's notes, say), sorted: replacing the
+    folder with a new set would delete them. tgad's own are the manifest, the images it lists (``NNNN.png``
+    under ``train/good`` when the manifest does not load), the figures and the prompt table."""
+    from tgad.models.prompt_selector.selector import SELECTION_JSON, TABLE_CSV
+
+    folder = Path(folder)
+    try:
+        records = json.loads((folder / MANIFEST).read_text()).get("images")
+        listed = {r["file"] for r in records if isinstance(r, dict) and isinstance(r.get("file"), str)}
+    except (OSError, ValueError, AttributeError, TypeError):  # unreadable: its images by their names
+        listed = None
+    own = {MANIFEST, GRID_PNG, HISTOGRAM_PNG, SELECTION_JSON, TABLE_CSV}
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_dir() and not path.is_symlink():
+            continue
+        name = path.relative_to(folder).as_posix()
+        ours = name in listed if listed is not None else _IMAGE_NAME.fullmatch(name) is not None
+        if name not in own and not ours:
+            found.append(name)
+    return found
 
 
 def write_generated_set(
