@@ -99,6 +99,26 @@ def table(frame: pd.DataFrame, by: str | None, x: str, y: str) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
+PREDICTORS = ("val_auroc", "val_normal_cov", "val_defect_cov", "val_margin", "val_spread")
+
+
+def predictors(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each validation column's delta against plain_aug as a predictor of the test delta, pooled and per
+    category (``val_margin`` = normal_cov - defect_cov, the validation's own "useful set" criterion): is a
+    better summary of the same validation enough, or must the synthetic defects change?"""
+    rows = rows.assign(val_margin=rows["val_normal_cov"] - rows["val_defect_cov"])
+    pairs = pair_with_baseline(rows)
+    lines = []
+    for column in PREDICTORS:
+        delta = pairs[column] - pairs[f"{column}_base"]
+        ok = delta.notna()  # spread is empty for the shots (no extra set)
+        line = {"column": column, **spearman(delta[ok], pairs["d_test"][ok])}
+        for cat, g in pairs[ok].groupby("category"):
+            line[f"rho {cat}"] = spearman(g[column] - g[f"{column}_base"], g["d_test"], n_boot=0)["rho"]
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
 def seed_means(pairs: pd.DataFrame) -> pd.DataFrame:
     """One point per (protocol, category, condition, scorer): the deltas averaged over seeds."""
     keys = ["source", "dataset", "category", "condition", "scorer"]
@@ -173,6 +193,7 @@ def report(rows: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, pd.DataFrame]:
         "Levels: val_auroc vs image_auroc over all rows, per category": table(
             rows.drop_duplicates(list(ROW_ID)), "category", "val_auroc", "image_auroc"
         ),
+        "Every validation column's delta as a predictor of the test delta": predictors(rows),
         "Validation and test levels per category": levels(rows),
         "Size and noise of the deltas per category": signal(pairs),
     }
