@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     stats = io.StringIO()
     pstats.Stats(profile, stream=stats).sort_stats("cumulative").print_stats(40)
+    pstats.Stats(profile, stream=stats).sort_stats("tottime").print_stats(25)
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "recipe": recipe.to_dict(),

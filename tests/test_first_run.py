@@ -139,3 +139,30 @@ def test_a_default_preset_set_is_not_a_near_copy_of_its_shot(tmp_path):
     diffs = [(read_rgb(out / r["file"]) - shot).abs().mean() for r in manifest["images"]]
     assert float(torch.stack(diffs).mean()) > 2 / 255, diffs
     assert manifest["collapse"]["near_copies"] is False
+
+
+def test_a_fit_that_ends_before_disc_start_skips_the_discriminator_and_fits_the_same_generator(
+    tmp_path, monkeypatch
+):
+    from tgad.models.variance_vqgan import VarianceVQGAN
+
+    def fit(train_discriminator: bool) -> VarianceVQGAN:
+        if train_discriminator:
+            monkeypatch.setattr(VarianceVQGAN, "_discriminator_matters", lambda self: True)
+        L.seed_everything(0)
+        module = VarianceVQGAN(preset="tiny", perceptual_backbone="")  # disc_start 50 > 20 iterations
+        before = {k: v.clone() for k, v in module.discriminator.state_dict().items()}
+        trainer = L.Trainer(
+            max_steps=40, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path, accelerator="cpu",
+        )  # fmt: skip
+        trainer.fit(module, DataLoader(TensorDataset(torch.rand(1, 3, 32, 32)), batch_size=1))
+        assert trainer.global_step == 40  # still two optimiser steps per iteration
+        moved = any(not torch.equal(before[k], v) for k, v in module.discriminator.state_dict().items())
+        assert moved == train_discriminator
+        monkeypatch.undo()
+        return module
+
+    skipped, trained = fit(False), fit(True)
+    for name, value in skipped.model.state_dict().items():
+        assert torch.equal(value, trained.model.state_dict()[name]), name

@@ -255,6 +255,12 @@ class VarianceVQGAN(LightningModule):
             self._aligned = (shots.detach().clone(), companions)
         return self._aligned[1]
 
+    def _discriminator_matters(self) -> bool:
+        """Whether the GAN term can still switch on in this fit (``trainer.max_steps`` counts two per
+        iteration; -1 is open-ended)."""
+        cfg, max_steps = self.config, self.trainer.max_steps
+        return cfg.disc_weight > 0 and (max_steps < 0 or cfg.disc_start < max_steps // 2)
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         del batch_idx
         cfg = self.config
@@ -295,11 +301,16 @@ class VarianceVQGAN(LightningModule):
         g_opt.step()
         self.untoggle_optimizer(g_opt)
 
-        # The discriminator trains from the start, so it is not a blank slate when the GAN term switches on.
+        # The discriminator trains from the start, so it is not a blank slate when the GAN term switches on;
+        # in a fit that ends before ``disc_start`` it never would, and its steps (a fifth of an iteration's
+        # time at the cpu preset) change nothing the fit returns: only the step count, kept at two per
+        # iteration by an empty step (Adam skips parameters without a gradient).
         self.toggle_optimizer(d_opt)
-        d_loss = hinge_d_loss(self.discriminator(x), self.discriminator(out.reconstruction.detach()))
         d_opt.zero_grad()
-        self.manual_backward(d_loss)
+        d_loss = torch.zeros(())
+        if self._discriminator_matters():
+            d_loss = hinge_d_loss(self.discriminator(x), self.discriminator(out.reconstruction.detach()))
+            self.manual_backward(d_loss)
         d_opt.step()
         self.untoggle_optimizer(d_opt)
 
