@@ -157,7 +157,7 @@ def test_make_defect_mask_is_exact_at_8_bits_visible_and_sanely_sized(kind, seve
 
 @pytest.mark.parametrize("kind", DEFECT_TYPES)
 def test_severities_grade_size_and_contrast(kind):
-    """Subtle < medium < obvious in mean mask area and in mean colour change inside the mask."""
+    """Subtle < medium < obvious in mean mask area; subtle changes the colour less than obvious."""
     area, change = [], []
     for severity in SEVERITIES:
         pairs = list(_defects(kind, severity, 256, n=6))
@@ -165,6 +165,14 @@ def test_severities_grade_size_and_contrast(kind):
         change.append(np.mean([np.abs(out - image).max(-1)[mask].mean() for image, (out, mask) in pairs]))
     assert area[0] < area[1] < area[2], f"{kind}: mask areas {area}"
     assert change[0] < change[2], f"{kind}: mean changes {change}"
+
+
+def test_load_severities_names_an_old_build_and_the_fix(tmp_path):
+    (tmp_path / "embedded.json").write_text(json.dumps({"version": 1, "crops": {}}))
+    with pytest.raises(
+        ValueError, match="embedded.json: builder version 1 records no severities; rebuild it"
+    ):
+        load_severities(tmp_path)
 
 
 def test_make_defect_rejects_bad_arguments():
