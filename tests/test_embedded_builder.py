@@ -1,4 +1,4 @@
-"""The embedded dataset builder: layout, determinism, exact masks, disjoint crops, idempotence."""
+"""The embedded dataset builder: layout, determinism, exact masks, graded severities, disjoint crops, idempotence."""
 
 from __future__ import annotations
 
@@ -13,8 +13,14 @@ import pytest
 from PIL import Image
 
 from tgad.data import embedded_builder as eb
-from tgad.data.defects import DEFECT_TYPES, make_defect
-from tgad.data.embedded_builder import EMBEDDED_CATEGORIES, EmbeddedSpec, build_embedded, iter_samples
+from tgad.data.defects import DEFECT_TYPES, SEVERITIES, make_defect, to_u8
+from tgad.data.embedded_builder import (
+    EMBEDDED_CATEGORIES,
+    EmbeddedSpec,
+    build_embedded,
+    iter_samples,
+    load_severities,
+)
 
 TINY = EmbeddedSpec.tiny()
 
@@ -50,6 +56,8 @@ def test_layout_counts_and_formats(built):
     assert meta["spec"] == {**TINY.__dict__} and meta["version"] == eb.VERSION
     assert meta["counts"]["train/good"] == TINY.n_train
     assert sum(meta["counts"].values()) == len(list(built.glob("t*/*/*.png")))
+    defective = {str(p.relative_to(built)) for p in built.glob("test/*/*.png") if p.parent.name != "good"}
+    assert set(load_severities(built)) == defective
     readme = (built / "README.txt").read_text()
     assert "skimage.data.gravel" in readme and "CC0" in readme and "synthetic" in readme
     assert not list(built.parent.glob(".*partial"))
@@ -74,35 +82,97 @@ def test_seed_and_category_change_the_images(built):
     assert not np.array_equal(first, next(iter_samples("brick", TINY)).image)
 
 
-def test_written_defects_differ_from_their_pristine_crop_only_inside_the_mask(built):
-    for sample in iter_samples("gravel", TINY):
-        written = np.asarray(Image.open(built / sample.relpath))
+# Mean 8-bit change inside the mask that each severity must exceed: subtle is faint, never invisible.
+MIN_MEAN_CHANGE = {"subtle": 4, "medium": 8, "obvious": 12}
+
+
+@pytest.mark.parametrize("category", EMBEDDED_CATEGORIES)
+def test_written_masks_are_exactly_the_changed_pixels(built, category, tmp_path):
+    """Every written defect, at every severity: mask == the pixels whose bytes differ from the pristine crop."""
+    folder = built if category == "gravel" else build_embedded(tmp_path, category, TINY)
+    seen = set()
+    for sample in iter_samples(category, TINY):
+        written = np.asarray(Image.open(folder / sample.relpath))
         assert np.array_equal(written, sample.image), sample.relpath
         if sample.mask is None:
+            assert sample.severity is None and np.array_equal(sample.image, sample.pristine)
             continue
-        assert np.array_equal(np.asarray(Image.open(built / sample.mask_relpath)), sample.mask)
+        assert np.array_equal(np.asarray(Image.open(folder / sample.mask_relpath)), sample.mask)
         inside = sample.mask > 0
         diff = np.abs(sample.image.astype(int) - sample.pristine.astype(int)).max(-1)  # (S, S)
-        assert not diff[~inside].any(), f"{sample.relpath} changed pixels outside its mask"
-        assert diff[inside].mean() > 12, (
-            f"{sample.relpath}: defect barely visible ({diff[inside].mean():.1f})"
+        assert inside.any(), f"{sample.relpath}: empty mask"
+        assert np.array_equal(diff > 0, inside), f"{sample.relpath}: mask is not the set of changed pixels"
+        assert diff[inside].mean() > MIN_MEAN_CHANGE[sample.severity], (
+            f"{sample.relpath} ({sample.severity}): defect barely visible ({diff[inside].mean():.1f})"
         )
+        seen.add(sample.severity)
+    assert seen == set(SEVERITIES), f"{category}: severities present {sorted(seen)}"
 
 
-@pytest.mark.parametrize("size", [64, 256])
-@pytest.mark.parametrize("kind", DEFECT_TYPES)
-def test_make_defect_mask_is_exact_visible_and_sanely_sized(kind, size):
+def test_severities_follow_the_mix_per_type_and_the_seed():
+    """Per type of 8: half obvious, a quarter each medium and subtle; the seed shuffles which image gets which."""
+    spec = EmbeddedSpec(image_size=32, n_train=1, n_test_good=0, n_test_per_defect=8)
+    levels = {kind: [] for kind in DEFECT_TYPES}
+    for sample in iter_samples("brick", spec):
+        if sample.severity is not None:
+            levels[sample.relpath.split("/")[1]].append(sample.severity)
+    for kind, found in levels.items():
+        assert sorted(found) == sorted(["obvious"] * 4 + ["medium"] * 2 + ["subtle"] * 2), f"{kind}: {found}"
+    other = EmbeddedSpec(**{**spec.__dict__, "seed": 5})
+    reseeded = [s.severity for s in iter_samples("brick", other) if s.severity is not None]
+    assert reseeded != [level for kind in DEFECT_TYPES for level in levels[kind]]
+
+
+def _defects(kind: str, severity: str, size: int, n: int = 5):
+    """``n`` (image, defect) pairs on brick crops, with grass as the foreign material."""
     spec = EmbeddedSpec(image_size=size)
-    for seed in range(5):
+    for seed in range(n):
         rng = np.random.default_rng(seed)
         image, _ = eb._crop(eb.load_photo("brick"), "brick", eb.TEST_ROWS, spec, rng)
         foreign, _ = eb._crop(eb.load_photo("grass"), "grass", eb.TEST_ROWS, spec, rng)
-        out, mask = make_defect(image, kind, rng, foreign=foreign)
-        assert out.shape == image.shape and out.dtype == np.float32 and mask.dtype == bool
-        assert np.array_equal(out[~mask], image[~mask]), "pixels outside the mask changed"
-        change = np.abs(out - image).max(-1)[mask].mean()
-        assert change > 0.08, f"{kind} seed {seed}: mean change inside the mask only {change:.3f}"
-        assert 0.002 <= mask.mean() <= 0.15, f"{kind} seed {seed}: mask covers {mask.mean():.2%} of the image"
+        yield image, make_defect(image, kind, rng, foreign=foreign, severity=severity)
+
+
+# Mask area (fraction of the image) each severity keeps to at 256 px: subtle defects are small, not empty.
+AREA = {"subtle": (0.0002, 0.04), "medium": (0.002, 0.10), "obvious": (0.004, 0.20)}
+
+
+@pytest.mark.parametrize("severity", SEVERITIES)
+@pytest.mark.parametrize("kind", DEFECT_TYPES)
+def test_make_defect_mask_is_exact_at_8_bits_visible_and_sanely_sized(kind, severity):
+    for size in (64, 256):
+        for seed, (image, (out, mask)) in enumerate(_defects(kind, severity, size)):
+            assert out.shape == image.shape and out.dtype == np.float32 and mask.dtype == bool
+            assert np.array_equal(out[~mask], image[~mask]), "pixels outside the mask changed"
+            changed = (to_u8(out) != to_u8(image)).any(-1)  # (S, S)
+            assert mask.any() and np.array_equal(changed, mask), (
+                f"{kind}/{severity} seed {seed}: mask inexact"
+            )
+            if size == 256:
+                lo, hi = AREA[severity]
+                assert lo <= mask.mean() <= hi, (
+                    f"{kind}/{severity} seed {seed}: mask covers {mask.mean():.3%}"
+                )
+
+
+@pytest.mark.parametrize("kind", DEFECT_TYPES)
+def test_severities_grade_size_and_contrast(kind):
+    """Subtle < medium < obvious in mean mask area; subtle changes the colour less than obvious."""
+    area, change = [], []
+    for severity in SEVERITIES:
+        pairs = list(_defects(kind, severity, 256, n=6))
+        area.append(np.mean([mask.mean() for _, (_, mask) in pairs]))
+        change.append(np.mean([np.abs(out - image).max(-1)[mask].mean() for image, (out, mask) in pairs]))
+    assert area[0] < area[1] < area[2], f"{kind}: mask areas {area}"
+    assert change[0] < change[2], f"{kind}: mean changes {change}"
+
+
+def test_load_severities_names_an_old_build_and_the_fix(tmp_path):
+    (tmp_path / "embedded.json").write_text(json.dumps({"version": 1, "crops": {}}))
+    with pytest.raises(
+        ValueError, match="embedded.json: builder version 1 records no severities; rebuild it"
+    ):
+        load_severities(tmp_path)
 
 
 def test_make_defect_rejects_bad_arguments():
@@ -112,6 +182,8 @@ def test_make_defect_rejects_bad_arguments():
         make_defect(image, "dent", rng)
     with pytest.raises(ValueError, match="needs foreign="):
         make_defect(image, "foreign", rng)
+    with pytest.raises(ValueError, match="unknown severity 'huge'.*subtle, medium, obvious"):
+        make_defect(image, "hole", rng, severity="huge")
 
 
 def test_train_and_test_crops_come_from_disjoint_regions(built):

@@ -1,8 +1,11 @@
-"""Synthetic surface defects with exact masks: the anomalies of the embedded dataset.
+"""Synthetic surface defects of graded severity with exact masks: the anomalies of the embedded dataset.
 
-Every defect is an alpha blend of a defect layer over the image. The mask is ``alpha > ALPHA_THRESHOLD`` and
-the image is restored exactly outside it, so the mask is the set of pixels the defect may have changed and
-nothing outside it differs (the ground truth is exact, not a hand-drawn approximation).
+Every defect is an alpha blend of a defect layer over the image, drawn at one of ``SEVERITIES``: ``obvious``
+is the full-size, full-contrast defect, ``medium`` and ``subtle`` are smaller and fainter members of the same
+family (a short hairline scratch, a pinhole, a faint stain, a small translucent fleck), so that a detector's
+AUROC says how much it sees rather than sitting at 1.0. The mask is exact at 8 bits: the pixels inside the
+defect's footprint (``alpha > ALPHA_THRESHOLD``) whose 8-bit value the defect changed; every other pixel is
+restored to the input, so mask == (``to_u8(out) != to_u8(image)``) holds pixel for pixel.
 """
 
 from __future__ import annotations
@@ -12,7 +15,43 @@ from typing import NamedTuple
 import numpy as np
 
 DEFECT_TYPES = ("scratch", "hole", "stain", "foreign")
+SEVERITIES = ("subtle", "medium", "obvious")
 ALPHA_THRESHOLD = 0.1
+
+
+class Grade(NamedTuple):
+    """How big and how strong one severity of one defect type is, as uniform ranges (lo, hi)."""
+
+    size: tuple[float, float]  # scratch: length; others: blob radius; both as a fraction of the image side
+    strength: tuple[float, float]  # fraction of the full defect's colour change that is applied
+    width: tuple[float, float] = (0.0, 0.0)  # scratch only: line width in pixels at 256 px
+
+
+# The severity table is data: one family of defects for every category and every condition. ``medium`` is
+# about the builder-version-1 defect, ``obvious`` larger and bolder, ``subtle`` a few pixels across and faint.
+# Strength scales the colour change, not the footprint, so a faint defect keeps its shape.
+GRADES: dict[str, dict[str, Grade]] = {
+    "scratch": {
+        "subtle": Grade(size=(0.05, 0.10), strength=(0.35, 0.50), width=(1.0, 1.5)),
+        "medium": Grade(size=(0.30, 0.60), strength=(0.80, 1.0), width=(1.8, 3.0)),
+        "obvious": Grade(size=(0.45, 0.80), strength=(0.90, 1.0), width=(3.0, 5.0)),
+    },
+    "hole": {
+        "subtle": Grade(size=(0.014, 0.022), strength=(0.45, 0.65)),
+        "medium": Grade(size=(0.045, 0.075), strength=(0.90, 1.0)),
+        "obvious": Grade(size=(0.070, 0.110), strength=(1.0, 1.0)),
+    },
+    "stain": {
+        "subtle": Grade(size=(0.05, 0.09), strength=(0.18, 0.28)),
+        "medium": Grade(size=(0.09, 0.14), strength=(0.75, 0.90)),
+        "obvious": Grade(size=(0.13, 0.20), strength=(0.90, 1.0)),
+    },
+    "foreign": {
+        "subtle": Grade(size=(0.022, 0.035), strength=(0.45, 0.65)),
+        "medium": Grade(size=(0.065, 0.100), strength=(0.90, 1.0)),
+        "obvious": Grade(size=(0.100, 0.160), strength=(1.0, 1.0)),
+    },
+}
 
 # Light comes from the upper left in every defect, so shading is consistent across an image.
 _LIGHT = np.array([-0.7071, -0.7071])  # (dy, dx), unit vector pointing towards the light
@@ -25,41 +64,59 @@ _STAIN_DEPOSIT = {"chalk": (0.93, 0.91, 0.84)}
 
 class Defect(NamedTuple):
     image: np.ndarray  # (H, W, 3) float32 in [0, 1]
-    mask: np.ndarray  # (H, W) bool, True where the defect changed the image
+    mask: np.ndarray  # (H, W) bool, True exactly where the defect changed the image's 8-bit value
+
+
+def to_u8(image: np.ndarray) -> np.ndarray:
+    """Float [0, 1] to uint8 by rounding: the one quantisation the masks are exact for."""
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
 
 
 def make_defect(
-    image: np.ndarray, kind: str, rng: np.random.Generator, foreign: np.ndarray | None = None
+    image: np.ndarray,
+    kind: str,
+    rng: np.random.Generator,
+    foreign: np.ndarray | None = None,
+    severity: str = "obvious",
 ) -> Defect:
-    """Apply one defect of type ``kind`` to a float RGB image at a random place, size and orientation.
+    """Apply one defect of type ``kind`` and ``severity`` to a float RGB image at a random place and size.
 
     Args:
         image: (H, W, 3) float in [0, 1], the defect-free image.
         kind: one of ``DEFECT_TYPES``.
         rng: the only source of randomness, so a seeded generator gives the same defect every time.
         foreign: (H, W, 3) float in [0, 1], another material's image; required for ``kind="foreign"``.
+        severity: one of ``SEVERITIES``; sets size and strength from ``GRADES``.
 
     Returns:
-        Defect with the defective image (identical to ``image`` outside the mask) and its mask.
+        Defect with the defective image (identical to ``image`` outside the mask) and its mask, which is
+        exactly the pixels whose ``to_u8`` value differs from the input's.
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"make_defect: image must be (H, W, 3), got shape {image.shape}")
+    if kind not in DEFECT_TYPES:
+        raise ValueError(f"make_defect: unknown defect kind {kind!r}; valid kinds: {', '.join(DEFECT_TYPES)}")
+    if severity not in SEVERITIES:
+        raise ValueError(
+            f"make_defect: unknown severity {severity!r}; valid severities: {', '.join(SEVERITIES)}"
+        )
     image = image.astype(np.float32, copy=False)
+    grade = GRADES[kind][severity]
     if kind == "scratch":
-        blended, alpha = _scratch(image, rng)
+        blended, alpha = _scratch(image, rng, grade)
     elif kind == "hole":
-        blended, alpha = _hole(image, rng)
+        blended, alpha = _hole(image, rng, grade)
     elif kind == "stain":
-        blended, alpha = _stain(image, rng)
-    elif kind == "foreign":
+        blended, alpha = _stain(image, rng, grade)
+    else:
         if foreign is None or foreign.shape != image.shape:
             got = None if foreign is None else foreign.shape
             raise ValueError(f"make_defect: kind='foreign' needs foreign= of shape {image.shape}, got {got}")
-        blended, alpha = _foreign(image, foreign.astype(np.float32, copy=False), rng)
-    else:
-        raise ValueError(f"make_defect: unknown defect kind {kind!r}; valid kinds: {', '.join(DEFECT_TYPES)}")
-    mask = alpha > ALPHA_THRESHOLD
-    out = np.where(mask[..., None], np.clip(blended, 0.0, 1.0), image).astype(np.float32)
+        blended, alpha = _foreign(image, foreign.astype(np.float32, copy=False), rng, grade)
+    strength = rng.uniform(*grade.strength)
+    changed = np.clip(image + strength * (blended - image), 0.0, 1.0)
+    mask = (alpha > ALPHA_THRESHOLD) & (to_u8(changed) != to_u8(image)).any(-1)
+    out = np.where(mask[..., None], changed, image).astype(np.float32)
     return Defect(out, mask)
 
 
@@ -108,13 +165,13 @@ def _edge(blob: _Blob, width_px: float) -> np.ndarray:
     return np.clip((1.0 - blob.rho) * blob.radius / width_px + 0.5, 0.0, 1.0)
 
 
-def _scratch(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _scratch(image: np.ndarray, rng: np.random.Generator, grade: Grade) -> tuple[np.ndarray, np.ndarray]:
     """A thin curved line (quadratic Bezier) drawn with anti-aliasing, tapered at both ends."""
     h, w = image.shape[:2]
     size = min(h, w)
     scale = size / 256
-    length = rng.uniform(0.30, 0.65) * size
-    width = max(rng.uniform(1.8, 3.2) * scale, 1.3)
+    length = rng.uniform(*grade.size) * size
+    width = max(rng.uniform(*grade.width) * scale, 1.0)
     angle = rng.uniform(0.0, 2 * np.pi)
     direction = np.array([np.sin(angle), np.cos(angle)])  # (dy, dx)
     centre = np.array([rng.uniform(0.25, 0.75) * h, rng.uniform(0.25, 0.75) * w])
@@ -145,8 +202,7 @@ def _scratch(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, n
     along[y0:y1, x0:x1] = ((seg + s[rows, seg]) / len(ab)).reshape(y1 - y0, x1 - x0)  # 0..1 along the curve
     taper = np.clip(np.minimum(along, 1.0 - along) / 0.15, 0.0, 1.0)
     half = width / 2 * (0.4 + 0.6 * taper)
-    strength = rng.uniform(0.85, 1.0)
-    alpha = np.clip(half + 0.5 - d, 0.0, 1.0) * strength * (0.3 + 0.7 * taper)
+    alpha = np.clip(half + 0.5 - d, 0.0, 1.0) * (0.3 + 0.7 * taper)
 
     if rng.random() < 0.75:  # bright: the scratch exposes shiny material under the surface
         tone = rng.uniform(0.88, 1.0)
@@ -156,11 +212,11 @@ def _scratch(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, n
     return _blend(image, layer, alpha), alpha.astype(np.float32)
 
 
-def _hole(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _hole(image: np.ndarray, rng: np.random.Generator, grade: Grade) -> tuple[np.ndarray, np.ndarray]:
     """A dark, roughly elliptical pit with a lit far wall and a slightly raised bright rim."""
     h, w = image.shape[:2]
     size = min(h, w)
-    blob = _blob(h, w, rng, radius=rng.uniform(0.045, 0.085) * size, irregularity=0.25)
+    blob = _blob(h, w, rng, radius=rng.uniform(*grade.size) * size, irregularity=0.25)
     inside = _edge(blob, width_px=max(1.2 * size / 256, 0.8))
     # Light enters from the upper left, so the wall on the far (lower right) side is lit near the rim.
     lit = np.clip(-blob.u, 0.0, 1.0) * np.clip(blob.rho, 0.0, 1.0) ** 2
@@ -184,16 +240,16 @@ def _smooth_noise(h: int, w: int, rng: np.random.Generator, cells: int) -> np.nd
     return np.clip(zoom(coarse, (h / (cells + 1), w / (cells + 1)), order=3), 0.0, 1.0)[:h, :w]
 
 
-def _stain(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A smooth-edged, irregular blot of rust, oil or water soaked into the surface (multiplicative)."""
+def _stain(image: np.ndarray, rng: np.random.Generator, grade: Grade) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth-edged, irregular blot of rust or oil soaked into the surface, or a chalky deposit on it."""
     h, w = image.shape[:2]
     size = min(h, w)
-    blob = _blob(h, w, rng, radius=rng.uniform(0.08, 0.15) * size, irregularity=0.45, harmonics=7)
+    blob = _blob(h, w, rng, radius=rng.uniform(*grade.size) * size, irregularity=0.45, harmonics=7)
     soft = _edge(blob, width_px=blob.radius * rng.uniform(0.25, 0.45))
     density = 0.65 + 0.35 * _smooth_noise(h, w, rng, cells=6)  # uneven soaking
     # A darker tide line just inside the edge, as where a drop of liquid dried.
     tide = 0.25 * np.exp(-(((blob.rho - 0.85) / 0.12) ** 2))
-    alpha = np.clip(soft * (density + tide) * rng.uniform(0.75, 0.95), 0.0, 1.0)
+    alpha = np.clip(soft * (density + tide), 0.0, 1.0)
     name = ("rust", "oil", "chalk")[rng.integers(3)]
     if name in _STAIN_MULTIPLY:
         layer = image * np.array(_STAIN_MULTIPLY[name], dtype=np.float32)
@@ -203,12 +259,12 @@ def _stain(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.
 
 
 def _foreign(
-    image: np.ndarray, foreign: np.ndarray, rng: np.random.Generator
+    image: np.ndarray, foreign: np.ndarray, rng: np.random.Generator, grade: Grade
 ) -> tuple[np.ndarray, np.ndarray]:
     """A piece of another material lying on the surface, with a crisp irregular outline and a soft shadow."""
     h, w = image.shape[:2]
     size = min(h, w)
-    blob = _blob(h, w, rng, radius=rng.uniform(0.07, 0.13) * size, irregularity=0.4, harmonics=6)
+    blob = _blob(h, w, rng, radius=rng.uniform(*grade.size) * size, irregularity=0.4, harmonics=6)
     piece = _edge(blob, width_px=max(1.0 * size / 256, 0.7))
     # Contact shadow: the blob moved away from the light, blurred; it only darkens, never lightens.
     shift = blob.radius * 0.12

@@ -2,7 +2,9 @@
 
 It is the dataset that needs no download: real photographs (brick, grass, gravel), train and test crops taken
 from disjoint regions of each photo, and synthetic defects (``tgad.data.defects``) with exact masks. A build
-is a pure function of (category, spec): the same spec gives byte-identical PNGs in any process.
+is a pure function of (category, spec): the same spec gives byte-identical PNGs in any process. Each defective
+image has a severity (subtle, medium, obvious) in a fixed mix per defect type (``SEVERITY_CYCLE``), recorded
+in ``embedded.json`` so that results can be broken down by it (``load_severities``).
 """
 
 from __future__ import annotations
@@ -21,26 +23,34 @@ import numpy as np
 from PIL import Image
 
 from tgad.assets.cache import atomic_dir
-from tgad.data.defects import DEFECT_TYPES, make_defect
+from tgad.data.defects import DEFECT_TYPES, SEVERITIES, make_defect, to_u8
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFECT_TYPES",
     "EMBEDDED_CATEGORIES",
+    "SEVERITIES",
     "EmbeddedSpec",
     "Sample",
     "build_embedded",
     "iter_samples",
     "load_photo",
+    "load_severities",
 ]
 
 # Bump when anything that changes the pixels changes, so cached builds are rebuilt.
-VERSION = 1
+# 2: graded defects (subtle / medium / obvious) and masks exact at 8 bits.
+VERSION = 2
 EMBEDDED_CATEGORIES: tuple[str, ...] = ("brick", "grass", "gravel")
 # scikit-image's moon, coins, camera etc. were considered and left out: none is a stationary texture.
 
 PHOTO_SIZE = 512
+# The severity mix of each defect type, cycled: half obvious, a quarter each medium and subtle. At 1 shot the
+# normal variation of grass already hides many medium defects, so an even mix would push it towards chance,
+# while brick, a regular texture, misses only subtle ones; this mix keeps every category off both ends.
+SEVERITY_CYCLE = ("obvious", "subtle", "obvious", "medium")
+
 # Rows of the 512 x 512 photo that train and test crops come from; the 16-row gap keeps them apart even
 # after the bicubic resize looks at neighbouring pixels.
 TRAIN_ROWS = (0, 248)
@@ -144,10 +154,6 @@ def _crop(
     return rgb.astype(np.float32), box
 
 
-def _to_u8(image: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
-
-
 def _save(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Level 1: these noisy textures barely compress further, and level 6 triples the build time.
@@ -169,12 +175,15 @@ class Sample(NamedTuple):
     mask: np.ndarray | None  # (S, S) uint8 0/255 for defects, None for good samples
     mask_relpath: str | None  # e.g. "ground_truth/hole/003_mask.png"
     source: dict  # the crop box in the photo (y, x, size, flips) and, for "foreign", the other category
+    severity: str | None = None  # one of SEVERITIES for defects, None for good samples
 
 
 def iter_samples(category: str, spec: EmbeddedSpec = EmbeddedSpec()) -> Iterator[Sample]:
     """Every image of the category, in build order; a pure function of (category, spec).
 
     Each split and defect type draws from its own generator, so changing ``n_train`` leaves the test set as it was.
+    Severities follow ``SEVERITY_CYCLE`` within a type and are shuffled by the seed; the type's index rotates
+    where in the cycle it starts, so every severity appears once each type has two images.
     """
     _check_category(category)
     photo = load_photo(category)
@@ -186,9 +195,10 @@ def iter_samples(category: str, spec: EmbeddedSpec = EmbeddedSpec()) -> Iterator
     splits += [(f"test/{kind}", TEST_ROWS, spec.n_test_per_defect, kind) for kind in DEFECT_TYPES]
     for split, rows, count, kind in splits:
         rng = _rng(spec, category, split)
+        severities = _severities(spec, category, split, count, DEFECT_TYPES.index(kind)) if kind else []
         for i in range(count):
             image, box = _crop(photo, category, rows, spec, rng)
-            pristine = _to_u8(image)
+            pristine = to_u8(image)
             if kind is None:
                 yield Sample(f"{split}/{i:03d}.png", pristine, pristine, None, None, box)
                 continue
@@ -198,19 +208,39 @@ def iter_samples(category: str, spec: EmbeddedSpec = EmbeddedSpec()) -> Iterator
                 # Any part of the other photo: it is not this category's test data.
                 foreign, _ = _crop(load_photo(other), other, (0, PHOTO_SIZE), spec, rng)
                 box["foreign"] = other
-            defect = make_defect(image, kind, rng, foreign=foreign)
+            defect = make_defect(image, kind, rng, foreign=foreign, severity=severities[i])
             mask = defect.mask.astype(np.uint8) * 255
             mask_relpath = f"ground_truth/{kind}/{i:03d}_mask.png"
-            yield Sample(f"{split}/{i:03d}.png", _to_u8(defect.image), pristine, mask, mask_relpath, box)
+            image_u8 = to_u8(defect.image)  # differs from ``pristine`` exactly where ``mask`` is set
+            yield Sample(f"{split}/{i:03d}.png", image_u8, pristine, mask, mask_relpath, box, severities[i])
+
+
+def _severities(spec: EmbeddedSpec, category: str, split: str, count: int, offset: int) -> list[str]:
+    """``count`` severities in ``SEVERITY_CYCLE``'s mix, in a seeded order; their own stream keeps crops put."""
+    levels = [SEVERITY_CYCLE[(offset + i) % len(SEVERITY_CYCLE)] for i in range(count)]
+    order = _rng(spec, category, f"{split}/severity").permutation(count)
+    return [levels[j] for j in order]
+
+
+def load_severities(folder: str | Path) -> dict[str, str]:
+    """Severity of every defective test image of a built category folder, keyed by its relative path."""
+    path = Path(folder) / "embedded.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read the embedded build's metadata ({err}); rebuild it") from err
+    if "severities" not in meta:
+        raise ValueError(f"{path}: builder version {meta.get('version')} records no severities; rebuild it")
+    return dict(meta["severities"])
 
 
 def build_embedded(root: str | Path, category: str, spec: EmbeddedSpec = EmbeddedSpec()) -> Path:
     """Write ``<root>/<category>`` in the MVTec AD layout, unless it already holds this exact spec.
 
     Layout: ``train/good/000.png``, ``test/good/000.png``, ``test/<defect>/000.png`` and
-    ``ground_truth/<defect>/000_mask.png`` (0/255), plus ``embedded.json`` (spec, version, counts, crop boxes)
-    and ``README.txt`` (provenance). The folder is built aside and renamed into place, so an interrupted build
-    never leaves a complete-looking folder.
+    ``ground_truth/<defect>/000_mask.png`` (0/255), plus ``embedded.json`` (spec, version, counts, crop boxes,
+    each defect's severity) and ``README.txt`` (provenance). The folder is built aside and renamed into place,
+    so an interrupted build never leaves a complete-looking folder.
 
     Returns:
         The category folder.
@@ -223,12 +253,15 @@ def build_embedded(root: str | Path, category: str, spec: EmbeddedSpec = Embedde
     start = time.perf_counter()
     crops: dict[str, dict] = {}
     counts: dict[str, int] = {}
+    severities: dict[str, str] = {}
     with atomic_dir(final) as tmp:
         for sample in iter_samples(category, spec):
             _save(tmp / sample.relpath, sample.image)
             if sample.mask is not None:
                 _save(tmp / sample.mask_relpath, sample.mask)
             crops[sample.relpath] = sample.source
+            if sample.severity is not None:
+                severities[sample.relpath] = sample.severity
             split = sample.relpath.rsplit("/", 1)[0]
             counts[split] = counts.get(split, 0) + 1
         (tmp / "README.txt").write_text(_readme(category, spec))
@@ -240,6 +273,7 @@ def build_embedded(root: str | Path, category: str, spec: EmbeddedSpec = Embedde
             "source": f"skimage.data.{category}()",
             "regions": {"train_rows": list(TRAIN_ROWS), "test_rows": list(TEST_ROWS)},
             "crops": crops,
+            "severities": severities,
         }
         # Written last: its presence with this spec is what marks the folder complete.
         (tmp / "embedded.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
@@ -257,6 +291,8 @@ def _readme(category: str, spec: EmbeddedSpec) -> str:
         f"photo, test images from rows {TEST_ROWS[0]}-{TEST_ROWS[1]}; resized to {spec.image_size} px, with a "
         "fixed colour tint.\n"
         f"All defects ({', '.join(DEFECT_TYPES)}) are synthetic, drawn by tgad.data.defects; 'foreign' pastes "
-        f"a piece of another category's photo. Masks (0/255) mark exactly the pixels a defect changed.\n"
-        "Built by tgad.data.embedded_builder; see embedded.json for the spec and every crop's source box.\n"
+        "a piece of another category's photo. Each is drawn at one severity (subtle, medium, obvious: size and "
+        "contrast): per type half obvious, a quarter medium, a quarter subtle. Masks (0/255) mark exactly the pixels a defect changed.\n"
+        "Built by tgad.data.embedded_builder; see embedded.json for the spec, every crop's source box and every "
+        "defect's severity.\n"
     )
