@@ -26,6 +26,7 @@ import torch
 
 import tgad
 from tgad.assets.cache import atomic_file, cache_dir, sha256_file
+from tgad.data.errors import DataError
 from tgad.generate.artifact import cache_key
 from tgad.generate.heal import heal_fit_file
 from tgad.recipe import PRIOR_NONE, PRIOR_OTHER, Recipe
@@ -69,7 +70,7 @@ def prior_categories(dataset: str, root: str | Path | None, category: str) -> li
         base = _datamodule(dataset, root, category).root
         train = {"mvtec": MVTEC, "btad": BTAD, "loco": LOCO}[dataset].train
         if not base.is_dir():
-            raise ValueError(
+            raise DataError(
                 f"{base}: dataset root not found; a {PRIOR_OTHER} prior lists its other categories"
             )
         names = sorted(
@@ -78,7 +79,7 @@ def prior_categories(dataset: str, root: str | Path | None, category: str) -> li
             if p.is_dir() and not p.name.startswith(".") and p.name != category and (p / train).is_dir()
         )
     if not names:
-        raise ValueError(
+        raise DataError(
             f"prior {PRIOR_OTHER}: no category besides {category!r} under the {dataset} root; "
             "add categories or use --prior none"
         )
@@ -86,21 +87,24 @@ def prior_categories(dataset: str, root: str | Path | None, category: str) -> li
 
 
 def prior_corpus(dataset: str, root: str | Path | None, category: str) -> PriorCorpus:
-    """The train/good files of every other category (through the datamodules' indexers: never a test or
-    validation image), sorted; a ValueError if one of them lies in the target category's folder."""
+    """The train/good files of every other category (the datasets' indexers' train split: never a test or
+    validation image), sorted; a DataError if one of them lies in the target category's folder. Images are
+    listed, not opened (the shot fit's datamodule validates the target; a broken corpus file fails its read)."""
+    from tgad.data.indexing import INDEXERS
+
     target = _datamodule(dataset, root, category)
     names, files = prior_categories(dataset, root, category), []
     for name in names:
         dm = _datamodule(dataset, target.root, name)
         if dataset == "embedded":
             dm.prepare_data()  # built on demand, like the target
-        samples = dm.index()
+        samples = INDEXERS[dataset](dm.category_dir)
         files += [Path(p) for p in samples[samples.split == "train"].image_path]
     files = sorted(files)
     inside = target.category_dir.resolve()
     leaked = [f for f in files if inside in f.resolve().parents]
     if category in names or leaked:
-        raise ValueError(
+        raise DataError(
             f"prior corpus for {category!r}: {leaked[0] if leaked else category} is of the target category; "
             "the prior never sees it (a category folder linked to the target? remove the link)"
         )
