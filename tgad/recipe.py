@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -26,6 +27,8 @@ from tgad.models.integrator.config import IntegratorConfig
 from tgad.models.presets import from_preset
 from tgad.models.prompt_selector.config import PromptSelectorConfig
 from tgad.models.variance_vqgan.config import VQGANConfig
+
+PRIOR_NONE, PRIOR_OTHER = "none", "other_categories"
 
 
 @dataclass(frozen=True)
@@ -43,13 +46,37 @@ class RunSettings:
     # The fit stops early once its smoothed reconstruction loss improves by less than this (relative) per 25
     # iterations, twice running (``variance_vqgan/plateau.py``); 0 runs all ``vqgan_iterations``.
     vqgan_plateau: float = 0.0
+    # Where the generator fit starts (``tgad/generate/prior.py``): ``none`` (random weights: pure k-shot),
+    # ``other_categories`` (a VarianceVQGAN fitted once on the train/good images of the dataset's other
+    # categories: the "auxiliary normal data" protocol), or the path of a VarianceVQGAN weight file.
+    prior: str = PRIOR_NONE
+    prior_iterations: int = 1000  # iterations of the other-categories prior fit (once per excluded category)
+    prior_batch_size: int = (
+        4  # corpus images per prior iteration (each gives ``views`` views, as a shot does)
+    )
+
+    def __post_init__(self) -> None:
+        if self.prior not in (PRIOR_NONE, PRIOR_OTHER) and not Path(self.prior).expanduser().is_file():
+            raise ValueError(
+                f"prior {self.prior!r}: not a file; use none, {PRIOR_OTHER} or the path of a VarianceVQGAN "
+                "weight file (a cached fit or prior)"
+            )
+        if self.prior_iterations < 1 or self.prior_batch_size < 1:
+            raise ValueError(
+                f"prior_iterations ({self.prior_iterations}) and prior_batch_size ({self.prior_batch_size}) "
+                "must be >= 1"
+            )
 
 
 RUN_PRESETS: dict[str, RunSettings] = {
-    "tiny": RunSettings(32, 64, vqgan_iterations=60, train_batch_size=8, eval_batch_size=8),
+    "tiny": RunSettings(
+        32, 64, vqgan_iterations=60, train_batch_size=8, eval_batch_size=8, prior_iterations=20
+    ),
     # 300 iterations: issue 13's measured recipe (600 cost twice as long and ranked no better)
     "cpu": RunSettings(256, 256, vqgan_iterations=300, train_batch_size=8, eval_batch_size=8),
-    "paper": RunSettings(256, 256, vqgan_iterations=5000, train_batch_size=32, eval_batch_size=32),
+    "paper": RunSettings(
+        256, 256, vqgan_iterations=5000, train_batch_size=32, eval_batch_size=32, prior_iterations=10000
+    ),
 }
 PRESETS = tuple(RUN_PRESETS)
 

@@ -162,6 +162,10 @@ def extra_set_request(
                 "integrator_overrides": dict(sorted(config.integrator_overrides.items())),
                 "vqgan_iterations": config.vqgan_iterations,
             }
+        if config.prior != "none":  # a set from a prior generator lives beside the one without (same rule)
+            from tgad.generate.prior import prior_label
+
+            arguments["prior"] = prior_label(config.prior, config.dataset, config.root, dm.category)
     key = cache_key(arguments)
     kind = f"{condition}_{scorer}" if scorer else condition
     return key, extra_set_dir(config.out_dir / "extra_sets", kind, dm.category, shots, seed, key)

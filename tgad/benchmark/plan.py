@@ -37,6 +37,9 @@ KEY_COLUMNS = (
     "n_gen",
     "preset",
     "image_size",
+    # where the generator fit started: ``none``, ``other_categories:<names>`` or ``file:<sha12>``
+    # (``tgad.generate.prior``); ``none`` for rows without a generator and for CSVs before the column
+    "prior",
 )
 
 
@@ -76,6 +79,8 @@ class BenchmarkConfig:
     # VarianceVQGAN fit's iterations; both enter the generated ExtraSets' keys.
     integrator_overrides: Mapping[str, object] = field(default_factory=dict)
     vqgan_iterations: int | None = None
+    # the generated conditions' generator prior: none | other_categories | a VarianceVQGAN weight file
+    prior: str = "none"
     validate: bool = True  # the synthetic-defect validation columns, where the train split allows them
     # Where the generator and the detectors run: resolved where the work runs (a Ray worker may have a GPU
     # its driver lacks); detectors use one device in float32, the generator fit all ``devices``.
@@ -101,7 +106,7 @@ class BenchmarkConfig:
         try:
             self.recipe  # noqa: B018 (built once here: a bad --set fails before any work)
         except (TypeError, ValueError) as err:
-            raise BenchmarkError(f"--set: {err}") from err
+            raise BenchmarkError(f"--{'prior' if 'prior' in str(err) else 'set'}: {err}") from err
         if not self.categories:
             raise BenchmarkError("no categories: pass --categories (or a root holding category folders)")
 
@@ -130,7 +135,11 @@ class BenchmarkConfig:
         generated condition is set per row)."""
         return Recipe.build(
             self.preset,
-            run={"vqgan_iterations": self.vqgan_iterations, "detector_image_size": self.image_size},
+            run={
+                "vqgan_iterations": self.vqgan_iterations,
+                "detector_image_size": self.image_size,
+                "prior": self.prior,
+            },
             integrator=dict(self.integrator_overrides),
         )
 
@@ -155,6 +164,7 @@ class Row:
     n_gen: int  # extra images of this row (0 for the ``shots`` condition)
     preset: str
     image_size: int
+    prior: str = "none"  # the generated conditions' prior label; none for the others
 
     def key(self) -> tuple[str, ...]:
         return row_key(self.as_columns())
@@ -200,9 +210,13 @@ def plan_scorers(config: BenchmarkConfig) -> tuple[str, ...]:
 
 def full_plan(config: BenchmarkConfig) -> list[Row]:
     """Every row of the grid, once, grouped so each (category, shots, seed) builds its extra sets once."""
+    from tgad.generate.prior import prior_label
+
     rows: dict[Row, None] = {}  # ordered and without repeats (two backbones resolved alike, say)
     scorers = plan_scorers(config)
     for category in config.categories:
+        generated = set(config.conditions) & set(GENERATED)
+        prior = prior_label(config.prior, config.dataset, config.root, category) if generated else "none"
         for shots in config.shots:
             for seed in config.seeds:
                 for condition in config.conditions:
@@ -221,6 +235,7 @@ def full_plan(config: BenchmarkConfig) -> list[Row]:
                                     n_gen=0 if condition == "shots" else config.n_gen,
                                     preset=config.preset,
                                     image_size=config.size,
+                                    prior=prior if condition in GENERATED else "none",
                                 )
                             )
     return list(rows)

@@ -184,7 +184,14 @@ def build_summary(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: 
         f"seeds {seeds}; conditions {', '.join(config.conditions)}"
         + (f" (scorers: {', '.join(scorers)})" if scorers else "")
         + f"; preset `{config.preset}`, "
-        f"image size {config.size}, {config.n_gen} extra images per extra set. "
+        f"image size {config.size}, {config.n_gen} extra images per extra set"
+        + (
+            f"; generator prior `{config.prior}` (not pure k-shot: the generated conditions' fit starts from "
+            "it, `prior` column)"
+            if config.prior != "none"
+            else ""
+        )
+        + ". "
         f"Rows: {len(rows)} of {len(planned)} planned ([results.csv](results.csv)). "
         "Cells: mean ± std over seeds; deltas are paired by seed; **mean** is the mean over categories "
         "(per seed, then mean ± std over seeds).",

@@ -5,7 +5,8 @@ any moment leaves either the old file or the new one, never a truncated one, and
 progress. Appends hold an exclusive lock on ``<csv>.lock`` (POSIX), so several processes may share one results
 folder, e.g. one per category. A results folder holds rows of one column layout; a file with other columns is
 refused, except the layouts before the ``scorer`` column (its tgad rows were scored by CLIP:
-``scorer=clip_text``) and before the validation columns (left empty), which are upgraded on the next append.
+``scorer=clip_text``), before the validation columns (left empty) and before the ``prior`` column (``none``),
+which are upgraded on the next append.
 """
 
 from __future__ import annotations
@@ -57,20 +58,21 @@ COLUMNS = (
 )
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "spro")
 VALIDATION_COLUMNS = tuple(c for c in COLUMNS if c.startswith("val_"))
-# Earlier layouts, upgraded on read: tgad 0.1 (no scorer column) and 0.2 (no validation columns).
-LEGACY_LAYOUTS = (
+# Earlier layouts, upgraded on read: tgad 0.1 (no scorer column), 0.2 (no validation columns), and each of
+# them and the current one before the ``prior`` key column (every earlier row was fitted without a prior).
+_BEFORE_PRIOR = (
     tuple(c for c in COLUMNS if c != "scorer" and c not in VALIDATION_COLUMNS),
     tuple(c for c in COLUMNS if c not in VALIDATION_COLUMNS),
+    COLUMNS,
 )
+LEGACY_LAYOUTS = tuple(tuple(c for c in layout if c != "prior") for layout in _BEFORE_PRIOR)
 
 
 def _upgrade(row: dict[str, str]) -> dict[str, str]:
     """An earlier row in the current layout: tgad 0.1's tgad rows were selected by CLIP (the only scorer then);
-    rows before the validation have empty validation cells."""
-    return {
-        name: row.get(name, "clip_text" if name == "scorer" and row["condition"] == "tgad" else "")
-        for name in COLUMNS
-    }
+    rows before the validation have empty validation cells; rows before the prior column had none."""
+    defaults = {"scorer": "clip_text" if row["condition"] == "tgad" else "", "prior": "none"}
+    return {name: row.get(name, defaults.get(name, "")) for name in COLUMNS}
 
 
 @contextlib.contextmanager

@@ -30,7 +30,9 @@ from tgad.generate.heal import damaged_path
 
 logger = logging.getLogger(__name__)
 
-OPTIONAL_KEYS = ("scorer",)  # key columns that may be empty (shots and plain_aug rows have no scorer)
+# key columns an earlier layout may lack or leave empty (shots and plain_aug rows have no scorer; CSVs before
+# the prior column have none)
+OPTIONAL_KEYS = ("scorer", "prior")
 FIX = "move it away or choose another --name / --results-dir"
 
 

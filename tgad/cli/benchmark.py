@@ -83,6 +83,14 @@ def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="cpu", choices=PRESETS)
     p.add_argument("--n-gen", type=int, default=64, help="extra images per extra set (default 64)")
     p.add_argument("--image-size", type=int, default=None, help="override the recipe's detector image side")
+    p.add_argument(
+        "--prior",
+        default="none",
+        metavar="none|other_categories|FILE",
+        help="where the generator fit starts: none (default: pure k-shot), other_categories (a VarianceVQGAN "
+        "fitted once on the train/good images of the dataset's OTHER categories, then fine-tuned on the "
+        "shots: the auxiliary-normal-data protocol, not pure k-shot) or FILE (a tgad VarianceVQGAN weight file)",
+    )
 
 
 def _add_output_arguments(p: argparse.ArgumentParser) -> None:
@@ -260,6 +268,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         threads=threads,
         integrator_overrides=overrides,
         vqgan_iterations=args.vqgan_iterations,
+        prior=args.prior,
         validate=not args.no_validate,
         hardware=Hardware(args.accelerator, args.devices, args.precision),
     )

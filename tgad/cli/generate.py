@@ -63,6 +63,14 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--keyword", default=None, help="object word or WordNet synset for a category the class table lacks"
     )
+    p.add_argument(
+        "--prior",
+        default=None,
+        metavar="none|other_categories|FILE",
+        help="where the generator fit starts: none (default: pure k-shot), other_categories (a VarianceVQGAN "
+        "fitted once on the train/good images of the dataset's OTHER categories, then fine-tuned on the "
+        "shots: the auxiliary-normal-data protocol, not pure k-shot) or FILE (a tgad VarianceVQGAN weight file)",
+    )
     add_override_arguments(p)
     add_hardware_arguments(p)
 
@@ -120,6 +128,7 @@ def run_generate(args: argparse.Namespace, console: Console, err_console: Consol
             threads=threads,
             reporter=RichStages(progress),
             hardware=hardware_from_args(args),  # checked by the preflight already
+            prior=args.prior,
         )
     manifest = load_manifest(out)
     _summary(console, Path(out), manifest)

@@ -290,11 +290,11 @@ def preflight_generate(args) -> None:
     try:  # the recipe the chain will build, so a bad combination fails before any work
         recipe = Recipe.build(
             args.preset,
-            run={"vqgan_iterations": args.vqgan_iterations},
+            run={"vqgan_iterations": args.vqgan_iterations, "prior": getattr(args, "prior", None)},
             integrator={**overrides, "scorer": args.scorer},  # scorer None: the preset's
         )
     except (TypeError, ValueError) as err:
-        raise UsageError(f"--set: {err}") from err
+        raise UsageError(f"--{'prior' if 'prior' in str(err) else 'set'}: {err}") from err
     out = Path(args.out).expanduser()
     dm = DATAMODULES[args.dataset](root=args.root, category=args.category, download=False)
     check_outside_dataset(out, "--out", dm)  # before the write probe: not even that goes into a dataset

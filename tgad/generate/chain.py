@@ -24,6 +24,7 @@ from tgad.assets.cache import scratch_dir
 from tgad.generate.artifact import cache_key, is_complete
 from tgad.generate.chain_writer import check_out_dir, collapse_report, write_generated_set
 from tgad.generate.fit_cache import fit_cache_file, load_fit, save_fit
+from tgad.generate.prior import describe_prior, start_shot_fit_from_prior
 from tgad.generate.stages import (
     Stage,
     StageReporter,
@@ -81,19 +82,19 @@ def resolve_recipe(
     integrator_overrides: dict[str, Any] | None,
     clip_weights: str | None,
     allow_random_clip: bool,
+    prior: str | None = None,
 ) -> Recipe:
     """The run's recipe: a caller's resolved one (the benchmark's) or a preset name plus the CLI's overrides;
     the CLIP weights always come from the request."""
     if isinstance(preset, Recipe):
-        if vqgan_iterations is not None or integrator_overrides:
+        if vqgan_iterations is not None or integrator_overrides or prior is not None:
             raise ValueError(
-                "give overrides in the Recipe, not beside it (vqgan_iterations, integrator_overrides)"
+                "give overrides in the Recipe, not beside it (vqgan_iterations, integrator_overrides, prior)"
             )
         recipe = preset
     else:
-        recipe = Recipe.build(
-            preset, run={"vqgan_iterations": vqgan_iterations}, integrator=integrator_overrides or {}
-        )
+        run = {"vqgan_iterations": vqgan_iterations, "prior": prior}
+        recipe = Recipe.build(preset, run=run, integrator=integrator_overrides or {})
     prompt = dataclasses.replace(
         recipe.prompt, clip_weights=clip_weights, allow_random_clip=allow_random_clip
     )
@@ -148,6 +149,9 @@ def request_arguments(
         arguments["recipe"] = {part: values for part, values in beyond.items() if values}
     if not hw.is_default_cpu:
         arguments["hardware"] = dataclasses.asdict(hw)
+    prior = describe_prior(recipe, dataset, chosen.root, category).request
+    if prior is not None:  # only with a prior, so earlier keys stay valid
+        arguments["prior"] = prior
     return arguments
 
 
@@ -181,6 +185,7 @@ def generate_extra_set(
     generator_cache: str | Path | None = None,
     hardware: Hardware | None = None,
     chosen: ChosenShots | None = None,
+    prior: str | None = None,
 ) -> Path:
     """Generate ``n`` normal images of ``category`` from ``shots`` real ones and write them as an ExtraSet.
 
@@ -196,6 +201,7 @@ def generate_extra_set(
             differ only after the fit (scorer, tau, N) share one fit; None fits every time.
         hardware: default ``auto`` (a GPU when present); ``devices`` > 1 fits the generator with DDP.
         chosen: the shots the caller's datamodule chose with the same arguments (same images, same key).
+        prior: override a preset name's ``run.prior`` (none, other_categories or a VarianceVQGAN weight file).
 
     Returns:
         ``out_dir``, a complete ExtraSet (reused as is when the same request already wrote it).
@@ -204,7 +210,9 @@ def generate_extra_set(
 
     out_dir = Path(out_dir)
     _check_request(dataset, n, shots, out_dir)
-    recipe = resolve_recipe(preset, vqgan_iterations, integrator_overrides, clip_weights, allow_random_clip)
+    recipe = resolve_recipe(
+        preset, vqgan_iterations, integrator_overrides, clip_weights, allow_random_clip, prior
+    )
     if threads:
         torch.set_num_threads(threads)
     hw = (hardware or Hardware()).resolved()
@@ -235,6 +243,7 @@ def generate_extra_set(
             "iterations": recipe.run.vqgan_iterations,
             "recipe": recipe.to_dict(),
             "hardware": hw.describe(),
+            "prior": arguments.get("prior") or {"label": "none"},
             "load_start": load_start,
             "started": started,
         }
@@ -335,6 +344,8 @@ def _fit_generator(recipe, images, judges, arguments, generator_cache, hw, work,
         fit_note += load_fit(vqgan, fit_file)
         reporter.advance("generator", iterations)
     else:
+        if arguments.get("prior"):
+            fit_note += start_shot_fit_from_prior(recipe, vqgan, images, judges, arguments, hw, work)
         loader = DataLoader(TensorDataset(images), batch_size=len(images))
         with quiet_lightning():
             # DDP (devices > 1) spawns processes: the progress callback stays in this one

@@ -235,6 +235,8 @@ def _generation_fields(meta: dict[str, Any], final) -> dict[str, Any]:
         "collapse": meta["collapse"],
         "collapsed": meta["collapse"]["collapsed"],
         "generator": integrator.provenance.get("generator"),
+        # where the generator fit started: none (pure k-shot), other_categories:<names> or file:<sha12>
+        "prior": meta.get("prior", {"label": "none"}),
         "registration": _registration(meta),
         "figures": {"grid": GRID_PNG, "histogram": HISTOGRAM_PNG},
         "resources": {

@@ -44,6 +44,8 @@ def fit_cache_file(
         fit["vqgan"] = vqgan
     if "hardware" in arguments:  # a fit on a GPU, in bf16 or with DDP is another fit
         fit["hardware"] = arguments["hardware"]
+    if "prior" in arguments:  # a fit that started from a prior (its corpus key or file hash) is another fit
+        fit["prior"] = arguments["prior"]
     shots = len(arguments["shot_ids"])
     path = Path(folder) / arguments["category"] / f"k{shots}_seed{arguments['seed']}_{cache_key(fit)}.pt"
     heal_fit_file(path)  # a fit that does not load is moved aside (with a warning) and fitted again

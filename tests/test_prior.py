@@ -1,0 +1,208 @@
+"""The leave-one-category-out generator prior: its corpus never holds the target category, it is fitted once
+and cached by its inputs, the chain starts from it and records it, and benchmark rows carry it."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from tests.helpers.datasets import write_mvtec
+from tgad.assets.cache import cache_dir
+from tgad.benchmark import runner
+from tgad.benchmark.plan import BenchmarkConfig, full_plan
+from tgad.benchmark.results import COLUMNS, LEGACY_LAYOUTS, ResultsCSV
+from tgad.generate import load_manifest, prior
+from tgad.generate.chain import generate_extra_set
+from tgad.recipe import Recipe
+
+CATEGORIES = ("hazelnut", "bottle", "screw")  # in the class table: no keyword needed
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
+def root(tmp_path):
+    """Three MVTec-layout categories of 32 px textured images (distinct per category)."""
+    base = tmp_path / "data"
+    for i, category in enumerate(CATEGORIES):
+        write_mvtec(base, category=category, size=32, n_train=3, seed=i)
+        g = torch.Generator().manual_seed(i)
+        for path in sorted((base / category / "train" / "good").glob("*.png")):
+            blobs = F.interpolate(torch.rand(1, 3, 8, 8, generator=g), size=32, mode="bilinear")
+            image = blobs.clamp(0, 1)[0].permute(1, 2, 0).numpy()  # (3, 32, 32) -> (32, 32, 3)
+            Image.fromarray((image * 255).round().astype(np.uint8)).save(path)
+    return base
+
+
+def _recipe(**run) -> Recipe:
+    settings = {"vqgan_iterations": 3, "prior_iterations": 3, "prior_batch_size": 2} | run
+    return Recipe.build(
+        "tiny", run=settings, integrator={"rounds": 1, "samples_per_round": 4, "update_steps": 1}
+    )
+
+
+def test_the_corpus_never_holds_the_target_category(root):
+    corpus = prior.prior_corpus("mvtec", root, "hazelnut")
+    assert corpus.names == ["bottle", "screw"]
+    assert len(corpus.files) == 6 and corpus.files == sorted(corpus.files)
+    assert all(f.parent.parent.parent.name in ("bottle", "screw") for f in corpus.files)
+    assert all(f.parent.as_posix().endswith("train/good") for f in corpus.files)  # never a test image
+    assert not any("hazelnut" in f.as_posix() for f in corpus.files)
+    spec = prior.describe_prior(_recipe(prior="other_categories"), "mvtec", root, "hazelnut")
+    assert spec.label == "other_categories:bottle+screw"
+    assert spec.request["excluded"] == "hazelnut" and spec.request["categories"] == ["bottle", "screw"]
+    other = prior.describe_prior(_recipe(prior="other_categories"), "mvtec", root, "bottle")
+    assert (
+        other.request["categories"] == ["hazelnut", "screw"] and other.request["key"] != spec.request["key"]
+    )
+
+
+def test_a_category_folder_linked_to_the_target_is_refused(root):
+    (root / "alias").symlink_to(root / "hazelnut", target_is_directory=True)
+    with pytest.raises(ValueError, match="target category"):
+        prior.prior_corpus("mvtec", root, "hazelnut")
+
+
+def test_a_prior_is_fitted_once_per_excluded_category_and_cached(root, tmp_path, monkeypatch):
+    from tgad.assets import LITE0
+    from tgad.hardware import Hardware
+    from tgad.models.integrator.judges import Judges
+
+    fits: list[str] = []
+    real_fit = prior.fit_prior
+
+    def counted(recipe, corpus, request, *args):
+        fits.append(request["excluded"])
+        return real_fit(recipe, corpus, request, *args)
+
+    monkeypatch.setattr(prior, "fit_prior", counted)
+    judges = Judges.resolve("", backbone=LITE0, clip=False)
+    recipe, hw = _recipe(prior="other_categories"), Hardware().resolved()
+
+    def ensure(category):
+        request = prior.describe_prior(recipe, "mvtec", root, category).request
+        return request, prior.ensure_prior(recipe, request, root, judges, hw, tmp_path / "work")
+
+    request, (path, how) = ensure("hazelnut")
+    assert fits == ["hazelnut"] and path.is_file() and path.parent == cache_dir() / "priors"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert state["prior"]["key"] == request["key"] and state["prior"]["categories"] == ["bottle", "screw"]
+    files = state["prior"]["files"]
+    assert len(files) == 6 and not any(f.startswith("hazelnut/") for f in files)
+    assert ensure("hazelnut")[1] == (path, "reused") and fits == ["hazelnut"]  # loaded, not fitted again
+    other, (other_path, _) = ensure("bottle")
+    assert fits == ["hazelnut", "bottle"] and other_path != path and other["key"] != request["key"]
+    # a prior given as a file is labelled and keyed by its hash
+    given = prior.describe_prior(_recipe(prior=str(path)), "mvtec", root, "hazelnut")
+    assert given.label == f"file:{prior.file_sha256(path)[:12]}" and given.request[
+        "sha256"
+    ] == prior.file_sha256(path)
+
+
+def test_the_chain_starts_from_the_prior_and_records_it(root, tmp_path):
+    def run(name, **run_settings):
+        out = generate_extra_set(
+            "mvtec",
+            root,
+            "hazelnut",
+            1,
+            0,
+            4,
+            _recipe(**run_settings),
+            tmp_path / name,
+            allow_random_clip=True,
+        )
+        return load_manifest(out)
+
+    plain, with_prior = run("plain"), run("prior", prior="other_categories")
+    assert plain["prior"] == {"label": "none"} and "prior" not in plain["config"]["arguments"]
+    record = with_prior["prior"]
+    assert record["label"] == "other_categories:bottle+screw" and record["excluded"] == "hazelnut"
+    assert record == with_prior["config"]["arguments"]["prior"]  # what the ExtraSet key holds
+    assert with_prior["cache_key"] != plain["cache_key"]
+    assert "started from prior" in with_prior["generator"] and "prior" not in plain["generator"]
+
+
+def test_start_from_prior_rescales_the_codebook_statistics(root):
+    from tgad.models.variance_vqgan import VarianceVQGAN
+
+    source = VarianceVQGAN(preset="tiny", perceptual_backbone="")
+    source.model.quantizer.cluster_size.fill_(8.0)
+    path = root / "prior.pt"
+    torch.save({"state_dict": source.model.state_dict(), "config": {}, "batch_size": 4}, path)
+    target = VarianceVQGAN(preset="tiny", perceptual_backbone="")
+    prior.start_from_prior(target, path, shots=1)
+    quantizer = target.model.quantizer
+    assert torch.allclose(quantizer.cluster_size, torch.full_like(quantizer.cluster_size, 2.0))
+    assert torch.allclose(quantizer.codebook, source.model.quantizer.codebook)  # the codes are the prior's
+    wrong = VarianceVQGAN(preset="cpu", perceptual_backbone="")
+    with pytest.raises(ValueError, match="not a VarianceVQGAN of this preset"):
+        prior.start_from_prior(wrong, path, shots=1)
+
+
+def test_benchmark_rows_record_the_prior(root, tmp_path, monkeypatch):
+    config = BenchmarkConfig(
+        dataset="mvtec",
+        categories=("hazelnut",),
+        root=str(root),
+        conditions=("shots", "plain_aug", "tgad"),
+        scorers=("shot_fidelity",),
+        preset="tiny",
+        n_gen=3,
+        results_dir=str(tmp_path / "results"),
+        prior="other_categories",
+        wandb=False,
+    )
+    plan = {row.condition: row.prior for row in full_plan(config)}
+    assert plan == {"shots": "none", "plain_aug": "none", "tgad": "other_categories:bottle+screw"}
+    without = {r.key() for r in full_plan(dataclasses.replace(config, prior="none"))}
+    assert len(without & {r.key() for r in full_plan(config)}) == 2  # the controls are shared
+
+    def stub(row, config, extra, work_dir):
+        from tgad.evaluation.scoring import Evaluation, Scores
+
+        out = row.as_columns() | {"image_auroc": 0.5, "backbone_weights": "stub", "model_settings": "{}"}
+        return out, Evaluation(Scores(0.5, None, 0.0, 0.0, 1.0, 1, 6))
+
+    monkeypatch.setattr(runner, "run_row", stub)
+    monkeypatch.setattr(runner, "preflight", lambda config: None)
+    monkeypatch.setattr(runner, "Validations", lambda config: _NoValidation())
+    monkeypatch.setattr("tgad.benchmark.runner.make_extra", lambda config, row, show, plot: None)
+    runner.run_benchmark(config)
+    rows = ResultsCSV(config.out_dir / "results.csv").rows()
+    assert {r["condition"]: r["prior"] for r in rows} == plan
+
+
+class _NoValidation:
+    def columns(self, row, path):
+        return {}
+
+
+def test_a_csv_before_the_prior_column_reads_as_none(tmp_path):
+    path = tmp_path / "results.csv"
+    fields = LEGACY_LAYOUTS[-1]
+    assert "prior" not in fields and set(fields) | {"prior"} == set(COLUMNS)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerow({"dataset": "d", "category": "a", "condition": "tgad", "scorer": "defect_safe"})
+    table = ResultsCSV(path)
+    assert [r["prior"] for r in table.rows()] == ["none"]
+    # a row with a prior beside it: another key, so both stay
+    assert table.append({"dataset": "d", "category": "a", "condition": "tgad", "scorer": "defect_safe",
+                         "prior": "other_categories:b"})  # fmt: skip
+    assert [r["prior"] for r in table.rows()] == ["none", "other_categories:b"]
+    assert json.dumps(COLUMNS).count("prior") == 1

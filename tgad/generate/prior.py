@@ -1,0 +1,302 @@
+"""A generator prior from the dataset's other categories (leave-one-category-out), or from a weight file.
+
+Pure k-shot fits the VarianceVQGAN from random weights on the shots alone. With ``Recipe.run.prior``:
+
+- ``other_categories``: a VarianceVQGAN is first fitted on the ``train/good`` images of every OTHER category
+  under the same dataset root (never one image of the target category: ``prior_corpus`` refuses), once per
+  (dataset, root, excluded category, preset), cached under a key of those inputs and the corpus' file list
+  (names, sizes, mtimes), then the shot fit starts from its weights. This is the offline analogue of starting
+  from a pretrained VQGAN, and the few-shot literature's "auxiliary normal data" protocol: a different
+  protocol from pure 1-shot, so rows record it (``prior`` column, the manifest's ``prior`` field);
+- a file: the shot fit starts from a tgad VarianceVQGAN state dict (a cached fit or prior, ``fit_cache.py``).
+
+The shot fit then runs its ``vqgan_iterations`` as before, so a generator fit with a prior costs no more than
+one from scratch; the prior itself costs ``prior_iterations`` once per dataset and excluded category.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+import tgad
+from tgad.assets.cache import atomic_file, cache_dir, sha256_file
+from tgad.data.errors import DataError
+from tgad.generate.artifact import cache_key
+from tgad.generate.heal import heal_fit_file
+from tgad.recipe import PRIOR_NONE, PRIOR_OTHER, Recipe
+
+logger = logging.getLogger(__name__)
+
+PRIOR_SEED = 0  # the prior's batches and initial weights: one prior per key, whatever the shot seed
+
+
+class PriorCorpus(NamedTuple):
+    """The prior's training images: the other categories' names and their train/good files, sorted."""
+
+    root: Path
+    names: list[str]
+    files: list[Path]
+
+
+class PriorSpec(NamedTuple):
+    """A resolved ``prior`` setting: ``label`` for rows (``none``, ``other_categories:a+b``, ``file:<sha12>``)
+    and ``request``, what enters the ExtraSet and fit-cache keys (None without a prior)."""
+
+    label: str
+    request: dict[str, Any] | None
+
+
+def _datamodule(dataset: str, root: str | Path | None, category: str):
+    from tgad.data import DATAMODULES
+
+    return DATAMODULES[dataset](root=str(root) if root else None, category=category, download=False)
+
+
+def prior_categories(dataset: str, root: str | Path | None, category: str) -> list[str]:
+    """The other categories under ``root`` (sorted folder names holding the dataset's train folder; for the
+    embedded dataset, the other embedded categories). Cheap: folders only, no image is listed."""
+    from tgad.data.embedded_builder import EMBEDDED_CATEGORIES
+    from tgad.data.indexing import BTAD, LOCO, MVTEC
+
+    if dataset == "embedded":
+        names = [c for c in EMBEDDED_CATEGORIES if c != category]
+    else:
+        base = _datamodule(dataset, root, category).root
+        train = {"mvtec": MVTEC, "btad": BTAD, "loco": LOCO}[dataset].train
+        if not base.is_dir():
+            raise DataError(
+                f"{base}: dataset root not found; a {PRIOR_OTHER} prior lists its other categories"
+            )
+        names = sorted(
+            p.name
+            for p in base.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and p.name != category and (p / train).is_dir()
+        )
+    if not names:
+        raise DataError(
+            f"prior {PRIOR_OTHER}: no category besides {category!r} under the {dataset} root; "
+            "add categories or use --prior none"
+        )
+    return sorted(names)
+
+
+def prior_corpus(dataset: str, root: str | Path | None, category: str) -> PriorCorpus:
+    """The train/good files of every other category (the datasets' indexers' train split: never a test or
+    validation image), sorted; a DataError if one of them lies in the target category's folder. Images are
+    listed, not opened (the shot fit's datamodule validates the target; a broken corpus file fails its read)."""
+    from tgad.data.indexing import INDEXERS
+
+    target = _datamodule(dataset, root, category)
+    names, files = prior_categories(dataset, root, category), []
+    for name in names:
+        dm = _datamodule(dataset, target.root, name)
+        if dataset == "embedded":
+            dm.prepare_data()  # built on demand, like the target
+        samples = INDEXERS[dataset](dm.category_dir)
+        files += [Path(p) for p in samples[samples.split == "train"].image_path]
+    files = sorted(files)
+    inside = target.category_dir.resolve()
+    leaked = [f for f in files if inside in f.resolve().parents]
+    if category in names or leaked:
+        raise DataError(
+            f"prior corpus for {category!r}: {leaked[0] if leaked else category} is of the target category; "
+            "the prior never sees it (a category folder linked to the target? remove the link)"
+        )
+    return PriorCorpus(Path(target.root), names, files)
+
+
+@functools.cache
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # the cache's key: a replaced file is hashed again
+    return sha256_file(path)
+
+
+def file_sha256(path: str | Path) -> str:
+    path = Path(path).expanduser()
+    stat = path.stat()
+    return _file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def prior_label(setting: str, dataset: str, root: str | Path | None, category: str) -> str:
+    """The row's ``prior`` column for the generated conditions, without listing any image."""
+    if setting == PRIOR_NONE:
+        return PRIOR_NONE
+    if setting == PRIOR_OTHER:
+        return f"{PRIOR_OTHER}:" + "+".join(prior_categories(dataset, root, category))
+    return f"file:{file_sha256(setting)[:12]}"
+
+
+def describe_prior(recipe: Recipe, dataset: str, root: str | Path | None, category: str) -> PriorSpec:
+    """``recipe.run.prior`` resolved for one request: its label and what its keys hold."""
+    run = recipe.run
+    if run.prior == PRIOR_NONE:
+        return PriorSpec(PRIOR_NONE, None)
+    if run.prior != PRIOR_OTHER:
+        sha = file_sha256(run.prior)
+        return PriorSpec(f"file:{sha[:12]}", {"label": f"file:{sha[:12]}", "kind": "file", "sha256": sha})
+    corpus = prior_corpus(dataset, root, category)
+    corpus_key = {
+        "kind": "variance_vqgan_prior",
+        "dataset": dataset,
+        "root": str(corpus.root.resolve()),
+        "excluded": category,
+        "categories": corpus.names,
+        "files": [[f.relative_to(corpus.root).as_posix(), *_stamp(f)] for f in corpus.files],
+        "preset": recipe.preset,
+        "vqgan": dataclasses.asdict(recipe.vqgan),
+        "iterations": run.prior_iterations,
+        "batch_size": run.prior_batch_size,
+        "image_size": run.generator_image_size,
+        "seed": PRIOR_SEED,
+        "tgad_version": tgad.__version__,
+    }
+    label = f"{PRIOR_OTHER}:" + "+".join(corpus.names)
+    request = {
+        "label": label,
+        "kind": PRIOR_OTHER,
+        "dataset": dataset,
+        "excluded": category,
+        "categories": corpus.names,
+        "images": len(corpus.files),
+        "iterations": run.prior_iterations,
+        "key": cache_key(corpus_key),
+    }
+    return PriorSpec(label, request)
+
+
+def _stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def prior_file(request: dict[str, Any], perceptual_sha256: str | None, hardware: Any = None) -> Path:
+    """Where the other-categories prior of ``request`` is kept: the tgad cache (``priors/``), shared by every
+    results folder and ``tgad generate``, keyed by the corpus key, the perceptual net and the hardware."""
+    fit = {"corpus": request["key"], "perceptual": perceptual_sha256, "hardware": hardware}
+    name = f"{request['excluded']}_{cache_key(fit)}.pt"
+    path = cache_dir() / "priors" / name
+    heal_fit_file(path)  # a file that does not load is moved aside and fitted again
+    return path
+
+
+class _CorpusImages(torch.utils.data.Dataset):
+    """The corpus files read at the generator's side (read_resized, as the shots are)."""
+
+    def __init__(self, files: list[Path], size: int) -> None:
+        self.files, self.size = files, size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        from tgad.data import read_resized
+
+        return read_resized([self.files[index]], self.size)[0]  # (3, S, S)
+
+
+def fit_prior(
+    recipe: Recipe, corpus: PriorCorpus, request: dict[str, Any], judges, path: Path, hw, work: Path
+) -> str:
+    """Fit the VarianceVQGAN (the recipe's preset and overrides) on random batches of the corpus for
+    ``prior_iterations`` and write it to ``path`` atomically; returns a provenance note.
+
+    The batches are unrelated images, so shot registration and the cross-shot variance are off; the variance
+    head learns the within-image view spread, as on one shot. One device (no DDP: the sampler draws with
+    replacement)."""
+    import lightning as L
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from tgad.assets import LITE0
+    from tgad.generate.stages import make_trainer, quiet_lightning
+    from tgad.models.variance_vqgan import VarianceVQGAN
+
+    run = recipe.run
+    overrides = recipe.overrides().get("vqgan", {}) | {"register_shots": "none", "cross_shot_weight": 0.0}
+    L.seed_everything(PRIOR_SEED, verbose=False)
+    vqgan = VarianceVQGAN(preset=recipe.preset, perceptual_backbone=LITE0, **overrides)
+    vqgan.attach_perceptual(judges.perceptual.backbone, judges.backbone_weights)
+    images = _CorpusImages(corpus.files, run.generator_image_size)
+    draws = torch.Generator().manual_seed(PRIOR_SEED)
+    sampler = RandomSampler(
+        images, replacement=True, num_samples=run.prior_iterations * run.prior_batch_size, generator=draws
+    )
+    loader = DataLoader(images, batch_size=run.prior_batch_size, sampler=sampler, drop_last=True)
+    logger.info(
+        "prior: fitting the VarianceVQGAN on %d images of %s (not %s) for %d iterations",
+        len(corpus.files), "+".join(corpus.names), request["excluded"], run.prior_iterations,
+    )  # fmt: skip
+    with quiet_lightning():
+        trainer = make_trainer(work, [], hw, devices=1, max_steps=2 * run.prior_iterations, max_epochs=1)
+        trainer.fit(vqgan, train_dataloaders=loader)
+    record = {k: request[k] for k in ("label", "excluded", "categories", "key", "iterations")}
+    record["files"] = [f.relative_to(corpus.root).as_posix() for f in corpus.files]
+    with atomic_file(path, "wb") as handle:
+        torch.save(
+            {
+                "state_dict": vqgan.model.state_dict(),
+                "discriminator": vqgan.discriminator.state_dict(),
+                "config": dataclasses.asdict(vqgan.config),
+                "batch_size": run.prior_batch_size,
+                "prior": record,
+            },
+            handle,
+        )
+    return f"fitted on {len(corpus.files)} images for {run.prior_iterations} iterations"
+
+
+def ensure_prior(recipe: Recipe, request: dict[str, Any], root: Path, judges, hw, work: Path, hardware=None):
+    """The prior's weight file: the given file, or the other-categories prior (fitted unless cached)."""
+    if request["kind"] == "file":
+        return Path(recipe.run.prior).expanduser(), "given file"
+    path = prior_file(request, judges.backbone_weights.sha256, hardware)
+    if path.is_file():
+        logger.info("prior: reusing %s", path)
+        return path, "reused"
+    corpus = prior_corpus(request["dataset"], root, request["excluded"])
+    return path, fit_prior(recipe, corpus, request, judges, path, hw, work)
+
+
+def start_from_prior(vqgan, path: Path, shots: int) -> str:
+    """Load the prior's generator (encoder, codebook with its EMA statistics, decoder, variance head) and its
+    discriminator into ``vqgan``; returns a provenance note.
+
+    The EMA counts are scaled from the prior's batch to the shots' (k images instead of ``batch_size``), so a
+    code the shots never pick decays to the dead-code threshold and is restarted from a shot latent as soon as
+    in a fit from scratch: the codebook moves to the target, the rest refines what the prior learned."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        vqgan.model.load_state_dict(state["state_dict"], strict=True)
+        if "discriminator" in state:
+            vqgan.discriminator.load_state_dict(state["discriminator"], strict=True)
+    except (KeyError, RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"{path}: not a VarianceVQGAN of this preset ({str(err).splitlines()[0][:160]}); "
+            "give a prior fitted with the same preset and generator settings"
+        ) from err
+    if state.get("batch_size"):
+        quantizer = vqgan.model.quantizer
+        scale = shots / float(state["batch_size"])
+        quantizer.cluster_size.mul_(scale)
+        quantizer.code_sum.mul_(scale)
+    return f", started from prior {path} (sha256:{sha256_file(path)[:12]})"
+
+
+def start_shot_fit_from_prior(
+    recipe: Recipe, vqgan, images, judges, arguments: dict[str, Any], hw, work
+) -> str:
+    """Load the request's prior into ``vqgan`` before its shot fit (fitting the other-categories prior once,
+    unless cached); the shot fit then starts from the same random state whether the prior was fitted now or
+    loaded. Returns the fit note's addition."""
+    import lightning as L
+
+    path, how = ensure_prior(
+        recipe, arguments["prior"], Path(arguments["root"]), judges, hw, work, arguments.get("hardware")
+    )
+    L.seed_everything(arguments["seed"], verbose=False)
+    return start_from_prior(vqgan, path, len(images)) + f" ({how})"
