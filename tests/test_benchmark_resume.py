@@ -139,9 +139,9 @@ def test_csv_append_is_atomic(tmp_path, monkeypatch):
 def test_plan_skips_rows_in_the_csv(tmp_path):
     config = BenchmarkConfig(categories=("brick", "grass"), shots=(1, None), seeds=(0,), n_gen=8)
     rows = make_plan(config)
-    # categories x shots x conditions (one model, one seed, one scorer: auto -> shot_fidelity offline)
+    # categories x shots x conditions (one model, one seed, one scorer: the cpu recipe's defect_safe)
     assert len(rows) == 2 * 2 * 6
-    assert {r.scorer for r in rows if r.condition in ("tgad", "tgad_aug", "tgad_select")} == {"shot_fidelity"}
+    assert {r.scorer for r in rows if r.condition in ("tgad", "tgad_aug", "tgad_select")} == {"defect_safe"}
     assert {r.scorer for r in rows if r.condition in ("shots", "plain_aug", "aug_select")} == {""}
     assert {r.n_gen for r in rows if r.condition == "shots"} == {0} and rows[
         0
