@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from anomalib.models import Patchcore
 
+from tgad.assets.backbones import drop_unused_blocks
 from tgad.baselines.coreset import use_fast_coreset
 from tgad.baselines.raw import raw_model
+from tgad.baselines.search import use_fast_search
 
 
 def make_patchcore(
@@ -24,7 +26,8 @@ def make_patchcore(
     seed: int = 0,
     bank_budget: int | None = None,
 ) -> Patchcore:
-    """PatchCore (call inside ``use_backbone_weights``), fast seeded coreset, no post-processing.
+    """PatchCore (call inside ``use_backbone_weights``), fast seeded coreset, blocked exact nearest-patch search
+    (``tgad.baselines.search``), no backbone blocks after its layers, no post-processing.
     ``bank_budget``: the bank rule of ``tgad.baselines.coreset`` (None: anomalib's fixed ratio)."""
     model = raw_model(
         Patchcore,
@@ -35,4 +38,6 @@ def make_patchcore(
         coreset_sampling_ratio=coreset_sampling_ratio,
         num_neighbors=num_neighbors,
     )
-    return use_fast_coreset(model, seed=seed, bank_budget=bank_budget)
+    # the same maps, without the backbone blocks after them
+    drop_unused_blocks(model.model.feature_extractor.feature_extractor)
+    return use_fast_search(use_fast_coreset(model, seed=seed, bank_budget=bank_budget))
