@@ -41,12 +41,15 @@ def test_ties_keep_the_lowest_bank_row_and_an_empty_bank_is_refused():
         nearest_patches(torch.ones(2, 2), torch.empty(0, 2))
 
 
-def test_patchcore_with_the_blocked_search_scores_and_maps_as_anomalib():
+def test_patchcore_with_the_blocked_search_and_separable_blur_scores_and_maps_as_anomalib():
     from anomalib.models import Patchcore
+
+    from tgad.baselines.patchcore import use_separable_blur
 
     torch.manual_seed(0)
     stock = Patchcore(backbone="resnet18", layers=["layer2", "layer3"], pre_trained=False, num_neighbors=9)
-    fast = use_fast_search(Patchcore(backbone="resnet18", layers=["layer2", "layer3"], pre_trained=False))
+    fast = Patchcore(backbone="resnet18", layers=["layer2", "layer3"], pre_trained=False)
+    fast = use_separable_blur(use_fast_search(fast))
     fast.model.load_state_dict(stock.model.state_dict(), strict=False)
     images = torch.rand(6, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     for model in (stock, fast):
@@ -100,7 +103,7 @@ def test_dropping_the_blocks_after_the_last_map_keeps_the_maps():
     import timm
 
     from tgad.assets.backbones import drop_unused_blocks
-    from tgad.baselines.patchcore import make_patchcore
+    from tgad.baselines.patchcore import SeparableBlur, make_patchcore
 
     torch.manual_seed(0)
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False, features_only=True, out_indices=(2, 3))
@@ -115,6 +118,20 @@ def test_dropping_the_blocks_after_the_last_map_keeps_the_maps():
     assert drop_unused_blocks(resnet) is resnet and set(resnet.state_dict()) == keys  # not an EfficientNet
     patchcore = make_patchcore("tf_efficientnet_lite0", ["blocks.2", "blocks.4"], False, image_size=64)
     assert len(patchcore.model.feature_extractor.feature_extractor.blocks) == 5
+    assert isinstance(patchcore.model.anomaly_map_generator.blur, SeparableBlur)
+
+
+def test_the_separable_blur_is_anomalibs_blur():
+    from anomalib.models.components.filters import GaussianBlur2d
+
+    from tgad.baselines.patchcore import SeparableBlur
+
+    maps = torch.rand(3, 1, 70, 50, generator=torch.Generator().manual_seed(4)) * 40
+    maps[0, 0, 10:20, 5:9] += 100  # a sharp blob near the border: the reflect padding matters
+    blur = GaussianBlur2d(sigma=4, channels=1, kernel_size=33)
+    got, want = SeparableBlur(blur)(maps), blur(maps)
+    assert got.shape == want.shape == maps.shape
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
 
 
 def test_pixel_auroc_from_one_sort_equals_torchmetrics_on_ranks():
