@@ -217,6 +217,20 @@ def create_backbone(
     return model.eval(), resolved
 
 
+def drop_unused_blocks(net: nn.Module) -> nn.Module:
+    """Drop the blocks of a timm EfficientNet ``features_only`` model after the last map it returns, in place.
+
+    timm runs every block whatever ``out_indices`` asks for (Lite0's blocks.5 and blocks.6 when PatchCore reads
+    blocks.2 and blocks.4); the maps it returns do not depend on the later blocks, so they are the same, sooner.
+    Any other model is returned untouched."""
+    stages = getattr(net, "_stage_out_idx", None)  # stage s (0 = stem) is the output of blocks[s - 1]
+    blocks = getattr(net, "blocks", None)
+    if not stages or getattr(net, "feature_hooks", None) is not None or not isinstance(blocks, nn.Sequential):
+        return net
+    net.blocks = blocks[: max(stages)]
+    return net
+
+
 @contextmanager
 def use_backbone_weights(
     name: str = LITE0,

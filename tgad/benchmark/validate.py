@@ -1,6 +1,10 @@
 """The benchmark's validation columns: the synthetic-defect validation (``tgad.evaluation.validation``) of
 each row's extra set, with one validator per (category, shots, seed) and results cached per ExtraSet.
 
+The validator itself (the features of the shots, the held-out normals and their synthetic defects, and their
+distances to the shots' patches) is cached too, under ``extra_sets/validation/shots_*.pt``, keyed by everything
+it depends on: every condition, and every later command on the same results folder, reuses it.
+
 Analysis only: the numbers go into the results CSV and the summary and choose nothing.
 """
 
@@ -8,16 +12,23 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 from tgad.assets.cache import atomic_file
 from tgad.benchmark.plan import BenchmarkConfig, Row
+from tgad.benchmark.results_repair import shots_text
 from tgad.data.images import read_resized as load_images
 from tgad.evaluation.validation import COLUMNS, ExtraSetValidator, ValidationSettings, held_out_names
 from tgad.features.patches import detector_features
 
 log = logging.getLogger(__name__)
+
+# Bump when the validator's computation changes: cached validator states of another version are recomputed.
+STATE_VERSION = 1
 
 
 class Validations:
@@ -31,25 +42,56 @@ class Validations:
     def _validator(self, row: Row) -> ExtraSetValidator | None:
         key = (row.category, row.shots, row.seed)
         if key not in self._validators:
-            from tgad.benchmark.runner import make_datamodule
-
-            dm = make_datamodule(self.config, row.category, row.shots, row.seed, [])
-            dm.prepare_data()
-            dm.setup()
-            train = dm.samples[dm.samples.split == "train"]
-            names = [Path(p).name for p in train.image_path]
-            held = held_out_names(names, dm.shot_ids, self.settings.n_normals)
-            if not held:
-                log.info("%s k=%s: too few training images beyond the shots for the validation", *key[:2])
-                self._validators[key] = None
-            else:
-                if self._features is None:
-                    self._features = detector_features()
-                by_name = dict(zip(names, train.image_path, strict=True))
-                shots = load_images(dm.shot_paths, self.config.size)
-                normals = load_images([by_name[n] for n in held], self.config.size)
-                self._validators[key] = ExtraSetValidator(self._features, shots, normals, self.settings)
+            self._validators[key] = self._build(*key)
         return self._validators[key]
+
+    def _detector(self):
+        if self._features is None:
+            self._features = detector_features()
+        return self._features
+
+    def _build(self, category: str, shots: int | None, seed: int) -> ExtraSetValidator | None:
+        """The validator of (category, shots, seed): from its cached state when that matches, else computed
+        (and cached)."""
+        from tgad.benchmark.runner import make_datamodule
+
+        dm = make_datamodule(self.config, category, shots, seed, [])
+        dm.prepare_data()
+        dm.setup()
+        train = dm.samples[dm.samples.split == "train"]
+        names = [Path(p).name for p in train.image_path]
+        held = held_out_names(names, dm.shot_ids, self.settings.n_normals)
+        if not held:
+            log.info("%s k=%s: too few training images beyond the shots for the validation", category, shots)
+            return None
+        features = self._detector()  # first: a first-ever run converts the weights into the cache it names
+        depends = {
+            "version": STATE_VERSION,
+            "dataset": self.config.dataset,
+            "category": category,
+            "image_size": self.config.size,
+            "shots": list(dm.shot_ids),
+            "held_out": held,
+            "settings": _settings_dict(self.settings),
+            "detector": _detector_weights(),
+        }
+        path = self.state_path(category, shots, seed)
+        state = _load_state(path, depends)
+        if state is not None:
+            return ExtraSetValidator.from_state(features, state, self.settings)
+        by_name = dict(zip(names, train.image_path, strict=True))
+        shot_images = load_images(dm.shot_paths, self.config.size)
+        normals = load_images([by_name[n] for n in held], self.config.size)
+        validator = ExtraSetValidator(features, shot_images, normals, self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path, "wb") as handle:
+            torch.save({"depends": depends, "state": validator.state()}, handle)
+        return validator
+
+    def state_path(self, category: str, shots: int | None, seed: int) -> Path:
+        """Where the validator of (category, shots, seed) is cached."""
+        name = f"shots_{category}_k{shots_text(shots)}_seed{seed}.pt"
+        return self.config.out_dir / "extra_sets" / "validation" / name
 
     def columns(self, row: Row, extra_path: Path | None) -> dict[str, float]:
         """The ``val_*`` cells of ``row`` whose extra set is ``extra_path`` (None: the shots alone)."""
@@ -82,6 +124,25 @@ class Validations:
             with atomic_file(cache) as handle:
                 json.dump({"settings": _settings_dict(self.settings), "columns": columns}, handle)
         return columns
+
+
+def _detector_weights() -> str:
+    """The weights of the validation's feature extractor (``detector_features``' default backbone)."""
+    from tgad.assets import LITE0, resolve_backbone_weights
+
+    return resolve_backbone_weights(LITE0, None, False).describe()
+
+
+def _load_state(path: Path, depends: dict) -> dict[str, torch.Tensor] | None:
+    """The cached validator state at ``path`` if it was computed from ``depends``, else None."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:  # damaged: recompute
+        log.warning("%s: unreadable validator cache (%s); recomputing it", path, err)
+        return None
+    return saved["state"] if isinstance(saved, dict) and saved.get("depends") == depends else None
 
 
 def _settings_dict(settings: ValidationSettings) -> dict:

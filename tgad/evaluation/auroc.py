@@ -2,7 +2,8 @@
 
 torchmetrics applies a sigmoid to predictions outside [0, 1]; raw PatchCore distances (~10-60) then all
 saturate to 1.0 in float32 and AUROC collapses to ~0.5. AUROC depends only on the order of the scores, so we
-map them to their (tie-averaged) ranks in [0, 1] first: exact, monotonic, and fitted on nothing.
+map them to their (tie-averaged) ranks in [0, 1] first: exact, monotonic, and fitted on nothing. Pixel AUROC
+(millions of values) takes the same area as the Mann-Whitney statistic from one sort instead of three.
 """
 
 from __future__ import annotations
@@ -38,7 +39,20 @@ def pixel_auroc(maps: torch.Tensor, masks: torch.Tensor) -> float:
             mode="bilinear",
             align_corners=False,
         )
-    target = masks.reshape(-1).long()
-    if target.min() == target.max():
+    target = masks.reshape(-1).bool()
+    if target.all() or not target.any():
         raise ValueError("pixel AUROC needs defective pixels in the test masks")
-    return float(binary_auroc(rank_normalise(maps.reshape(-1)), target))
+    return mann_whitney_auroc(maps.reshape(-1), target)
+
+
+def mann_whitney_auroc(scores: torch.Tensor, positive: torch.Tensor) -> float:
+    """The area under the ROC curve of ``scores`` (n,) for boolean ``positive`` (n,), as the probability that a
+    positive scores above a negative (ties count half): torchmetrics' trapezoidal area, from one sort."""
+    values, order = scores.sort()
+    _, counts = torch.unique_consecutive(values, return_counts=True)
+    ends = counts.cumsum(0).double()
+    ranks = (ends - (counts.double() - 1.0) / 2.0).repeat_interleave(counts)  # 1-based, ties averaged
+    hits = positive[order]
+    n_pos = float(hits.sum())
+    n_neg = float(len(hits)) - n_pos
+    return float((ranks[hits].sum() - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg))

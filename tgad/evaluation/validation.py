@@ -101,6 +101,26 @@ class ExtraSetValidator:
         self.defect_d0 = nearest_distances(self.defect_features, self.shot_bank)  # (D, P)
         self.n_images = len(normals) + len(defects.images)
 
+    STATE = ("shot_bank", "normal_features", "defect_features", "normal_d0", "defect_d0")
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Everything :meth:`evaluate` needs besides the feature extractor (``from_state`` rebuilds from it):
+        building it costs the features of the shots, the held-out normals and their defects."""
+        return {name: getattr(self, name) for name in self.STATE} | {"n_images": torch.tensor(self.n_images)}
+
+    @classmethod
+    def from_state(
+        cls, features: PatchFeatures, state: dict[str, torch.Tensor], settings: ValidationSettings
+    ) -> ExtraSetValidator:
+        """The validator whose ``state()`` was ``state``; it scores extra sets exactly as the original did (its
+        defect images are not kept: ``defects`` is None)."""
+        validator = cls.__new__(cls)
+        validator.features, validator.settings, validator.defects = features, settings, None
+        for name in cls.STATE:
+            setattr(validator, name, state[name])
+        validator.n_images = int(state["n_images"])
+        return validator
+
     @torch.no_grad()
     def evaluate(self, extra: torch.Tensor | None) -> dict[str, float]:
         """The ``COLUMNS`` for an extra set (N, 3, H, W) in [0, 1]; None = the shots alone (no coverage)."""

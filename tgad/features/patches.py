@@ -72,6 +72,7 @@ def detector_features(backbone: str = "tf_efficientnet_lite0") -> PatchFeatures:
     normalises (the weights' own statistics, ``tgad.baselines.registry``), with weights resolved by
     ``tgad.assets`` (an AssetError says how to provide them)."""
     from tgad.assets import create_backbone
+    from tgad.assets.backbones import drop_unused_blocks
 
     net, weights = create_backbone(backbone, features_only=True, out_indices=DETECTOR_OUT_INDICES[backbone])
-    return PatchFeatures(net, torch.tensor(weights.mean), torch.tensor(weights.std))
+    return PatchFeatures(drop_unused_blocks(net), torch.tensor(weights.mean), torch.tensor(weights.std))
