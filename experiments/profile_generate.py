@@ -57,13 +57,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--vqgan-iterations", type=int, default=None)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="IntegratorConfig field")
+    p.add_argument("--run", action="append", default=[], metavar="KEY=VALUE", help="RunSettings field")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
 
     overrides = dict(kv.split("=", 1) for kv in args.set)
     recipe = Recipe.build(
         args.preset,
-        run={"vqgan_iterations": args.vqgan_iterations},
+        run={"vqgan_iterations": args.vqgan_iterations}
+        | {k: _value(v) for k, v in (kv.split("=", 1) for kv in args.run)},
         integrator={k: _value(v) for k, v in overrides.items()},
     )
 
@@ -109,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "mean_abs_diff_to_shot": manifest.get("collapse", {}).get("mean_abs_diff_to_shot"),
         "tau": manifest.get("tau"),
+        "generator": manifest.get("generator"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"generate_profile_{args.label}"
