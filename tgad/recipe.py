@@ -22,10 +22,19 @@ from typing import Any
 
 import yaml
 
+from tgad.data.images import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from tgad.models.integrator.config import IntegratorConfig
-from tgad.models.presets import from_preset
+from tgad.models.presets import check_ranges, from_preset
 from tgad.models.prompt_selector.config import PromptSelectorConfig
 from tgad.models.variance_vqgan.config import VQGANConfig
+
+RUN_RANGES = {
+    "generator_image_size": f"[{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}]",
+    "detector_image_size": f"[{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}]",
+    "vqgan_iterations": "[1, inf)",
+    "train_batch_size": "[1, inf)",
+    "eval_batch_size": "[1, inf)",
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,9 @@ class RunSettings:
     vqgan_iterations: int  # generator + discriminator steps of the VarianceVQGAN fit (2 optimiser steps each)
     train_batch_size: int  # detector fit
     eval_batch_size: int  # detector test and validation
+
+    def __post_init__(self) -> None:
+        check_ranges(self, RUN_RANGES)
 
 
 RUN_PRESETS: dict[str, RunSettings] = {

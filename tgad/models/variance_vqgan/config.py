@@ -5,9 +5,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tgad.models.presets import from_preset
+from tgad.models.presets import SettingError, check_ranges, from_preset
 
 PresetName = Literal["tiny", "cpu", "paper"]
+
+RANGES = {  # ``check_ranges``: every number, before a layer is built
+    "base_channels": "[1, inf)",
+    "channel_mult": "[1, inf)",
+    "num_res_blocks": "[0, inf)",
+    "latent_dim": "[1, inf)",
+    "codebook_size": "[1, inf)",
+    "ema_decay": "[0, 1)",
+    "commitment_beta": "[0, inf)",
+    "dead_code_threshold": "[0, inf)",
+    "disc_channels": "[1, inf)",
+    "disc_layers": "[0, inf)",
+    "crop_size": "[0, inf)",
+    "views": "[1, inf)",
+    "learning_rate": "(0, inf)",
+    "disc_start": "[0, inf)",
+    "disc_weight": "[0, inf)",
+    "perceptual_weight": "[0, inf)",
+    "nll_weight": "[0, inf)",
+    "cross_shot_weight": "[0, inf)",
+}
 
 
 @dataclass(frozen=True)
@@ -37,6 +58,11 @@ class VQGANConfig:
     perceptual_weight: float = 1.0
     nll_weight: float = 1.0
     cross_shot_weight: float = 1.0  # share of the spread across shots (k > 1) in the variance target
+
+    def __post_init__(self) -> None:
+        check_ranges(self, RANGES)
+        if not self.channel_mult:
+            raise SettingError("VQGANConfig: channel_mult needs at least one level, e.g. (1, 2, 2, 4)")
 
     @property
     def downsample(self) -> int:
