@@ -298,8 +298,15 @@ def _signalled(command: list[str], env: dict[str, str], name: str) -> tuple[int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "fail_fast")
+    parser.add_argument(
+        "--only",
+        default=None,
+        metavar="TEXT",
+        help="re-run the cases whose label holds TEXT; keep the others' rows",
+    )
     args = parser.parse_args()
     rows = []
+    kept = {r["case"]: r for r in json.loads((args.out / "survey.json").read_text())} if args.only else {}
     with tempfile.TemporaryDirectory(prefix="tgad-survey-") as tmp, ExitStack() as stack:
         base = Path(tmp)
         os.environ["TGAD_CACHE"] = str(base / "cache")
@@ -309,6 +316,9 @@ def main() -> None:
         }
         f = fixtures(base)
         for label, argv, env in cases(f):
+            if args.only and args.only not in label and label in kept:
+                rows.append(kept[label])
+                continue
             needs = next((m for m in mounted if f"{base}/{m}" in " ".join(argv)), None)
             if needs and not mounted[needs]:
                 rows.append({"case": label, "exit": None, "message": "skipped: cannot mount a tmpfs here"})

@@ -73,6 +73,12 @@ def test_9_every_config_refuses_nan_inf_and_out_of_range():
     assert IntegratorConfig(max_implausible=math.inf).max_implausible == math.inf  # inf = "no limit" stays
 
 
+def test_9_yaml_through_lightning_cli_is_one_line(capsys):
+    integrator = str(REPO / "conf" / "integrator" / "tiny.yaml")
+    assert main(["fit", "--config", integrator, "--model.init_args.tau=.nan"]) == 2
+    assert "out of range" in _one_line_error(capsys, "IntegratorConfig: tau=nan")
+
+
 @pytest.mark.parametrize(
     ("setting", "culprit"),
     [({"image_size": 100_000}, "image_size=100000"), ({"shot_seed": 2**32}, "shot_seed=4294967296"),
@@ -189,9 +195,8 @@ def test_14_signal_stops_with_128_plus_signum_and_says_how_to_resume(
     assert err.startswith(f"stopped: stopped by {name} during widget k=1 seed=1 shots patchcore"), err
     csv = tmp_path / "results" / "mvtec" / "tiny" / "results.csv"
     assert "1 of 4 rows finished this run" in err and str(csv) in err and "run the same command again" in err
-    assert (
-        len(csv.read_text().splitlines()) == 2
-    )  # the header and the one whole row: a re-run resumes after it
+    # the header and the one whole row: a re-run resumes after it
+    assert len(csv.read_text().splitlines()) == 2
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 

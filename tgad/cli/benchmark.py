@@ -194,7 +194,10 @@ class RichGrid:
 
     def start(self, todo: int, total: int, heading: str) -> None:
         self.todo, self.where = todo, "the first row"
-        self.console.print(f"{heading}: {todo} of {total} rows to run", highlight=False, style="bold")
+        # soft_wrap: one line however long the path (a log read by a script must find "rows to run" whole)
+        self.console.print(
+            f"{heading}: {todo} of {total} rows to run", highlight=False, style="bold", soft_wrap=True
+        )
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,

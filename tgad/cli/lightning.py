@@ -23,10 +23,15 @@ def run_lightning_cli(args: list[str]) -> LightningCLI:
         warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
         try:
             cli = _cli(args)
-        except ArgumentError as err:  # jsonargparse's usage (~60 lines) becomes one line naming the key
+        except (ArgumentError, ValueError) as err:  # jsonargparse's usage (~60 lines) as one line
             from tgad.cli.errors import UsageError
+            from tgad.models.presets import SettingError
 
-            raise UsageError(config_error(args[0], err)) from err
+            if isinstance(err, SettingError):
+                raise
+            if isinstance(err, ArgumentError) or "Does not validate against" in str(err):
+                raise UsageError(config_error(args[0], err)) from err  # a class's refusal is in the text
+            raise
     if getattr(cli.model, "selection", None) is not None:  # P* was chosen in this run: its top prompts
         from rich.console import Console
 

@@ -323,7 +323,8 @@ def preflight_lightning(argv: Sequence[str]) -> None:
         if ckpt in LIGHTNING_CKPT_WORDS or ckpt.startswith("registry") or ckpt in ("null", "None"):
             continue
         check_weight_file(ckpt, "--ckpt_path")
-        check_unpickles(ckpt, "--ckpt_path")
+        if [v.lower() for v in _option_values(argv, ("--weights_only",))][-1:] != ["false"]:
+            check_unpickles(ckpt, "--ckpt_path")  # unless the user opted out for a file they trust
 
 
 def check_unpickles(path: str | Path, option: str) -> None:
