@@ -1,5 +1,5 @@
-"""Try tgad as a new user would, with bad input of every kind the fail-fast issue lists, and write a table of
-what each command answered (exit code and its last stderr line).
+"""Try tgad as a new user would, with bad input of every kind the fail-fast issues (15, 26) list, and write a
+table of what each command answered (exit code and its last stderr line).
 
     python experiments/fail_fast_survey.py --out experiments/results/fail_fast
 
@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -56,7 +58,7 @@ def fixtures(base: Path) -> dict[str, Path]:
     category = write_mvtec(mask_root)
     mask = sorted((category / "ground_truth" / "hole").glob("*_mask.png"))[0]
     Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(mask)
-    files = {"data": data, "jpeg_root": jpeg_root, "mask_root": mask_root}
+    files = {"data": data, "jpeg_root": jpeg_root, "mask_root": mask_root} | issue_26_fixtures(base)
     (base / "a_file").write_text("mine")
     files["a_file"] = base / "a_file"
     torch.save({"w": torch.zeros(4096)}, base / "whole.ckpt")
@@ -74,6 +76,111 @@ def fixtures(base: Path) -> dict[str, Path]:
         target.write_bytes(content)
         files[f"csv_{name}"] = base / f"csv_{name}"
     return files | {"base": base}
+
+
+def issue_26_fixtures(base: Path) -> dict[str, Path]:
+    """Issue 26's inputs: a truncated test JPEG, a file name that is not UTF-8, a checkpoint with a pickled
+    object, and results folders with a BOM CSV, a FIFO, a lock folder and a file named plots."""
+    test_jpeg = write_mvtec(base / "test_jpeg")
+    good = test_jpeg / "test" / "good"
+    (good / "000.png").unlink()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(good / "000.jpg", quality=95)
+    (good / "000.jpg").write_bytes((good / "000.jpg").read_bytes()[:400])
+    train = write_mvtec(base / "latin1") / "train" / "good"
+    with open(os.fsencode(train) + b"/caf\xe9.png", "wb") as handle:
+        handle.write((train / "000.png").read_bytes())
+    torch.save({"state_dict": {}, "payload": argparse.Namespace(a=1)}, base / "crafted.ckpt")
+    from tgad.benchmark.results import COLUMNS
+
+    made = {"test_jpeg": base / "test_jpeg", "latin1": base / "latin1"}
+    for name in ("bom", "fifo", "lock", "plots"):
+        out = base / f"r_{name}" / "mvtec" / "tiny"
+        out.mkdir(parents=True)
+        made[f"r_{name}"] = base / f"r_{name}"
+    (base / "r_bom/mvtec/tiny/results.csv").write_bytes(
+        b"\xef\xbb\xbf" + ",".join(COLUMNS).encode() + b"\r\n"
+    )
+    os.mkfifo(base / "r_fifo/mvtec/tiny/results.csv")
+    (base / "r_lock/mvtec/tiny/results.csv.lock").mkdir()
+    (base / "r_plots/mvtec/tiny/plots").write_text("mine")
+    return made
+
+
+def issue_26_cases(f: dict[str, Path], bench: list[str], res: list[str]) -> list[tuple[str, list[str], dict]]:
+    """Items 9-15 of issue 26 (16, EXIF orientation, is not an error: tests/test_bad_values.py)."""
+    b = f["base"]
+    vq = ["--config", str(REPO / "conf" / "variance_vqgan" / "tiny.yaml")]
+    at = {name: ["--results-dir", str(f[name])] for name in ("r_bom", "r_fifo", "r_lock", "r_plots")}
+    shots = ["--conditions", "shots"]
+    return [
+        ("9 benchmark --set tau=.nan", [*bench, *res, "--set", "tau=.nan"], {}),
+        ("9 benchmark --set tau=.inf", [*bench, *res, "--set", "tau=.inf"], {}),
+        ("9 benchmark --set tau=-1", [*bench, *res, "--set", "tau=-1"], {}),
+        (
+            "9 fit integrator YAML with --model.init_args.tau=.nan",
+            [
+                "fit",
+                "--config",
+                str(REPO / "conf" / "integrator" / "tiny.yaml"),
+                "--model.init_args.tau=.nan",
+            ],
+            {},
+        ),  # fmt: skip
+        ("10 benchmark --set patch_fraction=1.5", [*bench, *res, "--set", "patch_fraction=1.5"], {}),
+        ("10 benchmark --seeds 4294967296", [*bench, *res, "--seeds", "4294967296"], {}),
+        ("10 benchmark --image-size 100000", [*bench, *res, "--image-size", "100000"], {}),
+        (
+            "10 benchmark --image-size 16 --models efficient_ad",
+            [*bench, *res, "--image-size", "16", "--models", "efficient_ad", "--allow-random-backbone"],
+            {},
+        ),  # fmt: skip
+        ("11 benchmark truncated test JPEG", [*bench[:4], str(f["test_jpeg"]), *bench[5:], *res], {}),
+        (
+            "12 generate --preset paper --n 100000",
+            [
+                "generate",
+                "--dataset",
+                "embedded",
+                "--category",
+                "brick",
+                "--preset",
+                "paper",
+                "--n",
+                "100000",
+                "--out",
+                str(b / "o12"),
+                "--allow-random-clip",
+            ],
+            {},
+        ),  # fmt: skip
+        (
+            "13 data check non-UTF-8 file name",
+            ["data", "check", "--dataset", "mvtec", "--root", str(f["latin1"]), "--category", "widget"],
+            {},
+        ),  # fmt: skip
+        ("13 benchmark non-UTF-8 file name", [*bench[:4], str(f["latin1"]), *bench[5:], *res, *shots], {}),
+        (
+            "14 benchmark SIGTERM 1 s into the rows",
+            [*bench, "--results-dir", str(b / "r14"), *shots, "--seeds", *map(str, range(8))],
+            {"SIGNAL": "SIGTERM"},
+        ),  # fmt: skip
+        (
+            "14 benchmark SIGINT 1 s into the rows",
+            [*bench, "--results-dir", str(b / "r14i"), *shots, "--seeds", *map(str, range(8))],
+            {"SIGNAL": "SIGINT"},
+        ),  # fmt: skip
+        ("15 fit --model.init_args.bogus 3", ["fit", *vq, "--model.init_args.bogus", "3"], {}),
+        (
+            "15 test --ckpt_path with a pickled object",
+            ["test", *vq, "--ckpt_path", str(b / "crafted.ckpt")],
+            {},
+        ),
+        ("15 benchmark plots is a file", [*bench, *at["r_plots"], *shots], {}),
+        ("15 results.csv with a BOM and CRLF (runs)", [*bench, *at["r_bom"], *shots], {}),
+        ("15 results.csv is a FIFO", [*bench, *at["r_fifo"], *shots], {}),
+        ("15 results.csv.lock is a folder", [*bench, *at["r_lock"], *shots], {}),
+    ]
 
 
 def cases(f: dict[str, Path]) -> list[tuple[str, list[str], dict[str, str]]]:
@@ -154,24 +261,52 @@ def cases(f: dict[str, Path]) -> list[tuple[str, list[str], dict[str, str]]]:
         ),  # fmt: skip
         ("8 fit --config with a YAML syntax error", ["fit", "--config", str(b / "broken.yaml")], {}),
         ("8 fit --config missing", ["fit", "--config", str(b / "nope.yaml")], {}),
+        *issue_26_cases(f, bench, res),
     ]
 
 
 def run_case(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    env = dict(env)
+    stop = env.pop("SIGNAL", None)
     full_env = os.environ | {"TGAD_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"} | env
-    done = subprocess.run([sys.executable, "-m", "tgad.cli.main", *argv], capture_output=True, text=True,
-                          env=full_env, cwd=REPO, timeout=600)  # fmt: skip
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
+    if stop:
+        code, stderr = _signalled([sys.executable, "-m", "tgad.cli.main", *argv], full_env, stop)
+    else:
+        done = subprocess.run([sys.executable, "-m", "tgad.cli.main", *argv], capture_output=True, text=True,
+                              env=full_env, cwd=REPO, timeout=600)  # fmt: skip
+        code, stderr = done.returncode, done.stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("error:", "stopped:"))]
     warnings = [line for line in lines if line.startswith("WARNING")]
-    return done.returncode, (errors or warnings or lines or [""])[-1]
+    return code, (errors or warnings or lines or [""])[-1]
+
+
+def _signalled(command: list[str], env: dict[str, str], name: str) -> tuple[int, str]:
+    """Start ``command``, send it signal ``name`` one second after its rows start; (exit code, stderr)."""
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    seen = []
+    while line := proc.stderr.readline():
+        seen.append(line)
+        if "rows to run" in line:
+            time.sleep(1.0)
+            proc.send_signal(getattr(signal, name))
+            break
+    rest = proc.stderr.read()
+    return proc.wait(timeout=600), "".join(seen) + rest
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "results" / "fail_fast")
+    parser.add_argument(
+        "--only",
+        default=None,
+        metavar="TEXT",
+        help="re-run the cases whose label holds TEXT; keep the others' rows",
+    )
     args = parser.parse_args()
     rows = []
+    kept = {r["case"]: r for r in json.loads((args.out / "survey.json").read_text())} if args.only else {}
     with tempfile.TemporaryDirectory(prefix="tgad-survey-") as tmp, ExitStack() as stack:
         base = Path(tmp)
         os.environ["TGAD_CACHE"] = str(base / "cache")
@@ -181,6 +316,9 @@ def main() -> None:
         }
         f = fixtures(base)
         for label, argv, env in cases(f):
+            if args.only and args.only not in label and label in kept:
+                rows.append(kept[label])
+                continue
             needs = next((m for m in mounted if f"{base}/{m}" in " ".join(argv)), None)
             if needs and not mounted[needs]:
                 rows.append({"case": label, "exit": None, "message": "skipped: cannot mount a tmpfs here"})
@@ -196,7 +334,7 @@ def main() -> None:
         message = row["message"].replace("|", "\\|")
         table.append(f"| {i} | {row['case']} | {row['exit']} | {message} |")
     with atomic_file(args.out / "survey.md") as handle:
-        handle.write("# Fail-fast survey (issue 15)\n\n`python experiments/fail_fast_survey.py`\n\n")
+        handle.write("# Fail-fast survey (issues 15 and 26)\n\n`python experiments/fail_fast_survey.py`\n\n")
         handle.write("\n".join(table) + "\n")
 
 

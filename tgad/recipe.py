@@ -23,12 +23,21 @@ from typing import Any
 
 import yaml
 
+from tgad.data.images import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from tgad.models.integrator.config import IntegratorConfig
-from tgad.models.presets import from_preset
+from tgad.models.presets import check_ranges, from_preset
 from tgad.models.prompt_selector.config import PromptSelectorConfig
 from tgad.models.variance_vqgan.config import VQGANConfig
 
 PRIOR_NONE, PRIOR_OTHER = "none", "other_categories"
+RUN_RANGES = {
+    "generator_image_size": f"[{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}]",
+    "detector_image_size": f"[{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}]",
+    "vqgan_iterations": "[1, inf)",
+    "train_batch_size": "[1, inf)",
+    "eval_batch_size": "[1, inf)",
+    "vqgan_plateau": "[0, 1)",
+}
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class RunSettings:
                 f"prior_iterations ({self.prior_iterations}) and prior_batch_size ({self.prior_batch_size}) "
                 "must be >= 1"
             )
+        check_ranges(self, RUN_RANGES)
 
 
 RUN_PRESETS: dict[str, RunSettings] = {

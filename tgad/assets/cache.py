@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,3 +94,24 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def file_kind(path: str | Path) -> str:
+    """What stands at ``path``, for messages: "a folder", "a FIFO (named pipe)", "a socket", "a device",
+    "a broken link", "a file" or "nothing" (so a FIFO is never called a folder)."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return "a broken link"
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "nothing"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a file"

@@ -49,6 +49,7 @@ class ModelSpec:
     training: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # preset -> trainer kwargs
     train_batch_size: int | None = None
     backbones: tuple[str, ...] | None = None  # only these work (None: any with layers known)
+    min_image_size: int = 16  # the smallest image side its network takes (checked before any row)
 
 
 # PatchCore's bank rule (tgad.baselines.coreset): every patch is kept up to this many rows, the greedy coreset
@@ -213,6 +214,7 @@ MODELS: dict[str, ModelSpec] = {
         training={p: _validate_at_end(n) for p, n in {"tiny": 2, "cpu": 300, "paper": 70000}.items()},
         train_batch_size=1,
         backbones=("pdn_small", "pdn_medium"),
+        min_image_size=256,  # the autoencoder's encoder ends in an 8x8 convolution at stride 32
     ),
     # AnomalyDINO (Damm et al., WACV 2025): DINOv2-S patch tokens, 1-NN cosine distance, image score = mean of
     # the top 1 % patch distances. The strongest few-shot detector anomalib ships; it trains nothing.
@@ -256,6 +258,13 @@ def check_backbone(name: str, backbone: str | None) -> str:
             f"model {name}: no feature layers known for backbone {backbone!r}; use {list(spec.layers)}"
         )
     return backbone
+
+
+def check_image_size(name: str, image_size: int) -> None:
+    """Model ``name`` takes images of side ``image_size`` (ValueError naming its minimum otherwise)."""
+    need = MODELS[name].min_image_size
+    if image_size < need:
+        raise ValueError(f"{name} needs an image side >= {need} px (got {image_size})")
 
 
 def check_weights(

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tgad.data.names import folder_name_problem
+from tgad.data.shots import MAX_SEED
 from tgad.hardware import Hardware
 from tgad.models.integrator.names import SCORERS
-from tgad.recipe import PRESETS, Recipe
+from tgad.recipe import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, PRESETS, Recipe
 
 CONDITIONS = ("shots", "plain_aug", "tgad", "tgad_aug", "aug_select", "tgad_select")
 DEFAULT_CONDITIONS = ("shots", "plain_aug", "tgad", "tgad_aug", "aug_select", "tgad_select")
@@ -103,6 +104,16 @@ class BenchmarkConfig:
             raise BenchmarkError(f"--n-gen {self.n_gen}: extra-set conditions need at least one image")
         if self.vqgan_iterations is not None and self.vqgan_iterations < 1:
             raise BenchmarkError(f"--vqgan-iterations {self.vqgan_iterations}: must be >= 1")
+        bad_seeds = [s for s in self.seeds if not 0 <= s <= MAX_SEED]
+        if bad_seeds:
+            raise BenchmarkError(
+                f"--seeds {' '.join(map(str, bad_seeds))}: seeds are whole numbers in 0 .. {MAX_SEED}, e.g. 0 1 2"
+            )
+        if self.image_size is not None and not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE:
+            raise BenchmarkError(
+                f"--image-size {self.image_size}: an image side in pixels in {MIN_IMAGE_SIZE} .. {MAX_IMAGE_SIZE} "
+                "(e.g. 256), or leave it out for the preset's"
+            )
         try:
             self.recipe  # noqa: B018 (built once here: a bad --set fails before any work)
         except (TypeError, ValueError) as err:

@@ -110,7 +110,7 @@ class ResultsCSV:
     def rows(self) -> list[dict[str, str]]:
         if not self.path.is_file():
             return []
-        with open(self.path, newline="") as handle:
+        with open(self.path, newline="", encoding="utf-8-sig") as handle:  # a BOM (a spreadsheet's save) too
             reader = csv.DictReader(handle)
             fields = tuple(reader.fieldnames or ())
             if fields in LEGACY_LAYOUTS:

@@ -23,7 +23,7 @@ import math
 import shutil
 from pathlib import Path
 
-from tgad.assets.cache import atomic_file
+from tgad.assets.cache import atomic_file, file_kind
 from tgad.benchmark.plan import KEY_COLUMNS, BenchmarkError
 from tgad.benchmark.results import COLUMNS, LEGACY_LAYOUTS, METRICS, csv_lock
 from tgad.generate.heal import damaged_path
@@ -86,7 +86,7 @@ def _decode(path: Path, data: bytes) -> str:
             f"{path}: binary data (a NUL byte at offset {nul}); not a tgad results CSV: {FIX}"
         )
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a UTF-8 byte-order mark (a spreadsheet's save) is not a column
     except UnicodeDecodeError as err:
         raise BenchmarkError(
             f"{path}: not UTF-8 text (byte {err.start}); not a tgad results CSV: {FIX}"
@@ -154,8 +154,8 @@ def repair_results(path: str | Path) -> Path | None:
         BenchmarkError: the path is a folder, binary data, or a CSV that is not tgad's.
     """
     path = Path(path)
-    if path.exists() and not path.is_file():
-        raise BenchmarkError(f"{path}: a folder where the results CSV belongs; {FIX}")
+    if file_kind(path) not in ("nothing", "a file"):
+        raise BenchmarkError(f"{path}: {file_kind(path)} where the results CSV belongs; {FIX}")
     if not path.is_file() or not _inspect(path)[3]:  # the common case reads the file once, takes no lock
         return None
     with csv_lock(path):  # another process may be repairing or appending: look again under the lock
@@ -180,12 +180,36 @@ def repair_results(path: str | Path) -> Path | None:
     return aside
 
 
+# What a benchmark writes in its results folder, and what each must be: anything else in the way (a folder
+# named results.csv.lock, a file named plots) failed only after the first row was computed, and lost it.
+LAYOUT = {
+    "results.csv": "a file",
+    "results.csv.lock": "a file",
+    "summary.md": "a file",
+    "recipe.yaml": "a file",
+    "plots": "a folder",
+    "extra_sets": "a folder",
+}
+
+
+def check_results_folder(out_dir: str | Path) -> None:
+    """Every name a benchmark writes in ``out_dir`` is absent or of the kind it writes (``BenchmarkError``)."""
+    for name, kind in LAYOUT.items():
+        found = file_kind(Path(out_dir) / name)
+        if found not in ("nothing", kind):
+            raise BenchmarkError(
+                f"{Path(out_dir) / name}: {found} where the benchmark keeps {kind} of that name; move it away "
+                "or choose another --name / --results-dir"
+            )
+
+
 def heal_results_folder(out_dir: str | Path) -> None:
     """Before a benchmark plans its rows: repair its CSV, remove temporaries of killed runs, and move aside
     ExtraSets that do not load (they are made again when a row needs them)."""
     from tgad.generate.heal import heal_extra_sets, remove_stale_partials
 
     out_dir = Path(out_dir)
+    check_results_folder(out_dir)
     repair_results(out_dir / "results.csv")
     remove_stale_partials(out_dir)
     heal_extra_sets(out_dir / "extra_sets")

@@ -38,6 +38,7 @@ from tgad.benchmark.results_repair import heal_results_folder, is_environment_er
 from tgad.benchmark.row_task import compute_row, describe, extra_key, make_extra
 from tgad.benchmark.validate import Validations
 from tgad.data import DATAMODULES, DataError
+from tgad.data.deep_check import decode_all
 from tgad.generate.heal import complete_extra_sets
 from tgad.text.keywords import KeywordError
 
@@ -190,19 +191,36 @@ def run_row(row: Row, config: BenchmarkConfig, extra: ExtraSet | None, work_dir:
 
 def check_models(config: BenchmarkConfig) -> None:
     """Every model can use the backbone, and its weights are found (or random ones are allowed)."""
-    from tgad.baselines.registry import check_backbone, check_weights
+    from tgad.baselines.registry import check_backbone, check_image_size, check_weights
 
     for model in config.models:
         try:
             check_backbone(model, config.backbone)
         except ValueError as err:
             raise BenchmarkError(f"--models/--backbone: {err}") from err
+        try:
+            check_image_size(model, config.size)
+        except ValueError as err:
+            raise BenchmarkError(
+                f"--image-size {config.size}: {err}; pass a larger --image-size or leave {model} out of --models"
+            ) from err
         check_weights(model, config.backbone, config.backbone_weights, config.allow_random_backbone)
+
+
+def check_final_memory(config: BenchmarkConfig) -> None:
+    """The generated conditions' final draw of ``n_gen`` images fits in memory (``tgad.generate.memory``)."""
+    from tgad.generate.memory import final_draw_problem
+
+    if set(config.conditions) & set(GENERATED):
+        problem = final_draw_problem(config.recipe, config.n_gen)
+        if problem:
+            raise BenchmarkError(f"--n-gen {config.n_gen}: {problem}")
 
 
 def preflight(config: BenchmarkConfig) -> None:
     """Fail at once, before any row, on a model that cannot run, a category without a keyword (generated
-    conditions) or a missing dataset/category. The CLI's preflight runs it too, with its own checks."""
+    conditions), a missing dataset/category, an image or mask that does not decode, or extra sets too large
+    for this machine's memory. The CLI's preflight runs it too, with its own checks."""
     check_models(config)
     if set(config.conditions) & set(GENERATED):
         from tgad.text.keywords import resolve_keyword
@@ -212,7 +230,10 @@ def preflight(config: BenchmarkConfig) -> None:
     for category in config.categories:
         dm = make_datamodule(config, category, config.shots[0], config.seeds[0], [])
         dm.prepare_data()
-        dm.index()
+        # every image and mask decoded in full (cached by size and mtime): a truncated test JPEG otherwise
+        # failed after the generator, the Integrator and the detector's fit
+        decode_all(dm.index())
+    check_final_memory(config)
 
 
 class GridProgress:

@@ -199,9 +199,14 @@ class RichGrid:
 
     def __init__(self, console: Console, enabled: bool = True) -> None:
         self.console, self.enabled, self.bar, self.task = console, enabled, None, None
+        self.todo, self.done, self.where = 0, 0, "the preflight"  # what a stop message says
 
     def start(self, todo: int, total: int, heading: str) -> None:
-        self.console.print(f"{heading}: {todo} of {total} rows to run", highlight=False, style="bold")
+        self.todo, self.where = todo, "the first row"
+        # soft_wrap: one line however long the path (a log read by a script must find "rows to run" whole)
+        self.console.print(
+            f"{heading}: {todo} of {total} rows to run", highlight=False, style="bold", soft_wrap=True
+        )
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -218,10 +223,12 @@ class RichGrid:
         self.bar.start()
 
     def status(self, text: str) -> None:
+        self.where = text
         if self.bar is not None:
             self.bar.update(self.task, description=text)
 
     def advance(self) -> None:
+        self.done += 1
         if self.bar is not None:
             self.bar.advance(self.task)
 
@@ -232,11 +239,29 @@ class RichGrid:
 
 
 def run_benchmark_command(args: argparse.Namespace, console: Console, err_console: Console) -> int:
-    """Run the benchmark; errors reach ``tgad.cli.errors.report_errors`` (one red line, exit code 2)."""
-    return _run(args, console)
+    """Run the benchmark; errors reach ``tgad.cli.errors.report_errors`` (one red line, exit code 2). SIGTERM
+    or SIGINT ends it with 143 or 130 and one line saying where it stopped and how to resume."""
+    from rich.text import Text
+
+    from tgad.cli.errors import Stopped, stop_on_signals
+
+    grid = RichGrid(Console(stderr=True), enabled=not args.no_progress)
+    results = Path(args.results_dir) / args.dataset / (args.name or args.preset) / "results.csv"
+    try:
+        with stop_on_signals():
+            return _run(args, console, grid)
+    except Stopped as stop:
+        grid.close()
+        where = f"{grid.done} of {grid.todo} rows" if grid.todo else "no rows"
+        line = (
+            f"stopped by {stop} during {grid.where}: {where} finished this run, kept in {results}; run the same "
+            "command again to resume (finished rows are skipped)"
+        )
+        err_console.print(Text.assemble(("stopped:", "red"), " ", line), highlight=False, soft_wrap=True)
+        return stop.exit_code
 
 
-def _run(args: argparse.Namespace, console: Console) -> int:
+def _run(args: argparse.Namespace, console: Console, grid: RichGrid) -> int:
     from tgad.benchmark.plan import BenchmarkConfig
     from tgad.benchmark.runner import run_benchmark
     from tgad.cli.preflight import preflight_benchmark
@@ -275,7 +300,6 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     preflight_benchmark(
         config, args.executor, args.ray_address
     )  # before any model: arguments, outputs, weights
-    grid = RichGrid(Console(stderr=True), enabled=not args.no_progress)
     result = run_benchmark(config, progress=grid, executor=args.executor, ray_address=args.ray_address)
     console.print(Markdown(result.summary.read_text()))
     console.print(f"\n{result.new_rows} new rows in {result.seconds:.0f} s; summary: {result.summary}")

@@ -8,9 +8,12 @@ traceback. ``TGAD_DEBUG=1`` re-raises instead, for the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-from collections.abc import Callable
+import pickle
+import signal
+from collections.abc import Callable, Iterator
 
 from rich.console import Console
 from rich.text import Text
@@ -31,6 +34,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from tgad.data.errors import DataError
     from tgad.generate.artifact import ExtraSetError
     from tgad.hardware import HardwareError
+    from tgad.models.presets import SettingError
     from tgad.text.keywords import KeywordError
 
     return (
@@ -41,6 +45,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         BenchmarkError,
         ExtraSetError,
         HardwareError,
+        SettingError,  # a config number out of range (a LightningCLI YAML, Python): names field and range
         FileExistsError,
         FloatingPointError,  # the generator's loss went NaN: its message says which setting to change
     )
@@ -64,8 +69,17 @@ def one_line(text: str) -> str:
 
 def describe(err: BaseException) -> str:
     """The one-line message for ``err``: its own for known bad input, a plain account of OS errors."""
+    if isinstance(err, FileExistsError) and err.filename:  # os.mkdir met a file: say so, not "[Errno 17]"
+        from tgad.assets.cache import file_kind
+
+        kind = file_kind(err.filename)
+        return one_line(f"{err.filename}: {kind} is in the way of a folder tgad makes there; move it away")
     if isinstance(err, _user_errors()):
         return one_line(str(err))
+    if isinstance(err, pickle.UnpicklingError):  # torch's text advises weights_only=False: never repeat it
+        from tgad.cli.preflight import unpickling_problem
+
+        return one_line(f"a checkpoint {unpickling_problem(err)} ({DEBUG_HINT} names the file)")
     if isinstance(err, OSError) and err.errno in _OS_FIXES:
         where = err.filename or "an output file"
         return one_line(f"{where}: {_OS_FIXES[err.errno]} ({err.strerror or os.strerror(err.errno)})")
@@ -93,3 +107,36 @@ def print_error(err: Exception, err_console: Console) -> int:
     # Text, not markup: messages hold brackets (lists of names) that rich would read as styles.
     err_console.print(Text.assemble(("error:", "red"), " ", describe(err)), highlight=False, soft_wrap=True)
     return EXIT_USER_ERROR
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGINT reached a running command. A BaseException, like KeyboardInterrupt, so no ``except
+    Exception`` (a row's failure handler) swallows it; not a KeyboardInterrupt, which Lightning's fit turns
+    into a silent ``sys.exit(1)``, while it re-raises anything else after its teardown."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 143 for SIGTERM, 130 for SIGINT
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT raise ``Stopped`` in the main thread (a second one acts as
+    usual: kill, KeyboardInterrupt). Lightning's fit keeps this handler beside its own while it runs."""
+    watched = (signal.SIGTERM, signal.SIGINT)
+
+    def stop(signum: int, frame) -> None:
+        for s in watched:
+            signal.signal(s, signal.SIG_DFL if s == signal.SIGTERM else signal.default_int_handler)
+        raise Stopped(signum)
+
+    previous = {s: signal.signal(s, stop) for s in watched}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

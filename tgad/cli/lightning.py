@@ -16,10 +16,22 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 def run_lightning_cli(args: list[str]) -> LightningCLI:
     """Run one Lightning subcommand; ``args`` starts with the subcommand, e.g. ``["fit", "--config", "x.yaml"]``."""
+    from jsonargparse import ArgumentError
+
     with warnings.catch_warnings():
         # The console script passes sys.argv[1:] as ``args``; Lightning warns about "both" being given.
         warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-        cli = _cli(args)
+        try:
+            cli = _cli(args)
+        except (ArgumentError, ValueError) as err:  # jsonargparse's usage (~60 lines) as one line
+            from tgad.cli.errors import UsageError
+            from tgad.models.presets import SettingError
+
+            if isinstance(err, SettingError):
+                raise
+            if isinstance(err, ArgumentError) or "Does not validate against" in str(err):
+                raise UsageError(config_error(args[0], err)) from err  # a class's refusal is in the text
+            raise
     if getattr(cli.model, "selection", None) is not None:  # P* was chosen in this run: its top prompts
         from rich.console import Console
 
@@ -42,14 +54,35 @@ def prompt_table(selection, k: int = 10):
     return table
 
 
+# jsonargparse's lines that repeat what every Union error says; the rest names the key and the problem
+_NOISE = (
+    "Does not validate against any",
+    "Subtypes:",
+    "Errors:",
+    "Expected a <class 'NoneType'>",
+    "Given value",
+)
+
+
+def config_error(subcommand: str, err: Exception) -> str:
+    """A LightningCLI parse error as one line: the key, the problem, where to see the options."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    kept = [line.lstrip("- ") for line in lines if line and not line.lstrip("- ").startswith(_NOISE)]
+    text = " ".join(kept)
+    text = text if len(text) <= 400 else text[:397] + "..."
+    return f"tgad {subcommand}: {text} (`tgad {subcommand} --help` lists the options)"
+
+
 def _cli(args: list[str]) -> LightningCLI:
+    # exit_on_error=False on the main and every subcommand parser: a bad key or value raises, not exit(2)
+    parser_kwargs = {"parser_mode": "omegaconf", "exit_on_error": False}
     return LightningCLI(
         LightningModule,
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         args=args,
-        parser_kwargs={"parser_mode": "omegaconf"},
+        parser_kwargs=parser_kwargs | {name: {"exit_on_error": False} for name in SUBCOMMANDS},
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 import tgad
 from tgad.cli.errors import report_errors
@@ -157,17 +158,23 @@ def _in_own_tempdir(command: str, run) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     from tgad.benchmark.results_repair import is_environment_error, located
+    from tgad.cli.errors import Stopped, stop_on_signals
     from tgad.cli.generate import run_generate
     from tgad.cli.preflight import preflight_generate
 
     threads_from_env()
     preflight_generate(args)
     try:
-        return run_generate(args, console, err_console)
+        with stop_on_signals():
+            return run_generate(args, console, err_console)
     except OSError as err:  # a full disk: name the folder being written (write() names no file)
         if is_environment_error(err):
             raise located(err, Path(args.out)) from err
         raise
+    except Stopped as stop:  # the ExtraSet folder appears only when complete: nothing half-written stays
+        line = f"stopped by {stop}; --out {args.out} holds no partial ExtraSet; run the same command again"
+        err_console.print(Text.assemble(("stopped:", "red"), " ", line), highlight=False, soft_wrap=True)
+        return stop.exit_code
 
 
 def _quiet_libraries() -> None:

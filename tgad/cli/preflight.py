@@ -17,10 +17,12 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from tgad.assets.cache import file_kind
 from tgad.cli.errors import UsageError
+from tgad.data.shots import MAX_SEED
+from tgad.recipe import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 MIB = 1 << 20
-MIN_IMAGE_SIZE = 16
 LIGHTNING_CKPT_WORDS = ("best", "last", "hpc")  # ckpt_path values Lightning resolves itself
 
 
@@ -47,7 +49,8 @@ def check_output_dir(
     while not os.path.lexists(probe) and probe.parent != probe:
         probe = probe.parent
     if not probe.is_dir():
-        what = "is a file" if probe in (path, Path(given or path).expanduser()) else f"{probe} is a file"
+        kind = file_kind(probe)
+        what = f"is {kind}" if probe in (path, Path(given or path).expanduser()) else f"{probe} is {kind}"
         raise UsageError(f"{where}: {what}, not a folder; choose a folder path")
     try:
         fd, name = tempfile.mkstemp(prefix=".tgad-write-probe-", dir=probe)
@@ -76,7 +79,7 @@ def check_weight_file(path: str | Path, option: str) -> None:
     if not path.exists():
         raise UsageError(f"{option} {path}: no such file; fix the path")
     if not path.is_file():
-        raise UsageError(f"{option} {path}: a folder, not a checkpoint file; name the file")
+        raise UsageError(f"{option} {path}: {file_kind(path)}, not a checkpoint file; name the file")
     if path.stat().st_size == 0:
         raise UsageError(f"{option} {path}: the file is empty; replace it with a whole checkpoint")
     if path.suffix == ".safetensors":
@@ -184,19 +187,19 @@ def check_outside_dataset(path: str | Path, option: str, dm, given: str | Path |
 
 
 def check_seeds(seeds: Sequence[int], option: str = "--seeds") -> None:
-    bad = [s for s in seeds if s < 0]
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
     if bad:
         raise UsageError(
-            f"{option} {' '.join(map(str, bad))}: seeds are whole numbers >= 0, e.g. {option} "
+            f"{option} {' '.join(map(str, bad))}: seeds are whole numbers in 0 .. {MAX_SEED}, e.g. {option} "
             + ("0 1 2" if option == "--seeds" else "0")
         )
 
 
 def check_image_size(size: int | None, option: str = "--image-size") -> None:
-    if size is not None and size < MIN_IMAGE_SIZE:
+    if size is not None and not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
         raise UsageError(
-            f"{option} {size}: an image side in pixels >= {MIN_IMAGE_SIZE} (e.g. 256), or leave it out for "
-            "the preset's"
+            f"{option} {size}: an image side in pixels in {MIN_IMAGE_SIZE} .. {MAX_IMAGE_SIZE} (e.g. 256), or "
+            "leave it out for the preset's"
         )
 
 
@@ -273,6 +276,7 @@ def preflight_generate(args) -> None:
     from tgad.data import DATAMODULES
     from tgad.generate.chain_writer import check_out_dir
     from tgad.generate.heal import heal_extra_set, remove_stale_partials_of
+    from tgad.generate.memory import final_draw_problem
     from tgad.recipe import Recipe
 
     for option, value in (("--shots", args.shots), ("--n", args.n)):
@@ -295,6 +299,9 @@ def preflight_generate(args) -> None:
         )
     except (TypeError, ValueError) as err:
         raise UsageError(f"--{'prior' if 'prior' in str(err) else 'set'}: {err}") from err
+    problem = final_draw_problem(recipe, args.n)
+    if problem:
+        raise UsageError(f"--n {args.n}: {problem}")
     out = Path(args.out).expanduser()
     dm = DATAMODULES[args.dataset](root=args.root, category=args.category, download=False)
     check_outside_dataset(out, "--out", dm)  # before the write probe: not even that goes into a dataset
@@ -346,3 +353,40 @@ def preflight_lightning(argv: Sequence[str]) -> None:
         if ckpt in LIGHTNING_CKPT_WORDS or ckpt.startswith("registry") or ckpt in ("null", "None"):
             continue
         check_weight_file(ckpt, "--ckpt_path")
+        if [v.lower() for v in _option_values(argv, ("--weights_only",))][-1:] != ["false"]:
+            check_unpickles(ckpt, "--ckpt_path")  # unless the user opted out for a file they trust
+
+
+def check_unpickles(path: str | Path, option: str) -> None:
+    """The checkpoint loads with ``weights_only=True`` (tensors, numbers, containers), as Lightning will load
+    it; otherwise one line naming the file and the foreign object, never torch's advice to unpickle it."""
+    import pickle
+
+    import torch
+
+    path = Path(path).expanduser()
+    try:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # mmap: tensors stay on disk
+        except RuntimeError as err:  # the legacy (pre-1.6) format cannot be memory-mapped
+            if "mmap" not in str(err):
+                raise
+            torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UsageError(f"{option} {path}: {unpickling_problem(err)}") from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise UsageError(f"{option} {path}: does not load as a checkpoint ({first}); replace it") from err
+
+
+def unpickling_problem(err: BaseException) -> str:
+    """torch's weights_only refusal as what it is, with the object it met; its advice to re-run with
+    ``weights_only=False`` (run the file's code) is never repeated."""
+    import re
+
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    what = f" ({found.group(1)})" if found else ""
+    return (
+        f"holds pickled Python objects{what} besides tensors, which tgad does not unpickle (unpickling runs "
+        "code); use a checkpoint written by tgad, or save only its tensors (state_dict)"
+    )

@@ -16,11 +16,11 @@ from torchvision.transforms.v2 import Resize
 from tgad.data.dataset import SamplesDataset
 from tgad.data.download import ensure_downloaded
 from tgad.data.errors import DataError
-from tgad.data.images import is_image_file
+from tgad.data.images import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, is_image_file
 from tgad.data.indexing import COLUMNS, INDEXERS, validate_samples
 from tgad.data.leaks import check_no_leak
 from tgad.data.names import folder_name_problem
-from tgad.data.shots import choose_shots, resolve_shot_ids
+from tgad.data.shots import MAX_SEED, choose_shots, resolve_shot_ids
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,22 @@ def extra_normal_rows(folder: str | Path) -> pd.DataFrame:
         for p in images
     ]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _check_numbers(name: str, shots, seed: int, size: int | None, train_batch: int, eval_batch: int) -> None:
+    """The datamodule's numbers in range, whatever built it (a YAML through LightningCLI, Python)."""
+    problems = [
+        (shots is not None and shots < 1, f"shots={shots}: a positive number of images, or None for all"),
+        (not 0 <= seed <= MAX_SEED, f"shot_seed={seed}: a whole number in 0 .. {MAX_SEED}"),
+        (
+            size is not None and not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE,
+            f"image_size={size}: a side in pixels in {MIN_IMAGE_SIZE} .. {MAX_IMAGE_SIZE}, or None for native",
+        ),
+        (train_batch < 1 or eval_batch < 1, f"batch sizes {train_batch}, {eval_batch}: need >= 1"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise DataError(f"{name}: {message}")
 
 
 class FewShotDataModule(AnomalibDataModule):
@@ -109,6 +125,7 @@ class FewShotDataModule(AnomalibDataModule):
                 f"category {category!r} {problem}; a category is a folder name under the dataset root "
                 "(e.g. hazelnut), not a path"
             )
+        _check_numbers(type(self).__name__, shots, shot_seed, image_size, train_batch_size, eval_batch_size)
         self.root = Path(root or os.environ.get(self.root_env) or self.default_root).expanduser()
         self.category = category
         self.shots = shots

@@ -7,21 +7,40 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tgad.data.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# Image sides a run may resize to: below 16 px the backbones' feature maps vanish; above 2048 px (twice the
+# largest side of any supported dataset) a detector batch alone needs tens of GB (--image-size 100000 tried
+# to allocate 120 GB).
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 2048
 
 
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
+EXIF_ORIENTATION = 0x0112  # 1: stored upright; 2-8: mirrored and/or rotated, as cameras and phones save
+TRANSPOSED = (5, 6, 7, 8)  # the orientations that swap width and height
+
+
+def orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag of an opened image (1 when it has none)."""
+    try:
+        return int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except (ValueError, TypeError, OSError, SyntaxError):  # a damaged EXIF block: read the pixels as stored
+        return 1
+
+
 def _open(path: str | Path) -> Image.Image:
+    """The decoded image, turned upright by its EXIF orientation (as every viewer shows it)."""
     try:
         image = Image.open(path)
         image.load()
+        if orientation(image) != 1:
+            image = ImageOps.exif_transpose(image)
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DataError(
             f"{path}: cannot decode image ({err.__class__.__name__}: {str(err)[:80]}); replace or delete the file"
@@ -89,6 +108,6 @@ def read_mask(paths: str | Path | Sequence[str | Path]) -> torch.Tensor:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) from the file header, and a full decode so a truncated file is caught here."""
+    """(width, height) upright, after a full decode so a truncated file is caught here."""
     image = _open(path)
     return image.size

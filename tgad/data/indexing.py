@@ -8,6 +8,7 @@ The table has anomalib's columns (``image_path``, ``mask_path``, ``split``, ``la
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from tgad.data.errors import DataError
-from tgad.data.images import IMAGE_EXTENSIONS, is_image_file
+from tgad.data.images import IMAGE_EXTENSIONS, TRANSPOSED, is_image_file, orientation
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +29,30 @@ def _images_in(folder: Path) -> list[Path]:
     images = []
     for path in sorted(folder.iterdir()):
         if is_image_file(path):
+            _require_utf8(path)
             images.append(path)
         elif path.name.startswith("."):
             continue
         else:
-            logger.warning("ignoring %s: not an image file (%s)", path, "/".join(IMAGE_EXTENSIONS))
+            logger.warning("ignoring %s: not an image file (%s)", _shown(path), "/".join(IMAGE_EXTENSIONS))
     return images
+
+
+def _shown(path: Path) -> str:
+    """``path`` printable whatever its bytes: a byte that is not UTF-8 as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _require_utf8(path: Path) -> None:
+    """A file name must be UTF-8: the results CSV, manifests and W&B record it as text. Linux hands Python
+    other bytes as surrogates, which failed only at the first write, with no file named."""
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError as err:
+        byte = ord(err.object[err.start]) & 0xFF  # a surrogate U+DCxx stands for the byte 0xxx
+        raise DataError(
+            f"{_shown(path)}: the file name is not UTF-8 (byte 0x{byte:02x}); rename it with UTF-8 characters only"
+        ) from err
 
 
 def _require_dir(path: Path, what: str, fix: str) -> Path:
@@ -195,6 +214,11 @@ def _checked_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as image:
             size = image.size
             image.verify()  # integrity (e.g. PNG chunk CRCs) without a full decode
+        with Image.open(path) as image:  # verify() leaves the image unusable: its EXIF from a fresh header
+            # (a PNG's EXIF after its pixels would cost a full decode to find: only one before them is read)
+            header_exif = image.format != "PNG" or "exif" in image.info
+            if header_exif and orientation(image) in TRANSPOSED:  # the size ``read_rgb`` returns, upright
+                size = size[::-1]
         return size
     except Exception as err:  # PIL raises many types for broken files
         raise DataError(f"{path}: corrupt or unreadable image ({err}); replace or delete the file") from err

@@ -13,6 +13,10 @@ from collections.abc import Sequence
 
 from tgad.data.errors import DataError
 
+# Seeds reach numpy and Lightning's ``seed_everything``, which take 0 .. 2**32 - 1 (a larger one failed only
+# after the first extra set was written).
+MAX_SEED = 2**32 - 1
+
 
 def shot_order(names: Sequence[str]) -> list[str]:
     """The fixed permutation of the sorted names that every seed's block is cut from."""
@@ -31,8 +35,8 @@ def choose_shots(names: Sequence[str], k: int | None, seed: int = 0) -> list[str
         raise DataError(
             f"shots={k} is larger than the train set ({len(unique)} images); use shots <= {len(unique)}"
         )
-    if seed < 0:
-        raise DataError(f"shot_seed={seed}: must be >= 0")
+    if not 0 <= seed <= MAX_SEED:
+        raise DataError(f"shot_seed={seed}: must be in 0 .. {MAX_SEED}")
     order = shot_order(unique)
     start = (seed * k) % len(order)
     return [order[(start + i) % len(order)] for i in range(k)]

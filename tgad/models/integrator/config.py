@@ -5,9 +5,38 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tgad.assets.clip import TINY_CLIP
-from tgad.models.presets import from_preset
+from tgad.models.presets import SettingError, check_ranges, from_preset
 
 from .names import SCORERS
+
+# The range of every number (``check_ranges``): a NaN tau once wrote eight identical copies of the shot, and a
+# patch_fraction of 1.5 failed only after the generator's fit.
+RANGES = {
+    "rounds": "[0, inf)",
+    "samples_per_round": "[1, inf)",
+    "keep_fraction": "(0, 1]",
+    "pass_fraction": "(0, 1]",
+    "update_steps": "[0, inf)",
+    "learning_rate": "(0, inf)",
+    "tau": "[0, inf)",  # 0: no noise, each sample the reconstruction (the levers alone vary it)
+    "patch_fraction": "(0, 1]",
+    "reconstruction_weight": "[0, inf)",
+    "guidance_weight": "[0, inf)",
+    "fidelity_weight": "[0, inf)",
+    "guidance_samples": "[0, inf)",
+    "final_pool_factor": "[1, inf)",
+    "combined_clip_weight": "[0, 1]",
+    "fidelity_tail": "(0, 1]",
+    "fidelity_views": "[1, inf)",
+    "defect_weight": "[0, inf)",
+    "outlier_weight": "[0, inf)",
+    "defect_count": "[1, inf)",
+    "max_defect_cover": "(0, 1)",
+    "max_implausible": "[0, inf]",  # inf: no limit
+    "target_block": "[1, inf)",
+    "code_neighbors": "[1, inf)",
+    "self_similar": "[0, inf)",
+}
 
 
 @dataclass(frozen=True)
@@ -51,35 +80,14 @@ class IntegratorConfig:
     )
 
     def __post_init__(self) -> None:
-        if not 0 < self.keep_fraction <= self.pass_fraction <= 1:
-            raise ValueError(
-                f"IntegratorConfig: need 0 < keep_fraction ({self.keep_fraction}) <= pass_fraction "
-                f"({self.pass_fraction}) <= 1"
+        check_ranges(self, RANGES)
+        if self.keep_fraction > self.pass_fraction:
+            raise SettingError(
+                f"IntegratorConfig: need keep_fraction ({self.keep_fraction}) <= pass_fraction "
+                f"({self.pass_fraction}): the kept images are chosen among those that pass"
             )
-        if self.rounds < 0 or self.samples_per_round < 1 or self.update_steps < 0:
-            raise ValueError("IntegratorConfig: rounds, update_steps >= 0 and samples_per_round >= 1")
         if self.scorer not in SCORERS:
-            raise ValueError(f"IntegratorConfig: scorer={self.scorer!r}; choose one of {list(SCORERS)}")
-        if not 0 <= self.combined_clip_weight <= 1 or not 0 < self.fidelity_tail <= 1:
-            raise ValueError(
-                "IntegratorConfig: need 0 <= combined_clip_weight <= 1 and 0 < fidelity_tail <= 1"
-            )
-        if self.defect_count < 1 or self.defect_weight < 0 or self.outlier_weight < 0:
-            raise ValueError("IntegratorConfig: need defect_count >= 1 and defect weights >= 0")
-        if not 0 < self.max_defect_cover < 1:
-            raise ValueError(
-                f"IntegratorConfig: max_defect_cover must be in (0, 1), got {self.max_defect_cover}"
-            )
-        if not self.max_implausible >= 0:
-            raise ValueError(f"IntegratorConfig: max_implausible must be >= 0, got {self.max_implausible}")
-        if self.target_block < 1 or self.code_neighbors < 1 or self.self_similar < 0:
-            raise ValueError("IntegratorConfig: target_block, code_neighbors >= 1 and self_similar >= 0")
-        if self.fidelity_views < 1:
-            raise ValueError(f"IntegratorConfig: fidelity_views must be >= 1, got {self.fidelity_views}")
-        if self.final_pool_factor < 1:
-            raise ValueError(
-                f"IntegratorConfig: final_pool_factor must be >= 1, got {self.final_pool_factor}"
-            )
+            raise SettingError(f"IntegratorConfig: scorer={self.scorer!r}; choose one of {list(SCORERS)}")
 
     @property
     def keep(self) -> int:

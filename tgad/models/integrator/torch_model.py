@@ -4,6 +4,7 @@ CLIP term, CLIP embeddings and feature vectors for the diversity term."""
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 from typing import NamedTuple
 
@@ -129,7 +130,13 @@ def load_generator_state(model: VarianceVQGANModel, path: str | Path, preset: st
         raise FileNotFoundError(
             f"generator_checkpoint={path} not found; fit one first: tgad fit --config conf/variance_vqgan/{preset}.yaml"
         )
-    ckpt = torch.load(file, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # torch's message advises weights_only=False: never that
+        raise ValueError(
+            f"generator_checkpoint={path} holds pickled Python objects besides tensors, which tgad does not "
+            f"unpickle; fit the generator with tgad: tgad fit --config conf/variance_vqgan/{preset}.yaml"
+        ) from err
     state = {k[6:]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("model.")}
     if not state:
         raise ValueError(f"generator_checkpoint={path} holds no VarianceVQGAN weights (no 'model.*' keys)")

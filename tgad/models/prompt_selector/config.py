@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tgad.assets.clip import TINY_CLIP
-from tgad.models.presets import from_preset
+from tgad.models.presets import check_ranges, from_preset
 from tgad.text.templates import DEFAULT_TEMPLATE, TEMPLATES
 
 
@@ -21,8 +21,7 @@ class PromptSelectorConfig:
     text_batch_size: int = 256
 
     def __post_init__(self) -> None:
-        if self.num_words < 1:
-            raise ValueError(f"num_words must be >= 1, got {self.num_words}")
+        check_ranges(self, {"num_words": "[1, inf)", "text_batch_size": "[1, inf)"})
         if not self.templates:
             raise ValueError("templates must hold at least one template with {object} and {word}")
 

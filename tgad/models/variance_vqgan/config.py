@@ -6,11 +6,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tgad.models.presets import from_preset
+from tgad.models.presets import SettingError, check_ranges, from_preset
 
 PresetName = Literal["tiny", "cpu", "paper", "taming_tiny", "taming_f16_1024"]
 Architecture = Literal["tgad", "taming"]
 TAMING_GROUPS = 32  # taming's Normalize: GroupNorm(32) everywhere, so every width must be a multiple of 32
+
+RANGES = {  # ``check_ranges``: every number, before a layer is built
+    "base_channels": "[1, inf)",
+    "channel_mult": "[1, inf)",
+    "num_res_blocks": "[0, inf)",
+    "latent_dim": "[1, inf)",
+    "codebook_size": "[1, inf)",
+    "ema_decay": "[0, 1)",
+    "commitment_beta": "[0, inf)",
+    "dead_code_threshold": "[0, inf)",
+    "disc_channels": "[1, inf)",
+    "disc_layers": "[0, inf)",
+    "crop_size": "[0, inf)",
+    "views": "[1, inf)",
+    "learning_rate": "(0, inf)",
+    "disc_start": "[0, inf)",
+    "disc_weight": "[0, inf)",
+    "perceptual_weight": "[0, inf)",
+    "nll_weight": "[0, inf)",
+    "cross_shot_weight": "[0, inf)",
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +75,9 @@ class VQGANConfig:
     attn_levels: tuple[int, ...] = ()  # taming only: levels (0 = full resolution) with self-attention blocks
 
     def __post_init__(self) -> None:
+        check_ranges(self, RANGES)
+        if not self.channel_mult:
+            raise SettingError("VQGANConfig: channel_mult needs at least one level, e.g. (1, 2, 2, 4)")
         if self.register_shots not in ("none", "rigid", "auto"):
             raise ValueError(
                 f"VQGANConfig: register_shots={self.register_shots!r}; set it to none, rigid or auto"
