@@ -166,3 +166,18 @@ def test_a_fit_that_ends_before_disc_start_skips_the_discriminator_and_fits_the_
     skipped, trained = fit(False), fit(True)
     for name, value in skipped.model.state_dict().items():
         assert torch.equal(value, trained.model.state_dict()[name]), name
+
+
+def test_the_progress_bar_weighs_each_extra_set_once_by_its_cost():
+    from tgad.benchmark.plan import full_plan
+    from tgad.benchmark.runner import EXTRA_SET_WORK, row_work
+
+    plan = full_plan(BenchmarkConfig(categories=("brick",), seeds=(0, 1), models=("patchcore", "padim")))
+    work = row_work(plan)
+    assert len(work) == len(plan) == 2 * 6 * 2  # seeds x conditions x models
+    per_seed = sum(EXTRA_SET_WORK.values())  # each of the five extra sets made once per seed
+    assert sum(work.values()) == len(plan) + 2 * per_seed
+    first_tgad = next(r for r in plan if r.condition == "tgad")
+    assert work[first_tgad.key()] == 1 + EXTRA_SET_WORK["tgad"]
+    second = [r for r in plan if r.condition == "tgad" and r.seed == first_tgad.seed][1]
+    assert work[second.key()] == 1  # the other model reuses the set

@@ -240,14 +240,37 @@ class GridProgress:
     """Receives the grid's progress. The CLI draws it as a rich bar (``tgad.cli.benchmark.RichGrid``); this
     default logs the start and stays silent after, so the library never prints."""
 
-    def start(self, todo: int, total: int, heading: str) -> None:
+    def start(self, todo: int, total: int, heading: str, work: int | None = None) -> None:
+        """``todo`` rows of ``total`` to run; ``work``: their cost in row units (``row_work``), for the ETA."""
         log.info("%s: %d of %d rows to run", heading, todo, total)
 
     def status(self, text: str) -> None:
         """What the current row is doing (sequential run only)."""
 
-    def advance(self) -> None:
-        """One row finished or failed."""
+    def advance(self, work: int = 1) -> None:
+        """One row finished or failed; ``work``: its cost in row units, its extra set's included."""
+
+
+# What making an extra set costs, in PatchCore rows at the cpu preset (issue 24's profiles: a generated set
+# ~10 rows, a selection ~2-3, augmentation ~1): the progress bar's ETA weighs rows by it, not by count.
+EXTRA_SET_WORK = {"plain_aug": 1, "tgad_aug": 1, "aug_select": 2, "tgad_select": 3, "tgad": 10}
+
+
+def row_work(plan: list[Row]) -> dict[tuple[str, ...], int]:
+    """Each row's cost in row units: 1, plus its extra set's (``EXTRA_SET_WORK``) for the first row that makes
+    it; ``tgad_aug`` and ``tgad_select`` rows also make the ``tgad`` set when no earlier row did."""
+    made: set[tuple] = set()
+    work = {}
+    for row in plan:
+        units = 1
+        needs = [row.condition] + (["tgad"] if row.condition in ("tgad_aug", "tgad_select") else [])
+        for condition in needs if row.condition != "shots" else []:
+            key = (row.category, row.shots, row.seed, condition, row.scorer)
+            if key not in made:
+                made.add(key)
+                units += EXTRA_SET_WORK.get(condition, 1)
+        work[row.key()] = units
+    return work
 
     def close(self) -> None:
         """The grid ended (normally or not)."""
@@ -287,7 +310,9 @@ def run_benchmark(
     failures: list[str] = []
     done = 0
     try:
-        progress.start(len(plan), total, f"tgad benchmark {config.dataset} -> {out_dir}{scorers}")
+        work = row_work(plan)
+        heading = f"tgad benchmark {config.dataset} -> {out_dir}{scorers}"
+        progress.start(len(plan), total, heading, work=sum(work.values()))
 
         def on_row(row: Row, out: dict) -> None:
             nonlocal done
@@ -297,11 +322,11 @@ def run_benchmark(
             else:
                 log.warning("%s: already in %s (another run finished it first); not added twice",
                             describe(row), results.path)  # fmt: skip
-            progress.advance()
+            progress.advance(work[row.key()])
 
         def on_failure(row: Row, err: BaseException) -> None:
             failures.append(f"{describe(row)}: {type(err).__name__}: {err}")
-            progress.advance()
+            progress.advance(work[row.key()])
 
         if executor == "ray":
             from tgad.benchmark.ray_executor import run_on_ray

@@ -201,7 +201,7 @@ class RichGrid:
         self.console, self.enabled, self.bar, self.task = console, enabled, None, None
         self.todo, self.done, self.where = 0, 0, "the preflight"  # what a stop message says
 
-    def start(self, todo: int, total: int, heading: str) -> None:
+    def start(self, todo: int, total: int, heading: str, work: int | None = None) -> None:
         self.todo, self.where = todo, "the first row"
         # soft_wrap: one line however long the path (a log read by a script must find "rows to run" whole)
         self.console.print(
@@ -209,17 +209,17 @@ class RichGrid:
         )
         from rich.progress import (
             BarColumn,
-            MofNCompleteColumn,
             Progress,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
 
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn())  # fmt: skip
+        # The bar fills by work (a generated set weighs ~10 rows), so the ETA holds; the count is of rows.
+        columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rows]}"),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())  # fmt: skip
         self.bar = Progress(*columns, console=self.console, disable=not self.enabled)
-        self.task = self.bar.add_task("rows", total=todo)
+        self.task = self.bar.add_task("rows", total=work or todo, rows=f"0/{todo} rows")
         self.bar.start()
 
     def status(self, text: str) -> None:
@@ -227,10 +227,10 @@ class RichGrid:
         if self.bar is not None:
             self.bar.update(self.task, description=text)
 
-    def advance(self) -> None:
+    def advance(self, work: int = 1) -> None:
         self.done += 1
         if self.bar is not None:
-            self.bar.advance(self.task)
+            self.bar.update(self.task, advance=work, rows=f"{self.done}/{self.todo} rows")
 
     def close(self) -> None:
         if self.bar is not None:
