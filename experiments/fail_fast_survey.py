@@ -104,83 +104,111 @@ def issue_26_fixtures(base: Path) -> dict[str, Path]:
     os.mkfifo(base / "r_fifo/mvtec/tiny/results.csv")
     (base / "r_lock/mvtec/tiny/results.csv.lock").mkdir()
     (base / "r_plots/mvtec/tiny/plots").write_text("mine")
-    return made
+    # items 4 and 8: an --out folder holding a user's note beside a set, a test image hard-linked into train
+    notes = base / "o4"
+    notes.mkdir()
+    (notes / "manifest.json").write_text("{}")
+    (notes / "NOTES.txt").write_text("mine")
+    leak = write_mvtec(base / "leak")
+    os.link(leak / "test" / "good" / "000.png", leak / "train" / "good" / "leak21.png")
+    return made | {"o4": notes, "leak": base / "leak"}
 
 
 def issue_26_cases(f: dict[str, Path], bench: list[str], res: list[str]) -> list[tuple[str, list[str], dict]]:
-    """Items 9-15 of issue 26 (16, EXIF orientation, is not an error: tests/test_bad_values.py)."""
+    """Issue 26: items 1-2, 4, 7-8 and 9-15 (3, a crafted manifest, and 5-6 need a finished run first, and 16,
+    EXIF orientation, is not an error: tests/test_security.py and tests/test_bad_values.py)."""
     b = f["base"]
+    traversing = [*bench[:6], "../../../../tmp/x/widget", *bench[7:]]
+    security = [
+        ("1 benchmark --categories ../../../../tmp/x/widget", [*traversing, *res], {}),
+        ("1 benchmark --results-dir inside the category", [*bench, "--results-dir", str(f["data"] / "widget")], {}),
+        ("2 benchmark --name ../../escape", [*bench, *res, "--name", "../../escape"], {}),
+        ("2 benchmark --name /tmp/absolute", [*bench, *res, "--name", "/tmp/absolute"], {}),
+        ("4 generate --out holding a user's file", ["generate", *bench[1:5], "--category", "widget", "--preset",
+            "tiny", "--n", "2", "--allow-random-clip", "--out", str(f["o4"])], {}),
+        ("7 benchmark --seeds 0 0 --shots 1 1 (one row)", [*bench, "--results-dir", str(b / "r7"), "--conditions",
+            "shots", "--seeds", "0", "0", "--shots", "1", "1"], {}),
+        ("8 benchmark a test image hard-linked into train", [*bench[:4], str(f["leak"]), *bench[5:], *res,
+            "--conditions", "shots"], {}),
+    ]  # fmt: skip
     vq = ["--config", str(REPO / "conf" / "variance_vqgan" / "tiny.yaml")]
     at = {name: ["--results-dir", str(f[name])] for name in ("r_bom", "r_fifo", "r_lock", "r_plots")}
     shots = ["--conditions", "shots"]
-    return [
-        ("9 benchmark --set tau=.nan", [*bench, *res, "--set", "tau=.nan"], {}),
-        ("9 benchmark --set tau=.inf", [*bench, *res, "--set", "tau=.inf"], {}),
-        ("9 benchmark --set tau=-1", [*bench, *res, "--set", "tau=-1"], {}),
-        (
-            "9 fit integrator YAML with --model.init_args.tau=.nan",
-            [
-                "fit",
-                "--config",
-                str(REPO / "conf" / "integrator" / "tiny.yaml"),
-                "--model.init_args.tau=.nan",
-            ],
-            {},
-        ),  # fmt: skip
-        ("10 benchmark --set patch_fraction=1.5", [*bench, *res, "--set", "patch_fraction=1.5"], {}),
-        ("10 benchmark --seeds 4294967296", [*bench, *res, "--seeds", "4294967296"], {}),
-        ("10 benchmark --image-size 100000", [*bench, *res, "--image-size", "100000"], {}),
-        (
-            "10 benchmark --image-size 16 --models efficient_ad",
-            [*bench, *res, "--image-size", "16", "--models", "efficient_ad", "--allow-random-backbone"],
-            {},
-        ),  # fmt: skip
-        ("11 benchmark truncated test JPEG", [*bench[:4], str(f["test_jpeg"]), *bench[5:], *res], {}),
-        (
-            "12 generate --preset paper --n 100000",
-            [
-                "generate",
-                "--dataset",
-                "embedded",
-                "--category",
-                "brick",
-                "--preset",
-                "paper",
-                "--n",
-                "100000",
-                "--out",
-                str(b / "o12"),
-                "--allow-random-clip",
-            ],
-            {},
-        ),  # fmt: skip
-        (
-            "13 data check non-UTF-8 file name",
-            ["data", "check", "--dataset", "mvtec", "--root", str(f["latin1"]), "--category", "widget"],
-            {},
-        ),  # fmt: skip
-        ("13 benchmark non-UTF-8 file name", [*bench[:4], str(f["latin1"]), *bench[5:], *res, *shots], {}),
-        (
-            "14 benchmark SIGTERM 1 s into the rows",
-            [*bench, "--results-dir", str(b / "r14"), *shots, "--seeds", *map(str, range(8))],
-            {"SIGNAL": "SIGTERM"},
-        ),  # fmt: skip
-        (
-            "14 benchmark SIGINT 1 s into the rows",
-            [*bench, "--results-dir", str(b / "r14i"), *shots, "--seeds", *map(str, range(8))],
-            {"SIGNAL": "SIGINT"},
-        ),  # fmt: skip
-        ("15 fit --model.init_args.bogus 3", ["fit", *vq, "--model.init_args.bogus", "3"], {}),
-        (
-            "15 test --ckpt_path with a pickled object",
-            ["test", *vq, "--ckpt_path", str(b / "crafted.ckpt")],
-            {},
-        ),
-        ("15 benchmark plots is a file", [*bench, *at["r_plots"], *shots], {}),
-        ("15 results.csv with a BOM and CRLF (runs)", [*bench, *at["r_bom"], *shots], {}),
-        ("15 results.csv is a FIFO", [*bench, *at["r_fifo"], *shots], {}),
-        ("15 results.csv.lock is a folder", [*bench, *at["r_lock"], *shots], {}),
-    ]
+    return (
+        security
+        + [
+            ("9 benchmark --set tau=.nan", [*bench, *res, "--set", "tau=.nan"], {}),
+            ("9 benchmark --set tau=.inf", [*bench, *res, "--set", "tau=.inf"], {}),
+            ("9 benchmark --set tau=-1", [*bench, *res, "--set", "tau=-1"], {}),
+            (
+                "9 fit integrator YAML with --model.init_args.tau=.nan",
+                [
+                    "fit",
+                    "--config",
+                    str(REPO / "conf" / "integrator" / "tiny.yaml"),
+                    "--model.init_args.tau=.nan",
+                ],
+                {},
+            ),  # fmt: skip
+            ("10 benchmark --set patch_fraction=1.5", [*bench, *res, "--set", "patch_fraction=1.5"], {}),
+            ("10 benchmark --seeds 4294967296", [*bench, *res, "--seeds", "4294967296"], {}),
+            ("10 benchmark --image-size 100000", [*bench, *res, "--image-size", "100000"], {}),
+            (
+                "10 benchmark --image-size 16 --models efficient_ad",
+                [*bench, *res, "--image-size", "16", "--models", "efficient_ad", "--allow-random-backbone"],
+                {},
+            ),  # fmt: skip
+            ("11 benchmark truncated test JPEG", [*bench[:4], str(f["test_jpeg"]), *bench[5:], *res], {}),
+            (
+                "12 generate --preset paper --n 100000",
+                [
+                    "generate",
+                    "--dataset",
+                    "embedded",
+                    "--category",
+                    "brick",
+                    "--preset",
+                    "paper",
+                    "--n",
+                    "100000",
+                    "--out",
+                    str(b / "o12"),
+                    "--allow-random-clip",
+                ],
+                {},
+            ),  # fmt: skip
+            (
+                "13 data check non-UTF-8 file name",
+                ["data", "check", "--dataset", "mvtec", "--root", str(f["latin1"]), "--category", "widget"],
+                {},
+            ),  # fmt: skip
+            (
+                "13 benchmark non-UTF-8 file name",
+                [*bench[:4], str(f["latin1"]), *bench[5:], *res, *shots],
+                {},
+            ),
+            (
+                "14 benchmark SIGTERM 1 s into the rows",
+                [*bench, "--results-dir", str(b / "r14"), *shots, "--seeds", *map(str, range(8))],
+                {"SIGNAL": "SIGTERM"},
+            ),  # fmt: skip
+            (
+                "14 benchmark SIGINT 1 s into the rows",
+                [*bench, "--results-dir", str(b / "r14i"), *shots, "--seeds", *map(str, range(8))],
+                {"SIGNAL": "SIGINT"},
+            ),  # fmt: skip
+            ("15 fit --model.init_args.bogus 3", ["fit", *vq, "--model.init_args.bogus", "3"], {}),
+            (
+                "15 test --ckpt_path with a pickled object",
+                ["test", *vq, "--ckpt_path", str(b / "crafted.ckpt")],
+                {},
+            ),
+            ("15 benchmark plots is a file", [*bench, *at["r_plots"], *shots], {}),
+            ("15 results.csv with a BOM and CRLF (runs)", [*bench, *at["r_bom"], *shots], {}),
+            ("15 results.csv is a FIFO", [*bench, *at["r_fifo"], *shots], {}),
+            ("15 results.csv.lock is a folder", [*bench, *at["r_lock"], *shots], {}),
+        ]
+    )
 
 
 def cases(f: dict[str, Path]) -> list[tuple[str, list[str], dict[str, str]]]:
