@@ -250,6 +250,9 @@ class GridProgress:
     def advance(self, work: int = 1) -> None:
         """One row finished or failed; ``work``: its cost in row units, its extra set's included."""
 
+    def close(self) -> None:
+        """The grid ended (normally or not)."""
+
 
 # What making an extra set costs, in PatchCore rows at the cpu preset (issue 24's profiles: a generated set
 # ~10 rows, a selection ~2-3, augmentation ~1): the progress bar's ETA weighs rows by it, not by count.
@@ -271,9 +274,6 @@ def row_work(plan: list[Row]) -> dict[tuple[str, ...], int]:
                 units += EXTRA_SET_WORK.get(condition, 1)
         work[row.key()] = units
     return work
-
-    def close(self) -> None:
-        """The grid ended (normally or not)."""
 
 
 def run_benchmark(
