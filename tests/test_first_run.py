@@ -12,6 +12,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
+from tests.test_variance_vqgan_training import _trainer
 from tgad.benchmark.plan import DEFAULT_CONDITIONS, BenchmarkConfig, plan_scorers
 from tgad.models.integrator.config import IntegratorConfig
 from tgad.models.integrator.judges import needs_clip
@@ -75,11 +76,7 @@ def _fit(tmp_path: Path, plateau, max_iterations: int) -> int:
     L.seed_everything(0)
     image = torch.rand(1, 3, 32, 32)
     module = VarianceVQGAN(preset="tiny", perceptual_backbone="")
-    trainer = L.Trainer(
-        max_steps=2 * max_iterations, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path, accelerator="cpu",
-        callbacks=[plateau] if plateau else [],
-    )  # fmt: skip
+    trainer = _trainer(tmp_path, max_steps=2 * max_iterations, callbacks=[plateau] if plateau else [])
     trainer.fit(module, DataLoader(TensorDataset(image), batch_size=1))
     return trainer.global_step // 2
 
@@ -152,10 +149,7 @@ def test_a_fit_that_ends_before_disc_start_skips_the_discriminator_and_fits_the_
         L.seed_everything(0)
         module = VarianceVQGAN(preset="tiny", perceptual_backbone="")  # disc_start 50 > 20 iterations
         before = {k: v.clone() for k, v in module.discriminator.state_dict().items()}
-        trainer = L.Trainer(
-            max_steps=40, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path, accelerator="cpu",
-        )  # fmt: skip
+        trainer = _trainer(tmp_path, max_steps=40)
         trainer.fit(module, DataLoader(TensorDataset(torch.rand(1, 3, 32, 32)), batch_size=1))
         assert trainer.global_step == 40  # still two optimiser steps per iteration
         moved = any(not torch.equal(before[k], v) for k, v in module.discriminator.state_dict().items())

@@ -10,7 +10,6 @@ import pickle
 import sys
 import types
 
-import lightning as L
 import pytest
 import torch
 from torch import nn
@@ -195,16 +194,9 @@ def test_lightning_module_starts_from_taming_and_trains(taming_file, tmp_path):
     codebook = module.model.quantizer.codebook.clone()
     module.train()  # Lightning keeps a module's mode: eval here would freeze the EMA
     # The imported codebook is refined by the EMA, not redrawn from the first batch.
-    trainer = L.Trainer(
-        max_steps=4,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-    )
+    from tests.test_variance_vqgan_training import _trainer
+
+    trainer = _trainer(tmp_path, max_steps=4)
     trainer.fit(module, DataLoader(TensorDataset(x), batch_size=1))
     moved = (module.model.quantizer.codebook - codebook).norm(dim=1)
     # Refined: 0.14 of the codes' mean norm here; redrawn from the batch, 3.2.
