@@ -13,8 +13,14 @@ category and condition).
 Rows hard-linked into several folders (``experiments/link_control_rows.py``) appear in several CSVs: a pair
 whose two rows are identical (key, metrics, commit, date) is counted once.
 
-Usage: python experiments/validation_correlation.py [--out DIR] GLOB...
+``--column val_paired`` takes the deltas of another validation column (issue 23: the paired score of
+``experiments/revalidate.py``); the predictors table always lists every validation column the CSVs have, so
+one run gives the pooled and per-category rho of ``val_auroc`` and ``val_paired`` side by side. ``--label``
+names the synthetic-defect family (or anything else) in the README's title.
+
+Usage: python experiments/validation_correlation.py [--out DIR] [--column COL] [--label TEXT] CSV_OR_GLOB...
   e.g. python experiments/validation_correlation.py 'experiments/results/**/results.csv'
+       python experiments/validation_correlation.py --label v2 --out DIR path/results_val_v2.csv
 """
 
 from __future__ import annotations
@@ -34,26 +40,27 @@ ROW_ID = (*PAIR_KEY, "condition", "scorer", "n_gen", "val_auroc", "image_auroc",
 BASELINE = "plain_aug"
 
 
-def read_results(paths: list[Path]) -> pd.DataFrame:
-    """The rows with a ``val_auroc`` of every CSV, with a ``source`` column (the CSV's path); CSVs without the
-    validation columns are skipped."""
+def read_results(paths: list[Path], column: str = "val_auroc") -> pd.DataFrame:
+    """The rows with a ``column`` value of every CSV, with a ``source`` column (the CSV's path); CSVs without
+    that column are skipped."""
     frames = []
     for path in paths:
-        frame = pd.read_csv(path, dtype={"scorer": str, "git_commit": str})
-        if "val_auroc" not in frame.columns:
+        frame = pd.read_csv(path, dtype={"scorer": str, "git_commit": str, "validation_family": str})
+        if column not in frame.columns:
             continue
-        frame = frame[frame["val_auroc"].notna() & frame["image_auroc"].notna()].copy()
+        frame = frame[frame[column].notna() & frame["image_auroc"].notna()].copy()
         frame["scorer"] = frame["scorer"].fillna("")
         frame["source"] = str(path)
         frames.append(frame)
     if not frames:
-        raise SystemExit("validation_correlation: no results.csv with val_auroc among the given files")
+        raise SystemExit(f"validation_correlation: no results.csv with {column} among the given files")
     return pd.concat(frames, ignore_index=True)
 
 
-def pair_with_baseline(rows: pd.DataFrame) -> pd.DataFrame:
-    """One line per non-baseline row: its deltas against the ``plain_aug`` row of the same PAIR_KEY in the same
-    CSV (rows without one are dropped); pairs duplicated across CSVs are kept once, first source wins."""
+def pair_with_baseline(rows: pd.DataFrame, column: str = "val_auroc") -> pd.DataFrame:
+    """One line per non-baseline row: its deltas (``d_val`` of ``column``) against the ``plain_aug`` row of the
+    same PAIR_KEY in the same CSV (rows without one are dropped); pairs duplicated across CSVs are kept once,
+    first source wins."""
     base = rows[rows["condition"] == BASELINE]
     other = rows[rows["condition"] != BASELINE]
     keys = ["source", *PAIR_KEY]
@@ -63,7 +70,7 @@ def pair_with_baseline(rows: pd.DataFrame) -> pd.DataFrame:
             f"{dup['source']}: two {BASELINE} rows for one {PAIR_KEY}; split that CSV by protocol"
         )
     pairs = other.merge(base, on=keys, suffixes=("", "_base"))
-    pairs["d_val"] = pairs["val_auroc"] - pairs["val_auroc_base"]
+    pairs["d_val"] = pairs[column] - pairs[f"{column}_base"]
     pairs["d_test"] = pairs["image_auroc"] - pairs["image_auroc_base"]
     identity = [*ROW_ID, *(f"{c}_base" for c in ROW_ID if c not in PAIR_KEY)]
     return pairs.drop_duplicates(identity).reset_index(drop=True)
@@ -99,7 +106,7 @@ def table(frame: pd.DataFrame, by: str | None, x: str, y: str) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
-PREDICTORS = ("val_auroc", "val_normal_cov", "val_defect_cov", "val_margin", "val_spread")
+PREDICTORS = ("val_auroc", "val_paired", "val_normal_cov", "val_defect_cov", "val_margin", "val_spread")
 
 
 def predictors(rows: pd.DataFrame) -> pd.DataFrame:
@@ -109,7 +116,7 @@ def predictors(rows: pd.DataFrame) -> pd.DataFrame:
     rows = rows.assign(val_margin=rows["val_normal_cov"] - rows["val_defect_cov"])
     pairs = pair_with_baseline(rows)
     lines = []
-    for column in PREDICTORS:
+    for column in [c for c in PREDICTORS if c in pairs]:  # val_paired: revalidated CSVs only
         delta = pairs[column] - pairs[f"{column}_base"]
         ok = delta.notna()  # spread is empty for the shots (no extra set)
         line = {"column": column, **spearman(delta[ok], pairs["d_test"][ok])}
@@ -199,19 +206,27 @@ def report(rows: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     }
 
 
-def readme(rows: pd.DataFrame, tables: dict[str, pd.DataFrame], argv: list[str] | None, out: Path) -> str:
+def readme(
+    rows: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    argv: list[str] | None,
+    out: Path,
+    column: str = "val_auroc",
+    label: str = "",
+) -> str:
     """The command, the inputs with their commits, every table, then ``interpretation.md`` of the output folder
     (hand-written: what the numbers mean) when it exists, so a re-run keeps it."""
     words = sys.argv[1:] if argv is None else argv
     command = " ".join(["python experiments/validation_correlation.py", *map(shlex.quote, words)])
     lines = [
-        "# Does the synthetic-defect validation predict the test? (issue 23 part 3)",
+        "# Does the synthetic-defect validation predict the test? (issue 23 part 3)"
+        + (f": {label}" if label else ""),
         "",
         "Generated by `experiments/validation_correlation.py` (its docstring says how rows are paired). Command:",
         "",
         f"    {command}",
         "",
-        "Spearman's rho of (val_auroc - val_auroc of plain_aug) vs (image_auroc - image_auroc of plain_aug), "
+        f"Spearman's rho of ({column} - {column} of plain_aug) vs (image_auroc - image_auroc of plain_aug), "
         "paired within each results.csv; n = distinct pairs; p from scipy, CI from 2000 bootstrap resamples of "
         "the points (optimistic: pairs share seeds and plain_aug rows). Pairs: `pairs.csv`.",
         "",
@@ -241,22 +256,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("globs", nargs="+", help="results.csv paths or globs (quote them; ** is recursive)")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/validation_correlation"))
+    parser.add_argument("--column", default="val_auroc", help="the validation column whose delta is ranked")
+    parser.add_argument("--label", default="", help="named in the README's title, e.g. the family: v2")
     args = parser.parse_args(argv)
     paths = sorted({Path(p) for g in args.globs for p in glob.glob(g, recursive=True)})
     if not paths:
         raise SystemExit(
             f"validation_correlation: no file matches {args.globs}; give results.csv paths or globs"
         )
-    rows = read_results(paths)
-    pairs = pair_with_baseline(rows)
+    rows = read_results(paths, args.column)
+    pairs = pair_with_baseline(rows, args.column)
     tables = report(rows, pairs)
     args.out.mkdir(parents=True, exist_ok=True)
-    cols = ["source", *PAIR_KEY, "condition", "scorer", "val_auroc", "val_auroc_base", "image_auroc"]
+    cols = ["source", *PAIR_KEY, "condition", "scorer", args.column, f"{args.column}_base", "image_auroc"]
     pairs[[*cols, "image_auroc_base", "d_val", "d_test"]].to_csv(args.out / "pairs.csv", index=False)
-    (args.out / "README.md").write_text(readme(rows, tables, argv, args.out))
+    (args.out / "README.md").write_text(readme(rows, tables, argv, args.out, args.column, args.label))
     for title, frame in tables.items():
         print(f"## {title}\n{frame.to_string(index=False)}\n")
-    print(f"{len(pairs)} distinct pairs from {rows['source'].nunique()} CSVs; written to {args.out}")
+    label = f"{args.label}: " if args.label else ""
+    print(f"{label}{len(pairs)} distinct pairs from {rows['source'].nunique()} CSVs; written to {args.out}")
     return 0
 
 

@@ -18,7 +18,14 @@ PatchCore's image score, the largest nearest-patch distance to the bank:
   held-out normals (1.0 = as far from the shots as real normals are; near 0 = copies of the shots);
 * ``normal_cov`` / ``defect_cov``: the relative drop of the mean image score of the held-out normals / of the
   synthetic defects when the extra set joins the shots in the bank (a useful set: normal_cov >> defect_cov);
-* ``auroc`` / ``auroc_shots``: held-out normals vs synthetic defects with and without the extra set.
+* ``auroc`` / ``auroc_shots``: held-out normals vs synthetic defects with and without the extra set;
+* ``paired`` (issue 23): the share of held-out normals whose own synthetic defect scores above them (ties
+  count half), with the extra set in the bank. Each defect is compared with the image it was made from only,
+  so an extra set that lowers the scores of whole held-out images (e.g. poses the shots lack) moves both
+  sides alike; ``auroc`` ranks every defect against every normal and rewards exactly that.
+
+The defects come from a named family (``tgad.features.synthetic_defects.VALIDATION_FAMILIES``): ``v1``
+(the default, what every committed row used) or ``v2`` (defects at the scale and kind of real ones).
 """
 
 from __future__ import annotations
@@ -31,10 +38,14 @@ import torch
 
 from tgad.evaluation.auroc import image_auroc
 from tgad.features.patches import PatchFeatures, nearest_distances
-from tgad.features.synthetic_defects import VALIDATION_KINDS, make_defects
+from tgad.features.synthetic_defects import VALIDATION_FAMILIES, VALIDATION_KINDS, make_defects
 
 MIN_HELD_OUT = 10  # training images beyond the shots a class needs for the validation columns
 COLUMNS = ("val_spread", "val_normal_cov", "val_defect_cov", "val_auroc", "val_auroc_shots", "val_images")
+# Issue 23: ``evaluate(..., extended=True)`` adds these. Benchmark rows carry them once
+# ``tgad.benchmark.results.COLUMNS`` has them (``validation_family`` is text, so it does not start with val_,
+# whose cells must be numbers); until then the rows keep ``COLUMNS`` and experiments/revalidate.py writes both.
+EXTENDED_COLUMNS = (*COLUMNS, "val_paired", "validation_family")
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,28 @@ class ValidationSettings:
     n_normals: int = 16
     defect_seed: int = 0
     kinds: tuple[str, ...] = VALIDATION_KINDS
+
+    @classmethod
+    def of_family(cls, family: str, **overrides) -> ValidationSettings:
+        """The settings whose defects are the kinds of ``family`` (a key of ``VALIDATION_FAMILIES``). A field,
+        not a name, carries the family, so the v1 settings (and every cache keyed by them) stay as they were."""
+        if family not in VALIDATION_FAMILIES:
+            raise ValueError(f"validation family {family!r}: choose from {sorted(VALIDATION_FAMILIES)}")
+        return cls(kinds=VALIDATION_FAMILIES[family], **overrides)
+
+    @property
+    def family(self) -> str:
+        """The name of the family whose kinds these are, else ``custom:<kinds>``."""
+        names = [name for name, kinds in VALIDATION_FAMILIES.items() if kinds == tuple(self.kinds)]
+        return names[0] if names else "custom:" + "+".join(self.kinds)
+
+
+def paired_score(normal: torch.Tensor, defect: torch.Tensor) -> float:
+    """The share of pairs (normal_i, defect_i), both (N,) image scores of the same image in the same bank, where
+    the defect scores higher; a tie counts half, so a defect that changes nothing gives exactly 0.5."""
+    if normal.shape != defect.shape:
+        raise ValueError(f"paired score: {tuple(normal.shape)} normals vs {tuple(defect.shape)} defects")
+    return float(((defect > normal).float() + 0.5 * (defect == normal).float()).mean())
 
 
 def held_out_names(train_names: Sequence[str], shot_names: Sequence[str], n_normals: int) -> list[str]:
@@ -122,20 +155,22 @@ class ExtraSetValidator:
         return validator
 
     @torch.no_grad()
-    def evaluate(self, extra: torch.Tensor | None) -> dict[str, float]:
-        """The ``COLUMNS`` for an extra set (N, 3, H, W) in [0, 1]; None = the shots alone (no coverage)."""
+    def evaluate(self, extra: torch.Tensor | None, extended: bool = False) -> dict[str, float | str]:
+        """The ``COLUMNS`` for an extra set (N, 3, H, W) in [0, 1]; None = the shots alone (no coverage).
+        ``extended``: the ``EXTENDED_COLUMNS`` (adds ``val_paired`` and ``validation_family``)."""
         normal0, defect0 = self.normal_d0.amax(1), self.defect_d0.amax(1)  # (H,), (D,) image scores
         auroc_shots = image_auroc(
             torch.cat([normal0, defect0]), torch.cat([torch.zeros(len(normal0)), torch.ones(len(defect0))])
         )
         out = {"val_auroc_shots": auroc_shots, "val_images": float(self.n_images)}
         if extra is None:
-            return out | {
+            out |= {
                 "val_spread": math.nan,
                 "val_normal_cov": 0.0,
                 "val_defect_cov": 0.0,
                 "val_auroc": auroc_shots,
             }
+            return out | self._extended(normal0, defect0) if extended else out
         extra_features = _features(self.features, extra)  # (N, P, C)
         spread = nearest_distances(extra_features, self.shot_bank).mean() / self.normal_d0.mean()
         bank = extra_features.flatten(0, 1)  # (N*P, C)
@@ -144,9 +179,15 @@ class ExtraSetValidator:
         auroc = image_auroc(
             torch.cat([normal1, defect1]), torch.cat([torch.zeros(len(normal1)), torch.ones(len(defect1))])
         )
-        return out | {
+        out |= {
             "val_spread": float(spread),
             "val_normal_cov": float(1 - normal1.mean() / normal0.mean()),
             "val_defect_cov": float(1 - defect1.mean() / defect0.mean()),
             "val_auroc": auroc,
         }
+        return out | self._extended(normal1, defect1) if extended else out
+
+    def _extended(self, normal: torch.Tensor, defect: torch.Tensor) -> dict[str, float | str]:
+        """The columns ``extended`` adds, from the image scores of the held-out normals and of their defects
+        (``make_defects`` made defect i from normal i: one per image, in order)."""
+        return {"val_paired": paired_score(normal, defect), "validation_family": self.settings.family}
