@@ -190,6 +190,9 @@ def report(rows: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, pd.DataFrame]:
         "Deltas against plain_aug, per category": table(pairs, "category", "d_val", "d_test"),
         "Deltas against plain_aug, per condition": table(pairs, "condition", "d_val", "d_test"),
         "Deltas against plain_aug, per preset": table(pairs, "preset", "d_val", "d_test"),
+        "Deltas against plain_aug, per detector and k": table(
+            pairs.assign(cell=pairs["model"] + " k=" + pairs["shots"].astype(str)), "cell", "d_val", "d_test"
+        ),
         "Deltas against plain_aug, per category and preset": table(
             pairs.assign(cell=pairs["category"] + " / " + pairs["preset"]), "cell", "d_val", "d_test"
         ),

@@ -211,4 +211,5 @@ def test_the_correlation_report_ranks_val_paired_and_names_the_family(tmp_path):
     )
     assert "Spearman's rho of (val_paired - val_paired of plain_aug)" in readme
     assert "| all | 5 | 1.000 |" in readme  # the per-category table, of val_paired's deltas
+    assert "| patchcore k=2 | 5 | 1.000 |" in readme  # per detector and k
     assert "| val_auroc | 5 | -1.000 |" in readme and "| val_paired | 5 | 1.000 |" in readme
