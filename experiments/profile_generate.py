@@ -41,7 +41,7 @@ def _value(text: str):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from tgad.generate.chain import generate_extra_set
+    from tgad.generate.chain import generate_extra_set, request_from_flags
     from tgad.generate.stages import StageReporter
     from tgad.recipe import Recipe
 
@@ -86,10 +86,17 @@ def main(argv: list[str] | None = None) -> dict:
     profile = cProfile.Profile()
     try:
         profile.enable()
-        out_dir = generate_extra_set(
-            args.dataset, args.root, args.category, args.shots, args.seed, args.n, recipe, work / "set",
-            allow_random_clip=True, threads=args.threads, reporter=reporter,
-        )  # fmt: skip
+        request = request_from_flags(
+            args.dataset,
+            args.root,
+            args.category,
+            args.shots,
+            args.seed,
+            args.n,
+            recipe,
+            allow_random_clip=True,
+        )
+        out_dir = generate_extra_set(request, work / "set", threads=args.threads, reporter=reporter).path
         profile.disable()
         manifest = json.loads((out_dir / "manifest.json").read_text())
     finally:

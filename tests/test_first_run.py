@@ -109,7 +109,7 @@ def test_a_default_preset_set_is_not_a_near_copy_of_its_shot(tmp_path):
     from tests.test_scorers import _photo  # (3, H, W) from scikit-image's bundled photographs
     from tgad.data.images import read_resized, read_rgb
     from tgad.generate.artifact import load_manifest
-    from tgad.generate.chain import generate_extra_set
+    from tgad.generate.chain import generate_extra_set, request_from_flags
 
     write_mvtec(tmp_path / "data", category="hazelnut", size=64, n_train=4)
     photo = _photo("astronaut")  # (3, 512, 512)
@@ -126,9 +126,10 @@ def test_a_default_preset_set_is_not_a_near_copy_of_its_shot(tmp_path):
     )
     assert (recipe.integrator.scorer, recipe.integrator.calibrate_tau) == ("defect_safe", True)
     assert recipe.vqgan == cpu.vqgan  # the cpu generator itself
-    out = generate_extra_set(
-        "mvtec", tmp_path / "data", "hazelnut", 1, 0, 8, recipe, tmp_path / "set", allow_random_clip=False
+    request = request_from_flags(
+        "mvtec", tmp_path / "data", "hazelnut", 1, 0, 8, recipe, allow_random_clip=False
     )
+    out = generate_extra_set(request, tmp_path / "set").path
     manifest = load_manifest(out)
     assert manifest["clip_weights"] is None and manifest["weights"]["clip"] is None  # CLIP never built
     assert manifest["tau"] > 1.0, manifest["tau_calibration"]

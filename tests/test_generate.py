@@ -18,7 +18,7 @@ from tgad.assets.clip import TINY_CLIP, resolve_clip
 from tgad.cli.main import main
 from tgad.data import read_rgb
 from tgad.generate import is_complete, load_manifest
-from tgad.generate.chain import generate_extra_set
+from tgad.generate.chain import generate_extra_set, request_from_flags
 from tgad.text.clip_embed import encode_images, encode_text
 
 N = 8
@@ -145,11 +145,16 @@ def test_interrupted_write_leaves_no_complete_looking_folder(tmp_path, monkeypat
 
     monkeypatch.setattr("tgad.generate.figures.save_grid", disk_full)
     with pytest.raises(OSError, match="disk full"):
-        generate_extra_set("mvtec", root, "hazelnut", 1, 0, 4, "tiny", out, allow_random_clip=True, **small)
+        generate_extra_set(
+            request_from_flags("mvtec", root, "hazelnut", 1, 0, 4, "tiny", allow_random_clip=True, **small),
+            out,
+        )
     assert not out.exists() and not is_complete(out)
     assert list((tmp_path / "sets").iterdir()) == []  # no half-written temporary folder either
     monkeypatch.undo()
-    generate_extra_set("mvtec", root, "hazelnut", 1, 0, 4, "tiny", out, allow_random_clip=True, **small)
+    generate_extra_set(
+        request_from_flags("mvtec", root, "hazelnut", 1, 0, 4, "tiny", allow_random_clip=True, **small), out
+    )
     # random CLIP: ``auto`` resolves to shot_fidelity, which reads no CLIP, so none was built (issue 24)
     manifest = load_manifest(out)
     assert is_complete(out) and manifest["clip_weights"] is None and manifest["weights"]["clip"] is None
@@ -179,19 +184,10 @@ def test_a_cached_generator_fit_gives_the_same_images_as_a_fresh_fit(tmp_path):
     cache = tmp_path / "fits"
 
     def run(name, **kwargs):
-        return generate_extra_set(
-            "mvtec",
-            root,
-            "hazelnut",
-            1,
-            0,
-            4,
-            "tiny",
-            tmp_path / name,
-            allow_random_clip=True,
-            **small,
-            **kwargs,
+        request = request_from_flags(
+            "mvtec", root, "hazelnut", 1, 0, 4, "tiny", allow_random_clip=True, **small
         )
+        return generate_extra_set(request, tmp_path / name, **kwargs).path
 
     fresh, saved, reused = (
         run("fresh"),
@@ -226,7 +222,10 @@ def test_a_folder_made_by_another_tgad_version_is_rebuilt_not_reused(tmp_path, m
     )
 
     def make() -> tuple[dict, int]:
-        generate_extra_set("mvtec", root, "hazelnut", 1, 0, 4, "tiny", out, allow_random_clip=True, **small)
+        generate_extra_set(
+            request_from_flags("mvtec", root, "hazelnut", 1, 0, 4, "tiny", allow_random_clip=True, **small),
+            out,
+        )
         return load_manifest(out), (out / "manifest.json").stat().st_mtime_ns
 
     first, written = make()
@@ -239,25 +238,24 @@ def test_a_folder_made_by_another_tgad_version_is_rebuilt_not_reused(tmp_path, m
 
 def test_shots_handed_over_by_the_caller_make_the_same_request(tmp_path):
     """A benchmark hands the chain the shots its datamodule chose: the same request (key), so the folder made
-    without them is reused untouched; a count that does not match --shots is refused."""
+    without them is reused untouched, and the chain says so."""
     from tgad.data import MVTecAD
-    from tgad.generate.chain import ChosenShots
+    from tgad.generate.artifact import ChosenShots, extra_set_key
+    from tgad.generate.chain import make_request, with_clip
+    from tgad.recipe import Recipe
 
     root = _write_dataset(tmp_path / "data")
     out = tmp_path / "set"
     small = dict(
         vqgan_iterations=3, integrator_overrides={"rounds": 1, "samples_per_round": 4, "update_steps": 1}
     )
-    generate_extra_set("mvtec", root, "hazelnut", 1, 0, 4, "tiny", out, allow_random_clip=True, **small)
+    flags = request_from_flags("mvtec", root, "hazelnut", 1, 0, 4, "tiny", allow_random_clip=True, **small)
+    assert generate_extra_set(flags, out).reused is False
     before = load_manifest(out), (out / "manifest.json").stat().st_mtime_ns
     dm = MVTecAD(root=str(root), category="hazelnut", shots=1, shot_seed=0)
     dm.setup()
-    chosen = ChosenShots([Path(p) for p in dm.shot_paths], list(dm.shot_ids), Path(dm.root))
-    generate_extra_set(
-        "mvtec", root, "hazelnut", 1, 0, 4, "tiny", out, allow_random_clip=True, chosen=chosen, **small
-    )
+    recipe = Recipe.build("tiny", run={"vqgan_iterations": 3}, integrator=small["integrator_overrides"])
+    handed = make_request(ChosenShots.from_datamodule("mvtec", dm), 0, 4, with_clip(recipe, None, True))
+    assert extra_set_key(handed) == extra_set_key(flags) == before[0]["cache_key"]
+    assert generate_extra_set(handed, out).reused is True
     assert (load_manifest(out), (out / "manifest.json").stat().st_mtime_ns) == before
-    with pytest.raises(ValueError, match="chosen shots: 1 files for --shots 2"):
-        generate_extra_set(
-            "mvtec", root, "hazelnut", 2, 0, 4, "tiny", tmp_path / "b", allow_random_clip=True, chosen=chosen
-        )

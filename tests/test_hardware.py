@@ -10,7 +10,7 @@ import torch
 from tests.test_generate import _write_dataset
 from tgad.cli.main import main
 from tgad.generate import is_complete, load_manifest
-from tgad.generate.chain import generate_extra_set
+from tgad.generate.chain import generate_extra_set, request_from_flags
 from tgad.hardware import Hardware, HardwareError
 
 SMALL = dict(
@@ -68,24 +68,13 @@ def test_impossible_requests_fail_in_one_line_before_any_work(no_gpu, tmp_path, 
 
 
 def test_precision_and_ddp_reach_the_fit_its_key_and_the_manifest(no_gpu, tmp_path):
-    """float32 on one CPU keeps the key of every earlier set; bf16 and a 2-process DDP fit are other sets."""
+    """The default is float32 on one CPU (the key of asking for it); bf16 and a 2-process DDP fit are other sets."""
     root = _write_dataset(tmp_path / "data")
 
     def make(name: str, hardware: Hardware | None) -> dict:
         out = tmp_path / name
-        generate_extra_set(
-            "mvtec",
-            root,
-            "hazelnut",
-            1,
-            0,
-            4,
-            "tiny",
-            out,
-            allow_random_clip=True,
-            hardware=hardware,
-            **SMALL,
-        )
+        flags = dict(allow_random_clip=True, hardware=hardware, **SMALL)
+        generate_extra_set(request_from_flags("mvtec", root, "hazelnut", 1, 0, 4, "tiny", **flags), out)
         manifest = load_manifest(out)
         assert is_complete(out, manifest["cache_key"])
         return manifest
@@ -94,7 +83,11 @@ def test_precision_and_ddp_reach_the_fit_its_key_and_the_manifest(no_gpu, tmp_pa
     explicit = make("explicit", Hardware("cpu", 1, "32-true"))
     bf16 = make("bf16", Hardware("cpu", 1, "bf16-mixed"))
     ddp = make("ddp", Hardware("cpu", 2, "32-true"))
-    assert default["cache_key"] == explicit["cache_key"] and "hardware" not in default["config"]["arguments"]
+    assert default["cache_key"] == explicit["cache_key"] and default["config"]["arguments"]["hardware"] == {
+        "accelerator": "cpu",
+        "devices": 1,
+        "precision": "32-true",
+    }
     assert len({default["cache_key"], bf16["cache_key"], ddp["cache_key"]}) == 3
     assert [m["resources"]["hardware"] for m in (default, bf16, ddp)] == [
         "cpu x1 32-true",

@@ -130,7 +130,7 @@ def _hazelnut(root):
 
 
 def test_a_corrupt_fit_cache_is_rebuilt(tmp_path, caplog, one_torch_thread):
-    from tgad.generate.chain import generate_extra_set
+    from tgad.generate.chain import generate_extra_set, request_from_flags
 
     root = _hazelnut(tmp_path / "data")
     cache = tmp_path / "fits"
@@ -138,13 +138,13 @@ def test_a_corrupt_fit_cache_is_rebuilt(tmp_path, caplog, one_torch_thread):
         vqgan_iterations=2,
         integrator_overrides={"rounds": 1, "samples_per_round": 2, "update_steps": 1},
         allow_random_clip=True,
-        generator_cache=cache,
     )
-    first = generate_extra_set("mvtec", root, "hazelnut", 1, 0, 2, "tiny", tmp_path / "a", **small)
+    request = request_from_flags("mvtec", root, "hazelnut", 1, 0, 2, "tiny", **small)
+    first = generate_extra_set(request, tmp_path / "a", generator_cache=cache).path
     (fit,) = cache.glob("hazelnut/*.pt")
     fit.write_bytes(fit.read_bytes()[:300])  # a fit cut short (the OSError [Errno 22] of the issue)
     with caplog.at_level(logging.WARNING):
-        second = generate_extra_set("mvtec", root, "hazelnut", 1, 0, 2, "tiny", tmp_path / "b", **small)
+        second = generate_extra_set(request, tmp_path / "b", generator_cache=cache).path
     assert "cached generator fit does not load" in caplog.text
     assert "saved to" in load_manifest(second)["generator"]  # fitted again, not reused
     assert set(torch.load(fit, weights_only=True)) == {"state_dict", "config"}

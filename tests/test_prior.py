@@ -19,7 +19,7 @@ from tgad.benchmark import runner
 from tgad.benchmark.plan import BenchmarkConfig, full_plan
 from tgad.benchmark.results import COLUMNS, LEGACY_LAYOUTS, ResultsCSV
 from tgad.generate import load_manifest, prior
-from tgad.generate.chain import generate_extra_set
+from tgad.generate.chain import generate_extra_set, request_from_flags
 from tgad.recipe import Recipe
 
 CATEGORIES = ("hazelnut", "bottle", "screw")  # in the class table: no keyword needed
@@ -114,21 +114,12 @@ def test_a_prior_is_fitted_once_per_excluded_category_and_cached(root, tmp_path,
 
 def test_the_chain_starts_from_the_prior_and_records_it(root, tmp_path):
     def run(name, **run_settings):
-        out = generate_extra_set(
-            "mvtec",
-            root,
-            "hazelnut",
-            1,
-            0,
-            4,
-            _recipe(**run_settings),
-            tmp_path / name,
-            allow_random_clip=True,
-        )
-        return load_manifest(out)
+        recipe = _recipe(**run_settings)
+        request = request_from_flags("mvtec", root, "hazelnut", 1, 0, 4, recipe, allow_random_clip=True)
+        return load_manifest(generate_extra_set(request, tmp_path / name).path)
 
     plain, with_prior = run("plain"), run("prior", prior="other_categories")
-    assert plain["prior"] == {"label": "none"} and "prior" not in plain["config"]["arguments"]
+    assert plain["prior"] == {"label": "none"} and plain["config"]["arguments"]["prior"] is None
     record = with_prior["prior"]
     assert record["label"] == "other_categories:bottle+screw" and record["excluded"] == "hazelnut"
     assert record == with_prior["config"]["arguments"]["prior"]  # what the ExtraSet key holds

@@ -83,22 +83,17 @@ def test_bad_names_fail_with_the_setting_named():
 
 
 def test_only_settings_that_shape_the_images_enter_the_chains_key(tmp_path):
-    from tgad.generate.chain import ChosenShots, generation_key, request_arguments
+    from tgad.generate.artifact import ChosenShots, ExtraSetRequest, extra_set_key
 
     shot = tmp_path / "000.png"
     shot.write_bytes(b"not really a png, but hashed all the same")
-    chosen = ChosenShots([shot], ["000"], tmp_path)
+    chosen = ChosenShots("embedded", "brick", tmp_path, [shot], ["000"])
 
     def key(recipe: Recipe) -> str:
-        return generation_key(
-            request_arguments("embedded", "brick", chosen, 0, 8, recipe, None, Hardware("cpu").resolved())
-        )
+        return extra_set_key(ExtraSetRequest(chosen, 0, 8, recipe, Hardware("cpu")))
 
     plain = Recipe.build("tiny")
     assert key(Recipe.build("tiny", run={"train_batch_size": 2, "detector_image_size": 128})) == key(plain)
     assert key(Recipe.build("tiny", vqgan={"codebook_size": 32})) != key(plain)
     assert key(Recipe.build("tiny", run={"generator_image_size": 48})) != key(plain)
     assert key(Recipe.build("tiny", integrator={"tau": 3.0})) != key(plain)
-    assert "recipe" not in request_arguments(
-        "embedded", "brick", chosen, 0, 8, plain, None, Hardware("cpu").resolved()
-    )

@@ -125,21 +125,19 @@ def test_registration_removes_the_pose_from_the_cross_shot_spread():
 def test_a_changed_register_shots_setting_is_another_cached_generator_fit(tmp_path):
     from types import SimpleNamespace
 
+    from tgad.generate.artifact import ChosenShots, ExtraSetRequest
     from tgad.generate.fit_cache import fit_cache_file
+    from tgad.hardware import Hardware
+    from tgad.recipe import Recipe
 
-    arguments = {
-        "dataset": "mvtec",
-        "root": "/data",
-        "category": "screw",
-        "shot_ids": ["a", "b"],
-        "shot_sha256": ["1", "2"],
-        "seed": 0,
-        "preset": "cpu",
-        "vqgan_iterations": 600,
-    }
-    backbone = SimpleNamespace(sha256="0" * 64)
-    plain = fit_cache_file(tmp_path, arguments, 256, backbone)
-    none = fit_cache_file(
-        tmp_path, {**arguments, "recipe": {"vqgan": {"register_shots": "none"}}}, 256, backbone
-    )
-    assert plain != none and plain == fit_cache_file(tmp_path, dict(arguments), 256, backbone)
+    shots = [tmp_path / "a.png", tmp_path / "b.png"]
+    for i, shot in enumerate(shots):
+        shot.write_bytes(bytes([i]))
+    chosen = ChosenShots("mvtec", "screw", tmp_path, shots, ["a", "b"])
+
+    def fit_file(**vqgan):
+        request = ExtraSetRequest(chosen, 0, 4, Recipe.build("cpu", vqgan=vqgan), Hardware("cpu"))
+        return fit_cache_file(tmp_path, request.arguments, SimpleNamespace(sha256="0" * 64))
+
+    plain, none = fit_file(), fit_file(register_shots="none")
+    assert plain != none and plain == fit_file()

@@ -5,8 +5,8 @@ An ExtraSet lives under ``<results>/extra_sets/<kind>/<category>/k<shots>_seed<s
 ``tgad_<scorer>`` / ``tgad_aug_<scorer>`` for the generated conditions), where the key is a hash of the
 arguments that make it (shots and their file hashes and the tgad version included), so a re-run reuses a
 complete folder and an interrupted one (never renamed into place) is made again. Every condition's folder is
-checked against its key before reuse (a generated set against the chain's complete key), so a changed setting
-or tgad version rebuilds instead of silently reusing stale images. Fitted generators are kept under
+checked against its key before reuse, so a changed setting or tgad version rebuilds instead of silently reusing
+stale images. A generated set's key is the chain's own (``artifact.extra_set_key`` of one ``ExtraSetRequest``). Fitted generators are kept under
 ``extra_sets/generator``: the scorers of one (category, shots, seed) share one fit.
 """
 
@@ -21,8 +21,18 @@ from typing import Any, NamedTuple
 import tgad
 from tgad.assets import sha256_file
 from tgad.benchmark.plan import BenchmarkConfig
-from tgad.generate.artifact import cache_key, extra_set_dir, is_complete, load_manifest
+from tgad.generate import chain
+from tgad.generate.artifact import (
+    ChosenShots,
+    ExtraSetRequest,
+    cache_key,
+    extra_set_dir,
+    extra_set_key,
+    is_complete,
+    load_manifest,
+)
 from tgad.generate.augment import PlainAugConfig, make_plain_aug_set, make_tgad_aug_set
+from tgad.generate.select import SelectConfig, make_selected_set
 from tgad.recipe import Recipe
 
 
@@ -68,51 +78,34 @@ def ensure_extra_set(
         return _tgad_aug(config, dm, shots, seed, show, scorer)
     if condition in ("aug_select", "tgad_select"):
         return _selected(config, condition, dm, shots, seed, show, scorer)
-    key, path = extra_set_request(config, condition, dm, shots, seed, scorer)
+    key, path, request = extra_set_request(config, condition, dm, shots, seed, scorer)
     start = time.perf_counter()
-    if condition == "plain_aug":
-        if is_complete(path, key):
-            return ExtraSet(path, 0.0, load_manifest(path))
-        make_plain_aug_set(
-            path,
-            dm.shot_paths,
-            dm.shot_ids,
-            n=config.n_gen,
-            seed=seed,
-            dataset=config.dataset,
-            category=dm.category,
-            image_size=config.size,
-            key=key,
+    if request is not None:  # the chain checks the folder against the same key and says if it reused it
+        reporter = _StageText(show)
+        made = chain.generate_extra_set(
+            request, path, reporter=reporter, generator_cache=_generator_cache(config), threads=config.threads
         )
-    else:
-        # The chain checks its own, complete key (every Integrator and VarianceVQGAN setting, the tgad version,
-        # the CLIP file) and rebuilds a folder made by another request; a reused folder costs no time.
-        from tgad.generate import chain
-
-        before = load_manifest(path)["cache_key"] if is_complete(path) else None
-        path = Path(
-            chain.generate_extra_set(
-                config.dataset,
-                config.root,
-                dm.category,
-                shots or len(dm.shot_ids),
-                seed,
-                config.n_gen,
-                _with_scorer(config.recipe, scorer),
-                path,
-                clip_weights=config.clip_weights,
-                allow_random_clip=config.allow_random_clip,
-                keyword=config.keywords.get(dm.category),
-                threads=config.threads,
-                reporter=_StageText(show),
-                generator_cache=config.out_dir / "extra_sets" / "generator",
-                hardware=config.hardware,
-                chosen=chain.ChosenShots([Path(p) for p in dm.shot_paths], list(dm.shot_ids), Path(dm.root)),
-            )
-        )
-        if load_manifest(path)["cache_key"] == before:
-            return ExtraSet(path, 0.0, load_manifest(path))
+        seconds = 0.0 if made.reused else time.perf_counter() - start
+        return ExtraSet(made.path, seconds, load_manifest(made.path))
+    if is_complete(path, key):
+        return ExtraSet(path, 0.0, load_manifest(path))
+    make_plain_aug_set(
+        path,
+        dm.shot_paths,
+        dm.shot_ids,
+        n=config.n_gen,
+        seed=seed,
+        dataset=config.dataset,
+        category=dm.category,
+        image_size=config.size,
+        key=key,
+    )
     return ExtraSet(path, time.perf_counter() - start, load_manifest(path))
+
+
+def _generator_cache(config: BenchmarkConfig) -> Path:
+    """Fitted generators: the scorers of one (category, shots, seed) share one fit."""
+    return config.out_dir / "extra_sets" / "generator"
 
 
 def _with_scorer(recipe: Recipe, scorer: str | None) -> Recipe:
@@ -123,7 +116,8 @@ def _with_scorer(recipe: Recipe, scorer: str | None) -> Recipe:
 
 
 def _request_base(config: BenchmarkConfig, condition: str, dm, seed: int) -> dict[str, Any]:
-    """What every extra set's key holds: the kind, the shots (names and file hashes), seed, N and size."""
+    """What the key of a set the chain does not make holds: the kind, the shots (names and file hashes), seed,
+    N and size."""
     return {
         "kind": condition,
         "dataset": config.dataset,
@@ -137,38 +131,44 @@ def _request_base(config: BenchmarkConfig, condition: str, dm, seed: int) -> dic
     }
 
 
+class SetRequest(NamedTuple):
+    """A set's key, its folder, and for a generated set the chain's request (None for ``plain_aug``)."""
+
+    key: str
+    path: Path
+    request: ExtraSetRequest | None
+
+
+def tgad_request(config: BenchmarkConfig, dm, seed: int, scorer: str = "") -> ExtraSetRequest:
+    """The chain's request for the datamodule's shots: the run's recipe with ``scorer`` and the CLIP
+    settings, the category's keyword and the run's hardware."""
+    recipe = chain.with_clip(
+        _with_scorer(config.recipe, scorer), config.clip_weights, config.allow_random_clip
+    )
+    chosen = ChosenShots.from_datamodule(config.dataset, dm)
+    return chain.make_request(
+        chosen, seed, config.n_gen, recipe, config.keywords.get(dm.category), config.hardware
+    )
+
+
 def extra_set_request(
     config: BenchmarkConfig, condition: str, dm, shots: int | None, seed: int, scorer: str = ""
-) -> tuple[str, Path]:
-    """(cache key, folder) of a ``plain_aug`` or ``tgad`` ExtraSet: the key hashes every argument that makes
-    its images (shots and their file hashes, seed, N, size; for ``tgad`` the preset, CLIP, keyword, scorer and
-    the generator overrides), so a changed request gets a new folder."""
-    arguments = _request_base(config, condition, dm, seed)
+) -> SetRequest:
+    """The key and folder of a ``plain_aug`` or ``tgad`` ExtraSet: the key hashes every argument that makes
+    its images (``plain_aug``: shots and their file hashes, seed, N, size and the augmentation; ``tgad``:
+    ``artifact.extra_set_key`` of the chain's request), so a changed request gets a new folder."""
     if condition == "plain_aug":
-        arguments["augment"] = asdict(PlainAugConfig())
+        key, request = (
+            cache_key(_request_base(config, condition, dm, seed) | {"augment": asdict(PlainAugConfig())}),
+            None,
+        )
     else:
-        arguments |= {
-            "preset": config.preset,
-            "clip_weights": config.clip_weights,
-            "allow_random_clip": config.allow_random_clip,
-            "keyword": config.keywords.get(dm.category),
-            "scorer": scorer,
-        }
-        hardware = config.hardware.resolved()
-        if not hardware.is_default_cpu:  # keys of earlier sets (one CPU, float32) stay valid
-            arguments["hardware"] = asdict(hardware)
-        if config.integrator_overrides or config.vqgan_iterations:  # keys of earlier sets stay valid
-            arguments |= {
-                "integrator_overrides": dict(sorted(config.integrator_overrides.items())),
-                "vqgan_iterations": config.vqgan_iterations,
-            }
-        if config.prior != "none":  # a set from a prior generator lives beside the one without (same rule)
-            from tgad.generate.prior import prior_label
-
-            arguments["prior"] = prior_label(config.prior, config.dataset, config.root, dm.category)
-    key = cache_key(arguments)
+        request = tgad_request(config, dm, seed, scorer)
+        key = extra_set_key(request)
     kind = f"{condition}_{scorer}" if scorer else condition
-    return key, extra_set_dir(config.out_dir / "extra_sets", kind, dm.category, shots, seed, key)
+    return SetRequest(
+        key, extra_set_dir(config.out_dir / "extra_sets", kind, dm.category, shots, seed, key), request
+    )
 
 
 def _tgad_aug(config: BenchmarkConfig, dm, shots: int | None, seed: int, show, scorer: str) -> ExtraSet:
@@ -197,8 +197,6 @@ def _selected(
 ) -> ExtraSet:
     """``aug_select`` (augmentation candidates) or ``tgad_select`` (+ the ``tgad`` set of ``scorer`` and its
     augmented images), kept by ``defect_safe`` (``tgad.generate.select``)."""
-    from tgad.generate.select import SelectConfig, make_selected_set
-
     start = time.perf_counter()
     source = (
         ensure_extra_set(config, "tgad", dm, shots, seed, show, scorer)

@@ -100,7 +100,7 @@ class RichStages:
 def run_generate(args: argparse.Namespace, console: Console, err_console: Console) -> int:
     """Run the chain; errors reach ``tgad.cli.errors.report_errors`` (one red line, exit code 2)."""
     from tgad.generate.artifact import load_manifest
-    from tgad.generate.chain import generate_extra_set
+    from tgad.generate.chain import generate_extra_set, request_from_flags
 
     threads = int(os.environ["TGAD_THREADS"]) if os.environ.get("TGAD_THREADS") else None
     overrides = parse_overrides(args.overrides)  # checked by the preflight already
@@ -111,7 +111,7 @@ def run_generate(args: argparse.Namespace, console: Console, err_console: Consol
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        out = generate_extra_set(
+        request = request_from_flags(
             args.dataset,
             args.root,
             args.category,
@@ -119,17 +119,15 @@ def run_generate(args: argparse.Namespace, console: Console, err_console: Consol
             args.seed,
             args.n,
             args.preset,
-            args.out,
             clip_weights=args.clip_weights,
             allow_random_clip=args.allow_random_clip,
             keyword=args.keyword,
             vqgan_iterations=args.vqgan_iterations,
             integrator_overrides={**overrides, "scorer": args.scorer},  # None: the preset's
-            threads=threads,
-            reporter=RichStages(progress),
             hardware=hardware_from_args(args),  # checked by the preflight already
             prior=args.prior,
         )
+        out = generate_extra_set(request, args.out, reporter=RichStages(progress), threads=threads).path
     manifest = load_manifest(out)
     _summary(console, Path(out), manifest)
     return 0

@@ -4,28 +4,48 @@ Plain augmentation and ``tgad generate`` both write one, so everything downstrea
 ``extra_normal_dirs``, the benchmark, the report) treats the two alike. A folder is written atomically: it
 appears under its final name only once every image and the manifest are on disk, so an interrupted write
 never looks complete. Its name carries a key of the arguments that made it, so an identical request reuses it.
+
+A generated set is asked for with one ``ExtraSetRequest`` and named by one function, ``extra_set_key``: the
+benchmark names its folder with it and the chain checks a folder's manifest against it, so the two never
+disagree. ``fit_arguments`` takes from the same request what a generator fit depends on (``fit_cache.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
 
 import tgad
-from tgad.assets.cache import atomic_dir, atomic_file
+from tgad.assets.cache import atomic_dir, atomic_file, sha256_file
+from tgad.hardware import Hardware
+
+if TYPE_CHECKING:
+    from tgad.recipe import Recipe
 
 MANIFEST = "manifest.json"
 IMAGES_DIR = Path("train") / "good"
 SCHEMA_VERSION = 1
 KINDS = ("plain_aug", "tgad", "tgad_aug", "aug_select", "tgad_select")
+# What a generated set's key covers. 1: the settings that differed from the preset, each part added under its
+# own condition so earlier keys stayed valid; 2: every recipe part that shapes the images, whole. A new version
+# makes the sets of an older one again, once (their folders and manifests carry the older keys).
+KEY_SCHEMA = 2
+# ``RunSettings`` fields that shape the detector's run, never a generated image: outside the key
+DETECTOR_ONLY = ("detector_image_size", "train_batch_size", "eval_batch_size")
+# What a generator fit depends on besides the run settings and the VarianceVQGAN config (``fit_arguments``)
+_FIT_ARGUMENTS = ("key_schema", "tgad_version", "dataset", "root", "category", "shot_ids", "shot_sha256",
+                  "seed", "preset", "hardware", "prior")  # fmt: skip
 
 # field -> accepted types; the per-image records need "file" and "source_shot", anything else is extra.
 _REQUIRED: dict[str, tuple[type, ...]] = {
@@ -56,6 +76,103 @@ def cache_key(arguments: Mapping[str, Any]) -> str:
     """16 hex digits of the sha256 of the canonical JSON of the generating arguments (key order ignored)."""
     canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+class ChosenShots(NamedTuple):
+    """The shots a datamodule chose (``shot_seed``): where they came from and their files and IDs."""
+
+    dataset: str
+    category: str
+    root: Path
+    paths: list[Path]
+    ids: list[str]
+
+    @classmethod
+    def from_datamodule(cls, dataset: str, dm) -> ChosenShots:
+        """The shots of a set-up ``FewShotDataModule`` of ``dataset``."""
+        return cls(dataset, dm.category, Path(dm.root), [Path(p) for p in dm.shot_paths], list(dm.shot_ids))
+
+
+@dataclass(frozen=True)
+class ExtraSetRequest:
+    """Everything that determines a generated ExtraSet's images; ``extra_set_key`` names it.
+
+    Build one with ``tgad.generate.chain.make_request`` (it describes the recipe's prior for the shots).
+    """
+
+    shots: ChosenShots
+    seed: int  # chose the shots (the datamodule's ``shot_seed``) and seeds every random draw
+    n: int
+    recipe: Recipe  # CLIP weights included (``recipe.prompt.clip_weights``)
+    hardware: Hardware = Hardware()  # resolved on construction: the key holds what runs
+    keyword: str | None = None  # object word or synset for a category the class table lacks
+    prior: Mapping[str, Any] | None = None  # ``tgad.generate.prior.describe_prior(...).request``
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"--n ({self.n}) must be >= 1")
+        if not self.shots.paths or len(self.shots.paths) != len(self.shots.ids):
+            raise ValueError(
+                f"chosen shots: {len(self.shots.paths)} files for {len(self.shots.ids)} IDs; need >= 1 of each"
+            )
+        object.__setattr__(self, "hardware", self.hardware.resolved())
+
+    @functools.cached_property
+    def arguments(self) -> dict[str, Any]:
+        """What the key hashes and the manifest records (``config.arguments``): the shots (IDs and file
+        hashes), seed, N, keyword, the recipe parts that shape the images (whole), the CLIP file's size and
+        mtime, the resolved hardware, the prior, the key schema and the tgad version. Computed once."""
+        shots, recipe = self.shots, self.recipe
+        run = {k: v for k, v in dataclasses.asdict(recipe.run).items() if k not in DETECTOR_ONLY}
+        return {
+            "key_schema": KEY_SCHEMA,
+            "kind": "tgad",
+            "tgad_version": tgad.__version__,
+            "dataset": shots.dataset,
+            "root": str(Path(shots.root).resolve()),
+            "category": shots.category,
+            "shot_ids": list(shots.ids),
+            "shot_sha256": [sha256_file(p) for p in shots.paths],
+            "seed": self.seed,
+            "n": self.n,
+            "keyword": self.keyword,
+            "preset": recipe.preset,
+            "recipe": {
+                "run": run,
+                **{
+                    part: dataclasses.asdict(getattr(recipe, part))
+                    for part in ("vqgan", "integrator", "prompt")
+                },
+            },
+            "clip_weights_file": _file_stamp(recipe.prompt.clip_weights),
+            "hardware": dataclasses.asdict(self.hardware),
+            "prior": None if self.prior is None else dict(self.prior),
+        }
+
+
+def extra_set_key(request: ExtraSetRequest) -> str:
+    """The one key of a generated set: the benchmark's folder name and the chain's manifest both carry it."""
+    return cache_key(request.arguments)
+
+
+def fit_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """What the generator fit of a request (its ``arguments``) depends on: the shots, seed, hardware, prior,
+    the run settings and the VarianceVQGAN config; not the Integrator, the prompt, N or the keyword, so
+    requests that differ only after the fit share it (``fit_cache.py``)."""
+    recipe = arguments["recipe"]
+    return {k: arguments[k] for k in _FIT_ARGUMENTS} | {
+        "kind": "variance_vqgan_fit",
+        "run": recipe["run"],
+        "vqgan": recipe["vqgan"],
+    }
+
+
+def _file_stamp(path: str | None) -> list[int] | None:
+    """Size and mtime of a weight file, so a replaced file is not mistaken for the same request."""
+    if path and Path(path).expanduser().is_file():
+        stat = Path(path).expanduser().stat()
+        return [stat.st_size, stat.st_mtime_ns]
+    return None
 
 
 def _to_uint8(image: torch.Tensor | np.ndarray | Image.Image) -> np.ndarray:

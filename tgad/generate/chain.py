@@ -17,11 +17,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import lightning as L
 import torch
 
-import tgad
 from tgad.assets.cache import scratch_dir
-from tgad.generate.artifact import cache_key, is_complete
+from tgad.data import DATAMODULES
+from tgad.data.images import read_resized
+from tgad.generate.artifact import ChosenShots, ExtraSetRequest, extra_set_key, is_complete
 from tgad.generate.chain_writer import check_out_dir, collapse_report, write_generated_set
 from tgad.generate.fit_cache import fit_cache_file, load_fit, save_fit
 from tgad.generate.prior import describe_prior, start_shot_fit_from_prior
@@ -42,50 +44,79 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STAGES = ("data", "prompt", "generator", "integrator", "final", "write")
+__all__ = [
+    "ChosenShots",
+    "ExtraSetRequest",
+    "Made",
+    "generate_extra_set",
+    "make_request",
+    "request_from_flags",
+]
 
 
-def _file_stamp(path: str | None) -> list[int] | None:
-    """Size and mtime of a weight file, so a replaced file is not mistaken for the same request."""
-    if path and Path(path).expanduser().is_file():
-        stat = Path(path).expanduser().stat()
-        return [stat.st_size, stat.st_mtime_ns]
-    return None
+class Made(NamedTuple):
+    """What ``generate_extra_set`` hands back: the complete ExtraSet and whether it was reused untouched."""
+
+    path: Path
+    reused: bool
 
 
-def generation_key(arguments: dict[str, Any]) -> str:
-    """Cache key of a generation request (``artifact.cache_key`` of its arguments, shots and tgad version)."""
-    return cache_key({**arguments, "kind": "tgad", "tgad_version": tgad.__version__})
+def with_clip(recipe: Recipe, clip_weights: str | None, allow_random_clip: bool) -> Recipe:
+    """``recipe`` with the request's CLIP weights (a file or open_clip tag) and its opt-in to random ones."""
+    prompt = dataclasses.replace(
+        recipe.prompt, clip_weights=clip_weights, allow_random_clip=allow_random_clip
+    )
+    return dataclasses.replace(recipe, prompt=prompt)
 
 
-class ChosenShots(NamedTuple):
-    """Shots chosen by the caller's datamodule: the files, their IDs and the dataset root they came from."""
+def choose_shots(dataset: str, root: str | Path | None, category: str, shots: int, seed: int) -> ChosenShots:
+    """The ``shots`` training images a datamodule with ``shot_seed=seed`` chooses (as the benchmark's does)."""
+    dm = DATAMODULES[dataset](
+        root=str(root) if root else None, category=category, shots=shots, shot_seed=seed, download=False
+    )
+    if dataset == "embedded":
+        dm.prepare_data()
+    dm.setup()
+    return ChosenShots.from_datamodule(dataset, dm)
 
-    paths: list[Path]
-    ids: list[str]
-    root: Path
+
+def make_request(
+    chosen: ChosenShots,
+    seed: int,
+    n: int,
+    recipe: Recipe,
+    keyword: str | None = None,
+    hardware: Hardware | None = None,
+) -> ExtraSetRequest:
+    """The request for ``n`` images from ``chosen`` (a benchmark's datamodule's or ``choose_shots``'), with the
+    recipe's prior described for these shots; ``hardware`` default ``auto`` (a GPU when present)."""
+    prior = describe_prior(recipe, chosen.dataset, chosen.root, chosen.category).request
+    return ExtraSetRequest(chosen, seed, n, recipe, hardware or Hardware(), keyword, prior)
 
 
-def _check_request(dataset: str, n: int, shots: int, out_dir: Path) -> None:
-    """A known dataset, positive counts, and an ``--out`` that may be replaced (``check_out_dir``)."""
-    from tgad.data import DATAMODULES
-
+def request_from_flags(
+    dataset: str,
+    root: str | Path | None,
+    category: str,
+    shots: int,
+    seed: int,
+    n: int,
+    preset: str | Recipe = "cpu",
+    *,
+    clip_weights: str | None = None,
+    allow_random_clip: bool = False,
+    keyword: str | None = None,
+    vqgan_iterations: int | None = None,
+    integrator_overrides: dict[str, Any] | None = None,
+    prior: str | None = None,
+    hardware: Hardware | None = None,
+) -> ExtraSetRequest:
+    """The request of ``tgad generate``'s flags: a preset name plus overrides (or a resolved ``Recipe``), the
+    shots a datamodule with ``shot_seed=seed`` chooses, CLIP from the flags."""
     if dataset not in DATAMODULES:
         raise ValueError(f"--dataset {dataset!r}: choose one of {sorted(DATAMODULES)}")
     if n < 1 or shots < 1:
         raise ValueError(f"--n ({n}) and --shots ({shots}) must be >= 1")
-    check_out_dir(out_dir)
-
-
-def resolve_recipe(
-    preset: str | Recipe,
-    vqgan_iterations: int | None,
-    integrator_overrides: dict[str, Any] | None,
-    clip_weights: str | None,
-    allow_random_clip: bool,
-    prior: str | None = None,
-) -> Recipe:
-    """The run's recipe: a caller's resolved one (the benchmark's) or a preset name plus the CLI's overrides;
-    the CLIP weights always come from the request."""
     if isinstance(preset, Recipe):
         if vqgan_iterations is not None or integrator_overrides or prior is not None:
             raise ValueError(
@@ -95,64 +126,10 @@ def resolve_recipe(
     else:
         run = {"vqgan_iterations": vqgan_iterations, "prior": prior}
         recipe = Recipe.build(preset, run=run, integrator=integrator_overrides or {})
-    prompt = dataclasses.replace(
-        recipe.prompt, clip_weights=clip_weights, allow_random_clip=allow_random_clip
+    recipe = with_clip(recipe, clip_weights, allow_random_clip)
+    return make_request(
+        choose_shots(dataset, root, category, shots, seed), seed, n, recipe, keyword, hardware
     )
-    return dataclasses.replace(recipe, prompt=prompt)
-
-
-def choose_shots(dataset: str, root: str | Path | None, category: str, shots: int, seed: int) -> ChosenShots:
-    """The ``shots`` training images a datamodule with ``shot_seed=seed`` chooses (as the benchmark's does)."""
-    from tgad.data import DATAMODULES
-
-    dm = DATAMODULES[dataset](
-        root=str(root) if root else None, category=category, shots=shots, shot_seed=seed, download=False
-    )
-    if dataset == "embedded":
-        dm.prepare_data()
-    dm.setup()
-    return ChosenShots([Path(p) for p in dm.shot_paths], list(dm.shot_ids), Path(dm.root))
-
-
-def request_arguments(
-    dataset: str, category: str, chosen: ChosenShots, seed: int, n: int, recipe: Recipe, keyword: str | None,
-    hw: Hardware,
-) -> dict[str, Any]:  # fmt: skip
-    """Everything that determines the generated images: their cache key is ``generation_key`` of this."""
-    from tgad.assets import sha256_file
-
-    arguments = {
-        "dataset": dataset,
-        "root": str(Path(chosen.root).resolve()),
-        "category": category,
-        "shot_ids": list(chosen.ids),
-        "shot_sha256": [sha256_file(p) for p in chosen.paths],
-        "seed": seed,
-        "n": n,
-        "preset": recipe.preset,
-        "clip_weights": recipe.prompt.clip_weights,
-        "clip_weights_file": _file_stamp(recipe.prompt.clip_weights),
-        "allow_random_clip": recipe.prompt.allow_random_clip,
-        "keyword": keyword,
-        "vqgan_iterations": recipe.run.vqgan_iterations,
-        "vqgan_plateau": recipe.run.vqgan_plateau,
-        "integrator": dataclasses.asdict(recipe.integrator),
-    }
-    # What else shapes the images; only where it differs from the preset, so earlier keys stay valid.
-    changed = recipe.overrides()
-    beyond = {
-        "vqgan": changed.get("vqgan", {}),
-        "prompt": {k: v for k, v in changed.get("prompt", {}).items() if k not in arguments},
-        "run": {k: v for k, v in changed.get("run", {}).items() if k == "generator_image_size"},
-    }
-    if any(beyond.values()):
-        arguments["recipe"] = {part: values for part, values in beyond.items() if values}
-    if not hw.is_default_cpu:
-        arguments["hardware"] = dataclasses.asdict(hw)
-    prior = describe_prior(recipe, dataset, chosen.root, category).request
-    if prior is not None:  # only with a prior, so earlier keys stay valid
-        arguments["prior"] = prior
-    return arguments
 
 
 def _reuse(out_dir: Path, key: str, reporter: StageReporter) -> bool:
@@ -166,75 +143,45 @@ def _reuse(out_dir: Path, key: str, reporter: StageReporter) -> bool:
 
 
 def generate_extra_set(
-    dataset: str,
-    root: str | Path | None,
-    category: str,
-    shots: int,
-    seed: int,
-    n: int,
-    preset: str | Recipe,
+    request: ExtraSetRequest,
     out_dir: str | Path,
-    clip_weights: str | None = None,
-    allow_random_clip: bool = False,
     *,
-    keyword: str | None = None,
-    vqgan_iterations: int | None = None,
-    integrator_overrides: dict[str, Any] | None = None,
-    threads: int | None = None,
     reporter: StageReporter | None = None,
     generator_cache: str | Path | None = None,
-    hardware: Hardware | None = None,
-    chosen: ChosenShots | None = None,
-    prior: str | None = None,
-) -> Path:
-    """Generate ``n`` normal images of ``category`` from ``shots`` real ones and write them as an ExtraSet.
+    threads: int | None = None,
+) -> Made:
+    """Generate ``request.n`` normal images from the request's shots and write them as an ExtraSet.
 
     Args:
-        dataset, root: ``embedded``, ``mvtec``, ``btad`` or ``loco`` and its root (None: default/env).
-        seed: chooses the shots (``shot_seed``) and seeds every random draw.
-        preset: a preset name for every stage, or a resolved :class:`~tgad.recipe.Recipe` (the benchmark's).
-        clip_weights, allow_random_clip: a CLIP file or open_clip tag; the opt-in to random (marked RANDOM).
-        keyword: object word or synset for categories the class table lacks.
-        vqgan_iterations, integrator_overrides: override a preset name (``IntegratorConfig`` field names).
-        threads: ``torch.set_num_threads`` for the run (recorded either way).
+        request: what determines the images (``make_request`` / ``request_from_flags``); its key
+            (``artifact.extra_set_key``) goes into the manifest.
+        out_dir: the ExtraSet folder; a complete one made by the same request is reused as it is.
         generator_cache: a folder of fitted generators keyed by what the fit depends on, so requests that
             differ only after the fit (scorer, tau, N) share one fit; None fits every time.
-        hardware: default ``auto`` (a GPU when present); ``devices`` > 1 fits the generator with DDP.
-        chosen: the shots the caller's datamodule chose with the same arguments (same images, same key).
-        prior: override a preset name's ``run.prior`` (none, other_categories or a VarianceVQGAN weight file).
+        threads: ``torch.set_num_threads`` for the run (recorded either way).
 
     Returns:
-        ``out_dir``, a complete ExtraSet (reused as is when the same request already wrote it).
+        ``Made(out_dir, reused)``: a complete ExtraSet, and whether it was there already.
     """
-    from tgad.data import read_resized
-
     out_dir = Path(out_dir)
-    _check_request(dataset, n, shots, out_dir)
-    recipe = resolve_recipe(
-        preset, vqgan_iterations, integrator_overrides, clip_weights, allow_random_clip, prior
-    )
+    check_out_dir(out_dir)
     if threads:
         torch.set_num_threads(threads)
-    hw = (hardware or Hardware()).resolved()
+    recipe, hw, chosen = request.recipe, request.hardware, request.shots
     reporter = reporter or StageReporter()
     timings: dict[str, float] = {}
     started, load_start = time.perf_counter(), os.getloadavg()
 
     with Stage(reporter, timings, "data", 1):
-        chosen = chosen or choose_shots(dataset, root, category, shots, seed)  # a benchmark hands its own
-        if len(chosen.paths) != shots or len(chosen.ids) != shots:
-            raise ValueError(f"chosen shots: {len(chosen.paths)} files for --shots {shots}")
         images = read_resized(list(chosen.paths), recipe.run.generator_image_size)  # (k, 3, S, S)
         reporter.advance("data")
-    arguments = request_arguments(dataset, category, chosen, seed, n, recipe, keyword, hw)
-    key = generation_key(arguments)
+    arguments, key = request.arguments, extra_set_key(request)
     if _reuse(out_dir, key, reporter):
-        return out_dir
+        return Made(out_dir, True)
 
     # the fits' working folder lies beside --out, named like its temporaries: a killed run's is healed with them
     with scratch_dir(out_dir.parent, f"{out_dir.name}.work") as work:
-        run = _generate(recipe, images, category, keyword, seed, n, arguments, generator_cache, hw, reporter,
-                        timings, work)  # fmt: skip
+        run = _generate(request, images, generator_cache, reporter, timings, work)
     with Stage(reporter, timings, "write", 1):
         meta = {
             "arguments": arguments,
@@ -243,14 +190,14 @@ def generate_extra_set(
             "iterations": recipe.run.vqgan_iterations,
             "recipe": recipe.to_dict(),
             "hardware": hw.describe(),
-            "prior": arguments.get("prior") or {"label": "none"},
+            "prior": arguments["prior"] or {"label": "none"},
             "load_start": load_start,
             "started": started,
         }
         shot_paths, shot_ids = list(chosen.paths), list(chosen.ids)
         write_generated_set(out_dir, images, run.final, shot_ids, shot_paths, timings, meta, key)
         reporter.advance("write")
-    return out_dir
+    return Made(out_dir, False)
 
 
 class Generated(NamedTuple):
@@ -265,13 +212,17 @@ class Generated(NamedTuple):
     collapse: dict[str, Any]
 
 
-def _generate(
-    recipe, images, category, keyword, seed, n, arguments, generator_cache, hw, reporter, timings, work
-):
+def _generate(request: ExtraSetRequest, images, generator_cache, reporter, timings, work) -> Generated:
     """The prompt, generator, integrator and final stages on the shots ``images`` (k, 3, S, S); the fits
     write their logs under ``work``."""
-    import lightning as L
-
+    recipe, seed, n, hw, arguments = (
+        request.recipe,
+        request.seed,
+        request.n,
+        request.hardware,
+        request.arguments,
+    )
+    category, keyword = request.shots.category, request.keyword
     with generator_malloc():
         L.seed_everything(seed, verbose=False)
         with Stage(reporter, timings, "prompt", 1):
@@ -289,7 +240,7 @@ def _generate(
         with Stage(reporter, timings, "final", 1):
             final = integrator.generate(n, images)
             reporter.advance("final")
-        collapse = _warn_collapse(integrator, final, images, f"{arguments['dataset']}/{category}")
+        collapse = _warn_collapse(integrator, final, images, f"{request.shots.dataset}/{category}")
     return Generated(judges, selection, vqgan, integrator, final, collapse)
 
 
@@ -332,9 +283,7 @@ def _fit_generator(recipe, images, judges, arguments, generator_cache, hw, work,
     from tgad.models.variance_vqgan.plateau import ReconstructionPlateau
 
     iterations = recipe.run.vqgan_iterations
-    fit_file = fit_cache_file(
-        generator_cache, arguments, recipe.run.generator_image_size, judges.backbone_weights
-    )
+    fit_file = fit_cache_file(generator_cache, arguments, judges.backbone_weights)
     vqgan = VarianceVQGAN(
         preset=recipe.preset, perceptual_backbone=LITE0, **recipe.overrides().get("vqgan", {})
     )

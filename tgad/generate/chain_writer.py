@@ -16,7 +16,11 @@ from typing import Any
 
 import torch
 
-from tgad.generate.artifact import MANIFEST, write_extra_set
+from tgad.assets.cache import atomic_dir, atomic_file
+from tgad.generate import figures  # the module, so a test can replace a figure writer
+from tgad.generate.artifact import MANIFEST, load_manifest, validate_manifest, write_extra_set
+from tgad.models.prompt_selector import save_selection
+from tgad.models.prompt_selector.selector import SELECTION_JSON, TABLE_CSV
 
 GRID_PNG = "grid.png"
 HISTOGRAM_PNG = "scores_per_round.png"
@@ -65,8 +69,6 @@ def foreign_files(folder: Path) -> list[str]:
     """Files under an ExtraSet folder that tgad did not write there (a user's notes, say), sorted: replacing the
     folder with a new set would delete them. tgad's own are the manifest, the images it lists (``NNNN.png``
     under ``train/good`` when the manifest does not load), the figures and the prompt table."""
-    from tgad.models.prompt_selector.selector import SELECTION_JSON, TABLE_CSV
-
     folder = Path(folder)
     try:
         records = json.loads((folder / MANIFEST).read_text()).get("images")
@@ -97,11 +99,6 @@ def write_generated_set(
 ) -> Path:
     """Images + manifest (``artifact.write_extra_set``) plus figures and the prompt table, all inside one
     temporary folder renamed into place at the end: an exception anywhere leaves no complete-looking folder."""
-    from tgad.assets.cache import atomic_dir, atomic_file
-    from tgad.generate.artifact import load_manifest, validate_manifest
-    from tgad.generate.figures import save_grid, save_score_histogram
-    from tgad.models.prompt_selector import save_selection
-
     selection, integrator = meta["selection"], meta["integrator"]
     records = _records(final, shot_ids, shot_paths)
     with atomic_dir(out_dir) as tmp:
@@ -130,8 +127,8 @@ def write_generated_set(
             if selection is not None
             else f"scorer {integrator.scorer_name} (no CLIP, no P*)"
         )
-        save_grid(tmp / GRID_PNG, shots, final.images, captions, title)
-        save_score_histogram(
+        figures.save_grid(tmp / GRID_PNG, shots, final.images, captions, title)
+        figures.save_score_histogram(
             tmp / HISTOGRAM_PNG,
             [r._asdict() for r in integrator.history],
             {name: values.tolist() for name, values in final.parts.items()},
@@ -237,6 +234,7 @@ def _generation_fields(meta: dict[str, Any], final) -> dict[str, Any]:
         "generator": integrator.provenance.get("generator"),
         # where the generator fit started: none (pure k-shot), other_categories:<names> or file:<sha12>
         "prior": meta.get("prior", {"label": "none"}),
+        "key_schema": meta["arguments"]["key_schema"],  # what its cache_key covers (``artifact.KEY_SCHEMA``)
         "registration": _registration(meta),
         "figures": {"grid": GRID_PNG, "histogram": HISTOGRAM_PNG},
         "resources": {

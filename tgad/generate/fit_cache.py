@@ -1,5 +1,6 @@
 """A cache of fitted generators: the VarianceVQGAN fit is the costly part of ``tgad generate`` (minutes on a
-CPU) and depends only on the shots, the seed and the preset, so requests that differ after it (the scorer,
+CPU) and depends only on the shots, the seed, the run settings and the generator's config
+(``artifact.fit_arguments``, from the same request as the ExtraSet key), so requests that differ after it (the scorer,
 tau, N: e.g. a benchmark's selection ablation) share one fit. Files are written atomically and loaded with
 ``weights_only=True``; a file that does not load (truncated, garbage) is moved aside and the fit redone.
 """
@@ -13,41 +14,24 @@ from typing import Any
 
 import torch
 
-import tgad
 from tgad.assets.cache import atomic_file, sha256_file
 from tgad.assets.weights import ResolvedWeights
-from tgad.generate.artifact import cache_key
+from tgad.generate.artifact import cache_key, fit_arguments
 from tgad.generate.heal import heal_fit_file
 
 logger = logging.getLogger(__name__)
 
 
 def fit_cache_file(
-    folder: str | Path | None, arguments: dict[str, Any], image_size: int, backbone: ResolvedWeights
+    folder: str | Path | None, arguments: dict[str, Any], backbone: ResolvedWeights
 ) -> Path | None:
-    """Where the fitted generator of this request is kept: its key covers only what the fit depends on."""
+    """Where the fitted generator of a request (its ``ExtraSetRequest.arguments``) is kept: its key is
+    ``artifact.fit_arguments`` of them (what the fit depends on) and the perceptual backbone's hash."""
     if folder is None:
         return None
-    fit = {
-        k: arguments[k] for k in ("dataset", "root", "category", "shot_ids", "shot_sha256", "seed", "preset")
-    }
-    fit |= {
-        "vqgan_iterations": arguments["vqgan_iterations"],
-        "vqgan_plateau": arguments.get("vqgan_plateau", 0.0),
-        "image_size": image_size,
-        "perceptual": backbone.sha256,
-        "kind": "variance_vqgan_fit",
-        "tgad_version": tgad.__version__,
-    }
-    vqgan = arguments.get("recipe", {}).get("vqgan")
-    if vqgan:  # overridden generator settings (cross_shot_weight, register_shots, ...) are another fit
-        fit["vqgan"] = vqgan
-    if "hardware" in arguments:  # a fit on a GPU, in bf16 or with DDP is another fit
-        fit["hardware"] = arguments["hardware"]
-    if "prior" in arguments:  # a fit that started from a prior (its corpus key or file hash) is another fit
-        fit["prior"] = arguments["prior"]
+    key = cache_key(fit_arguments(arguments) | {"perceptual": backbone.sha256})
     shots = len(arguments["shot_ids"])
-    path = Path(folder) / arguments["category"] / f"k{shots}_seed{arguments['seed']}_{cache_key(fit)}.pt"
+    path = Path(folder) / arguments["category"] / f"k{shots}_seed{arguments['seed']}_{key}.pt"
     heal_fit_file(path)  # a fit that does not load is moved aside (with a warning) and fitted again
     return path
 
