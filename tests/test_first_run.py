@@ -64,7 +64,7 @@ def test_judges_without_clip_score_with_the_feature_network_alone():
     judges = Judges.resolve("no-such-clip-model", backbone=LITE0, clip=False)  # the name is never read
     assert judges.clip is None and judges.clip_is_random and judges.provenance["clip"] is None
     shots = torch.rand(1, 3, 32, 32)
-    scorer = judges.scorer(shots, None, IntegratorConfig(scorer="auto", fidelity_views=2), seed=0)
+    scorer = judges.scorer(shots, None, IntegratorConfig().override(scorer="auto", fidelity_views=2), seed=0)
     assert scorer.name == "shot_fidelity" and scorer.score(torch.rand(2, 3, 32, 32)).shape == (2,)
     with pytest.raises(ValueError, match="needs CLIP"):
         judges.text("a photo")
