@@ -136,7 +136,8 @@ def request_arguments(
         "keyword": keyword,
         "vqgan_iterations": recipe.run.vqgan_iterations,
         "vqgan_plateau": recipe.run.vqgan_plateau,
-        "integrator": dataclasses.asdict(recipe.integrator),
+        # flat names, with clip_model where it lived before issue 25 (the prompt's): earlier keys stay valid
+        "integrator": {**recipe.integrator.flat(), "clip_model": recipe.prompt.clip_model},
     }
     # What else shapes the images; only where it differs from the preset, so earlier keys stay valid.
     changed = recipe.overrides()

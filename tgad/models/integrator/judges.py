@@ -15,8 +15,11 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from tgad.assets import create_backbone
+from tgad.assets.clip import resolve_clip
 from tgad.assets.weights import ResolvedWeights
 from tgad.models.variance_vqgan.loss import PERCEPTUAL_OUT_INDICES, PerceptualLoss
+from tgad.text.clip_embed import encode_text
 
 from .config import IntegratorConfig
 from .defect_safe import PARTS as SAFE_PARTS
@@ -107,9 +110,6 @@ class Judges:
         """Build the judges from names (``tgad.assets``): CLIP unless ``clip=False``, and the backbone when
         ``backbone`` is given. Random CLIP weights (allowed explicitly) are a function of ``seed``, so `fit`
         and `test` runs agree."""
-        from tgad.assets import create_backbone
-        from tgad.assets.clip import resolve_clip
-
         clip_net, tokenizer, clip_resolved = None, None, None
         if clip:
             with torch.random.fork_rng(devices=[]):
@@ -162,8 +162,6 @@ class Judges:
 
     def text(self, prompt: str) -> torch.Tensor:
         """P*'s unit text embedding (D,) (``encode_text`` caches it per model, device and prompt)."""
-        from tgad.text.clip_embed import encode_text
-
         return encode_text(self._needs_clip("P*'s text embedding"), self.tokenizer, [prompt])[0]
 
     def choose_prompt(
