@@ -50,32 +50,31 @@ def test_9_nonfinite_or_negative_tau_is_refused_before_any_compute(value, mvtec_
 
 
 def test_9_every_config_refuses_nan_inf_and_out_of_range():
-    from tgad.models.integrator import Integrator
-    from tgad.models.integrator.config import IntegratorConfig
+    from tgad.models.integrator.config import IntegratorConfig, UpdateSettings
     from tgad.models.presets import SettingError
     from tgad.models.variance_vqgan.config import VQGANConfig
     from tgad.recipe import Recipe
 
     bad = [
         lambda: IntegratorConfig(tau=math.nan),
-        lambda: IntegratorConfig(learning_rate=math.inf),
+        lambda: IntegratorConfig.preset("tiny", learning_rate=math.inf),  # the recipe and --set entry
         lambda: IntegratorConfig(patch_fraction=1.5),
-        lambda: IntegratorConfig(guidance_weight=-0.5),
+        lambda: UpdateSettings(guidance_weight=-0.5),
         lambda: VQGANConfig(ema_decay=math.nan),
         lambda: VQGANConfig(channel_mult=(1, 0)),
         lambda: Recipe.build("tiny", run={"detector_image_size": 100_000}),
         lambda: Recipe.build("tiny", prompt={"text_batch_size": 0}),
-        lambda: Integrator(preset="tiny", tau=math.nan),  # the LightningCLI / YAML entry point
     ]
     for make in bad:
         with pytest.raises(SettingError):
             make()
-    assert IntegratorConfig(max_implausible=math.inf).max_implausible == math.inf  # inf = "no limit" stays
+    limit = IntegratorConfig().override(max_implausible=math.inf).calibration.max_implausible
+    assert limit == math.inf  # inf = "no limit" stays
 
 
 def test_9_yaml_through_lightning_cli_is_one_line(capsys):
     integrator = str(REPO / "conf" / "integrator" / "tiny.yaml")
-    assert main(["fit", "--config", integrator, "--model.init_args.tau=.nan"]) == 2
+    assert main(["fit", "--config", integrator, "--model.init_args.config.tau=.nan"]) == 2
     assert "out of range" in _one_line_error(capsys, "IntegratorConfig: tau=nan")
 
 

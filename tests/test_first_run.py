@@ -36,8 +36,10 @@ def test_the_defaults_are_the_recipe_the_readme_documents():
     recipe = Recipe.build(documented["preset"])
     assert documented["preset"] == BenchmarkConfig(categories=("brick",)).preset  # the main job's preset
     for part in ("run", "integrator"):
+        # the README writes the integrator's settings by their flat names, as a recipe's overrides do
+        settings = recipe.integrator.flat() if part == "integrator" else vars(recipe.run)
         for field, value in documented[part].items():
-            assert getattr(getattr(recipe, part), field) == value, (part, field)
+            assert settings[field] == value, (part, field)
     assert tuple(documented["conditions"]) == DEFAULT_CONDITIONS
     main_job = BenchmarkConfig(categories=("brick",))  # `make benchmark`: no --scorers given
     assert plan_scorers(main_job) == (documented["integrator"]["scorer"],)
@@ -64,7 +66,7 @@ def test_judges_without_clip_score_with_the_feature_network_alone():
     judges = Judges.resolve("no-such-clip-model", backbone=LITE0, clip=False)  # the name is never read
     assert judges.clip is None and judges.clip_is_random and judges.provenance["clip"] is None
     shots = torch.rand(1, 3, 32, 32)
-    scorer = judges.scorer(shots, None, IntegratorConfig(scorer="auto", fidelity_views=2), seed=0)
+    scorer = judges.scorer(shots, None, IntegratorConfig().override(scorer="auto", fidelity_views=2), seed=0)
     assert scorer.name == "shot_fidelity" and scorer.score(torch.rand(2, 3, 32, 32)).shape == (2,)
     with pytest.raises(ValueError, match="needs CLIP"):
         judges.text("a photo")
@@ -124,7 +126,7 @@ def test_a_default_preset_set_is_not_a_near_copy_of_its_shot(tmp_path):
         run={"generator_image_size": 64, "vqgan_iterations": 60},
         integrator={"rounds": 1, "samples_per_round": 8, "update_steps": 1},
     )
-    assert (recipe.integrator.scorer, recipe.integrator.calibrate_tau) == ("defect_safe", True)
+    assert (recipe.integrator.scorer, recipe.integrator.calibration.calibrate_tau) == ("defect_safe", True)
     assert recipe.vqgan == cpu.vqgan  # the cpu generator itself
     request = request_from_flags(
         "mvtec", tmp_path / "data", "hazelnut", 1, 0, 8, recipe, allow_random_clip=False

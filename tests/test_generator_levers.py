@@ -124,14 +124,14 @@ def test_set_overrides_are_typed_and_checked():
 def test_defect_safe_rounds_calibrate_tau_and_guide_the_update(fitted, judges):  # noqa: F811
     model, shot, _ = fitted
     module = _integrator(judges, copy.deepcopy(model.model), scorer="defect_safe", calibrate_tau=True)
-    module.config = module.config.__class__(**{**module.config.__dict__, "update_steps": 1})
+    module.config = module.config.override(update_steps=1)
     record = module.run_round(shot)
     assert record.scorer == "defect_safe"
     assert {"novelty", "implausible", "defect_cover", "defect_safe"} <= set(record.parts)
     assert record.scores == pytest.approx(record.parts["defect_safe"])
     ladder = [r["tau"] for r in module.tau_calibration]
     assert ladder == sorted(ladder) and set(ladder) <= set(TAU_LADDER) and module.tau in ladder
-    limit = module.config.max_defect_cover
+    limit = module.config.calibration.max_defect_cover
     assert all(r["defect_cover"] <= limit for r in module.tau_calibration if r["tau"] <= module.tau)
     assert record.losses["guidance"] != 0.0  # -score of fresh samples reached the update
     assert "novelty" in module.provenance["scorer"]["formula"]

@@ -4,6 +4,7 @@ the sampler's, a real tiny run raises the kept CLIP score, and the Lightning CLI
 from __future__ import annotations
 
 import copy
+import inspect
 from pathlib import Path
 
 import lightning as L
@@ -59,7 +60,7 @@ def fitted(tmp_path_factory):
     root = tmp_path_factory.mktemp("vqgan")
     L.seed_everything(0, verbose=False)
     shot = _textured()
-    module = VarianceVQGAN(preset="tiny", perceptual_backbone="", disc_start=10**6)
+    module = _vqgan(VQGANConfig.preset("tiny", disc_start=10**6))
     trainer = _trainer(root, max_steps=120)
     trainer.fit(module, DataLoader(TensorDataset(shot), batch_size=1))
     trainer.save_checkpoint(root / "vqgan.ckpt")
@@ -74,11 +75,29 @@ def judges():
     return clip, backbone
 
 
-def _integrator(judges, model: VarianceVQGANModel, **kwargs) -> Integrator:
-    """An Integrator with the judges passed in (fresh ones per module: a Judges caches its scorer)."""
+def _vqgan(cfg: VQGANConfig) -> VarianceVQGAN:
+    """A VarianceVQGAN without the perceptual network. Shim until helper A's ``VarianceVQGAN(config=...)``
+    (issue 25) lands: then only the first branch stays."""
+    if "config" in inspect.signature(VarianceVQGAN).parameters:
+        return VarianceVQGAN(config=cfg, perceptual_backbone="")
+    return VarianceVQGAN(preset="tiny", perceptual_backbone="", disc_start=cfg.disc_start)
+
+
+def _integrator(
+    judges, model: VarianceVQGANModel, diversity_space: str = "perceptual", **settings
+) -> Integrator:
+    """A tiny Integrator with the judges passed in (fresh ones per module: a Judges caches its scorer);
+    ``settings`` by flat name (``tau=0.0``, ``update_steps=1``)."""
     (clip, tokenizer, resolved), (backbone, backbone_resolved) = judges
     passed = Judges(clip, tokenizer, resolved, backbone, backbone_resolved)
-    module = Integrator(preset="tiny", prompt="a hazelnut with perfect", judges=passed, **kwargs)
+    config = IntegratorConfig.preset("tiny", **settings)
+    module = Integrator(
+        config,
+        VQGANConfig.preset("tiny"),
+        prompt="a hazelnut with perfect",
+        diversity_space=diversity_space,
+        judges=passed,
+    )
     module.attach_generator(copy.deepcopy(model))
     return module
 
@@ -190,7 +209,8 @@ def test_cli_fit_and_test_with_a_generator_checkpoint(fitted, tmp_path):
         "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.logger", "false",
         "--trainer.enable_progress_bar", "false",
     ]  # fmt: skip
-    fast = ["--model.rounds", "2", "--model.samples_per_round", "8", "--model.update_steps", "2"]
+    fast = ["--model.config.rounds", "2", "--model.config.samples_per_round", "8"]
+    fast += ["--model.config.update.update_steps", "2"]
     cli = run_lightning_cli(["fit", *common, *fast])
     # random tiny CLIP: ``auto`` resolves to shot_fidelity, which reads no CLIP, so none is built and no P*
     # is chosen (issue 24)
@@ -222,7 +242,8 @@ def test_auto_picks_shot_fidelity_with_random_clip_and_records_it(fitted, judges
     (clip, tokenizer, _), (backbone, backbone_resolved) = judges
     real = ResolvedWeights(TINY_CLIP, "local_file", Path("/weights/tiny.pt"), "0" * 64)
     other = Integrator(
-        preset="tiny",
+        IntegratorConfig.preset("tiny"),
+        VQGANConfig.preset("tiny"),
         prompt="a hazelnut with perfect",
         judges=Judges(clip, tokenizer, real, backbone, backbone_resolved),
     )
@@ -295,4 +316,4 @@ def test_judges_passed_in_are_used_as_given_and_stay_out_of_the_checkpoint(fitte
     scorer = module.scorer()  # built once per shots and settings; a move to the same device keeps it
     assert passed.to("cpu").scorer(shot, module.prompt, module.config, 0) is scorer
     with pytest.raises(ValueError, match="no judges yet"):
-        _ = Integrator(preset="tiny").judges
+        _ = Integrator(IntegratorConfig.preset("tiny"), VQGANConfig.preset("tiny")).judges

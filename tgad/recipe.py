@@ -131,7 +131,7 @@ class Recipe:
         plain = Recipe.build(self.preset)
         changed: dict[str, dict[str, Any]] = {}
         for part in ("run", "vqgan", "integrator", "prompt"):
-            mine, base = dataclasses.asdict(getattr(self, part)), dataclasses.asdict(getattr(plain, part))
+            mine, base = _fields(getattr(self, part)), _fields(getattr(plain, part))
             diff = {k: v for k, v in mine.items() if v != base[k]}
             if diff:
                 changed[part] = diff
@@ -154,6 +154,11 @@ class Recipe:
             )
         parts = {k: _tuples(v) for k, v in data.items() if k != "preset"}
         return cls.build(data.get("preset", "cpu"), **parts)
+
+
+def _fields(config: Any) -> dict[str, Any]:
+    """A config's settings by the names overrides use (``IntegratorConfig`` groups its own: flat names)."""
+    return config.flat() if isinstance(config, IntegratorConfig) else dataclasses.asdict(config)
 
 
 def _plain(value: Any) -> Any:

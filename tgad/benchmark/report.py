@@ -329,8 +329,10 @@ def _scorer_formula(config: BenchmarkConfig, rows: list[dict[str, str]], scorer:
                 recorded = (json.loads(manifest.read_text()).get("scorer") or {}).get("formula")
                 if recorded:
                     return recorded
-    cfg = config.recipe.integrator
-    return scorer_description(scorer, cfg.combined_clip_weight, cfg.fidelity_tail, cfg.fidelity_views)
+    weights = config.recipe.integrator.scoring
+    return scorer_description(
+        scorer, weights.combined_clip_weight, weights.fidelity_tail, weights.fidelity_views
+    )
 
 
 def write_report(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: Path, seconds: float) -> Path:

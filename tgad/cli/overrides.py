@@ -27,13 +27,11 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
 def parse_overrides(pairs: list[str]) -> dict[str, object]:
     """``["tau=2", "calibrate_tau=true"]`` -> ``{"tau": 2.0, "calibrate_tau": True}``. A bad pair is a
     ``UsageError`` naming it (unknown key, wrong type, or a value the settings refuse), before any compute."""
-    from dataclasses import replace
-
     from tgad.cli.errors import UsageError
     from tgad.models.integrator.config import IntegratorConfig
 
-    fields = IntegratorConfig.__dataclass_fields__
     defaults = IntegratorConfig()
+    fields = defaults.flat()  # by flat name: tau, defect_weight, ... (config.py groups them)
     out: dict[str, object] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
@@ -45,17 +43,17 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
                 f"--set {pair!r}: {key!r} is not a generator setting; choose from {sorted(fields)}"
             )
         value = yaml.safe_load(text) if text.strip() else None
-        expected = type(getattr(defaults, key))
+        expected = type(fields[key])
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise UsageError(
                 f"--set {pair!r}: {key} takes {'an' if expected is int else 'a'} {expected.__name__}, "
-                f"e.g. {key}={getattr(defaults, key)}"
+                f"e.g. {key}={fields[key]}"
             )
         out[key] = value
     try:
-        replace(defaults, **out)
+        defaults.override(**out)
     except ValueError as err:
         raise UsageError(f"--set {' '.join(pairs)}: {err}") from err
     return out

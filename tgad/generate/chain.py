@@ -321,15 +321,8 @@ def _integrate(recipe, images, judges, prompt, vqgan, fit_note, seed, hw, work, 
 
     from tgad.models.integrator import Integrator
 
-    overrides = recipe.overrides().get("integrator", {})
     integrator = Integrator(
-        preset=recipe.preset,
-        generator_preset=recipe.preset,
-        prompt=prompt,
-        clip_model=recipe.prompt.clip_model,
-        seed=seed,
-        judges=judges,
-        **{k: v for k, v in overrides.items() if k != "clip_model"},
+        recipe.integrator, recipe.vqgan, recipe.prompt, prompt=prompt, seed=seed, judges=judges
     )
     integrator.attach_generator(vqgan, fit_note)
     if recipe.integrator.rounds > 0:

@@ -3,7 +3,6 @@ score histogram and the prompt table, all inside one temporary folder renamed in
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -172,7 +171,7 @@ def _config(meta: dict[str, Any], image_size: int) -> dict[str, Any]:
         "resolution_note": "images are written at the recipe's generator_image_size (shots resized to it)",
         "vqgan_iterations": meta["iterations"],
         "vqgan": meta["vqgan_config"],
-        "integrator": dataclasses.asdict(integrator.config),
+        "integrator": integrator.config.flat(),
         "sample_mode": integrator.hparams.sample_mode,
         "diversity_space": integrator.hparams.diversity_space,
         "prompt_selector": None

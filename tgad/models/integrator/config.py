@@ -1,30 +1,40 @@
-"""Integrator settings (METHOD.md section 3), with the presets ``tiny``, ``cpu`` and ``paper``."""
+"""Integrator settings (METHOD.md section 3), with the presets ``tiny``, ``cpu`` and ``paper``.
+
+``IntegratorConfig`` holds what one round does and four groups: ``update`` (the generator's optimiser steps),
+``scoring`` (the scorers' weights), ``calibration`` (tau from the shots) and ``levers`` (how a sample is
+perturbed). Every leaf name is unique, so the flat names a user writes (``--set tau=2``, a recipe's
+``integrator: {defect_weight: 3}``) still name one setting each: :meth:`IntegratorConfig.override` and
+:meth:`IntegratorConfig.flat` translate. CLIP is the prompt config's (``PromptSelectorConfig.clip_model``): the
+CLIP that chose P* is the one that scores it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
 
-from tgad.assets.clip import TINY_CLIP
-from tgad.models.presets import SettingError, check_ranges, from_preset
+from tgad.models.presets import SettingError, check_ranges
+from tgad.seeds import MAX_ROUNDS
 
 from .names import SCORERS
 
 # The range of every number (``check_ranges``): a NaN tau once wrote eight identical copies of the shot, and a
 # patch_fraction of 1.5 failed only after the generator's fit.
 RANGES = {
-    "rounds": "[0, inf)",
+    "rounds": f"[0, {MAX_ROUNDS}]",  # beyond it two of a run's seed streams would meet (tgad/seeds.py)
     "samples_per_round": "[1, inf)",
     "keep_fraction": "(0, 1]",
     "pass_fraction": "(0, 1]",
-    "update_steps": "[0, inf)",
-    "learning_rate": "(0, inf)",
     "tau": "[0, inf)",  # 0: no noise, each sample the reconstruction (the levers alone vary it)
     "patch_fraction": "(0, 1]",
+    "final_pool_factor": "[1, inf)",
+    "update_steps": "[0, inf)",
+    "learning_rate": "(0, inf)",
     "reconstruction_weight": "[0, inf)",
     "guidance_weight": "[0, inf)",
     "fidelity_weight": "[0, inf)",
     "guidance_samples": "[0, inf)",
-    "final_pool_factor": "[1, inf)",
     "combined_clip_weight": "[0, 1]",
     "fidelity_tail": "(0, 1]",
     "fidelity_views": "[1, inf)",
@@ -40,9 +50,74 @@ RANGES = {
 
 
 @dataclass(frozen=True)
+class UpdateSettings:
+    """The generator's ``update_steps`` Adam steps after each round (``loss.py``)."""
+
+    update_steps: int = 4
+    learning_rate: float = 1e-4
+    reconstruction_weight: float = 1.0  # generator reconstructs the kept images
+    guidance_weight: float = 1.0  # the scorer's differentiable term on fresh samples (clip_text: 1 - cos)
+    fidelity_weight: float = 1.0  # generator still reconstructs the shots (no drift)
+    guidance_samples: int = 4  # differentiable samples per update step for the guidance term
+
+    def __post_init__(self) -> None:
+        check_ranges(self, RANGES)
+
+
+@dataclass(frozen=True)
+class ScorerSettings:
+    """The scorers' weights (``scorers.py``, ``defect_safe.py``); which scorer is ``IntegratorConfig.scorer``."""
+
+    combined_clip_weight: float = 0.5  # w in combined = w * z(clip_text) + (1 - w) * z(shot_fidelity)
+    fidelity_tail: float = 0.01  # shot_fidelity: mean of the largest 1 % of patch distances
+    fidelity_views: int = 8  # shot_fidelity: the shot and 7 augmented views of it in the reference bank
+    defect_weight: float = 2.0  # defect_safe: weight of defect_cover (synthetic defects of the shots hidden)
+    outlier_weight: float = 0.5  # defect_safe: weight of patches beyond the shots' internal radius
+    defect_count: int = 8  # defect_safe: synthetic defects made from the shots
+
+    def __post_init__(self) -> None:
+        check_ranges(self, RANGES)
+
+
+@dataclass(frozen=True)
+class TauCalibration:
+    """Choose tau per class from the shots before the rounds (``calibration.py``)."""
+
+    calibrate_tau: bool = False
+    max_defect_cover: float = 0.1  # the largest mean defect_cover a tau may reach
+    max_implausible: float = float("inf")  # the largest mean implausible a tau may reach
+
+    def __post_init__(self) -> None:
+        check_ranges(self, RANGES)
+
+
+@dataclass(frozen=True)
+class Levers:
+    """How a sample departs from its shot beyond the noise (``VarianceVQGANModel.sample``)."""
+
+    target_block: int = 1  # side of the square target patches in latent positions (1: scattered positions)
+    code_neighbors: int = 1  # target positions take one of this many nearest codes at random (1: the nearest)
+    self_similar: int = (
+        0  # target positions take the latent of one of this many most similar positions (0: off)
+    )
+
+    def __post_init__(self) -> None:
+        check_ranges(self, RANGES)
+
+    @property
+    def sample_keywords(self) -> dict[str, int]:
+        """The levers as ``VarianceVQGANModel.sample`` keywords."""
+        return {
+            "block": self.target_block,
+            "code_neighbors": self.code_neighbors,
+            "self_similar": self.self_similar,
+        }
+
+
+@dataclass(frozen=True)
 class IntegratorConfig:
-    """One round: draw ``samples_per_round`` images, score them (``scorer``, see ``scorers.py``), keep
-    ``keep_fraction`` of them (score threshold, then diversity), take ``update_steps`` optimiser steps.
+    """One round: draw ``samples_per_round`` images at noise ``tau``, score them (``scorer``, see ``scorers.py``),
+    keep ``keep_fraction`` of them (score threshold, then diversity), then ``update`` the generator.
 
     Selection: the best ``pass_fraction`` by score pass (the threshold); among them greedy farthest-point in
     feature space, seeded with the shots, picks the kept set. Ranking purely by score kept near-copies of the
@@ -53,31 +128,14 @@ class IntegratorConfig:
     samples_per_round: int = 32  # M
     keep_fraction: float = 0.25  # q
     pass_fraction: float = 0.5  # share of a pool that passes the score threshold (>= keep_fraction)
-    update_steps: int = 4
-    learning_rate: float = 1e-4
     tau: float = 1.0  # noise scale of the VarianceVQGAN sampler
     patch_fraction: float = 1.0  # share of latent positions perturbed per sample ("target patches")
-    reconstruction_weight: float = 1.0  # generator reconstructs the kept images
-    guidance_weight: float = 1.0  # the scorer's differentiable term on fresh samples (clip_text: 1 - cos)
-    fidelity_weight: float = 1.0  # generator still reconstructs the shots (no drift)
-    guidance_samples: int = 4  # differentiable samples per update step for the guidance term
     final_pool_factor: float = 4.0  # the final N are chosen from about factor * N candidates
-    clip_model: str = "ViT-B-32"  # must match the CLIP that chose P*
-    scorer: str = "auto"  # auto | clip_text | shot_fidelity | combined | none (scorers.py)
-    combined_clip_weight: float = 0.5  # w in combined = w * z(clip_text) + (1 - w) * z(shot_fidelity)
-    fidelity_tail: float = 0.01  # shot_fidelity: mean of the largest 1 % of patch distances
-    fidelity_views: int = 8  # shot_fidelity: the shot and 7 augmented views of it in the reference bank
-    defect_weight: float = 2.0  # defect_safe: weight of defect_cover (synthetic defects of the shots hidden)
-    outlier_weight: float = 0.5  # defect_safe: weight of patches beyond the shots' internal radius
-    defect_count: int = 8  # defect_safe: synthetic defects made from the shots
-    calibrate_tau: bool = False  # choose tau per class from the shots before the rounds (calibration.py)
-    max_defect_cover: float = 0.1  # calibration: the largest mean defect_cover a tau may reach
-    max_implausible: float = float("inf")  # calibration: the largest mean implausible a tau may reach
-    target_block: int = 1  # side of the square target patches in latent positions (1: scattered positions)
-    code_neighbors: int = 1  # target positions take one of this many nearest codes at random (1: the nearest)
-    self_similar: int = (
-        0  # target positions take the latent of one of this many most similar positions (0: off)
-    )
+    scorer: str = "auto"  # auto | clip_text | shot_fidelity | combined | defect_safe | none (scorers.py)
+    update: UpdateSettings = field(default_factory=UpdateSettings)
+    scoring: ScorerSettings = field(default_factory=ScorerSettings)
+    calibration: TauCalibration = field(default_factory=TauCalibration)
+    levers: Levers = field(default_factory=Levers)
 
     def __post_init__(self) -> None:
         check_ranges(self, RANGES)
@@ -94,31 +152,58 @@ class IntegratorConfig:
         """Images kept per round (at least one)."""
         return max(1, round(self.keep_fraction * self.samples_per_round))
 
-    @property
-    def levers(self) -> dict[str, int]:
-        """The generator levers as ``VarianceVQGANModel.sample`` keywords."""
-        return {
-            "block": self.target_block,
-            "code_neighbors": self.code_neighbors,
-            "self_similar": self.self_similar,
-        }
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its flat name (the names ``--set`` and a recipe's overrides use)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out |= dataclasses.asdict(value) if f.name in GROUPS else {f.name: value}
+        return out
+
+    def override(self, **flat: Any) -> IntegratorConfig:
+        """This config with settings replaced by flat name (``tau=2``, ``defect_weight=3``).
+
+        Raises:
+            ValueError: an unknown name (the message names this file), or a value out of range.
+        """
+        unknown = set(flat) - set(FLAT_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"IntegratorConfig: unknown field(s) {sorted(unknown)}; see tgad/models/integrator/config.py"
+            )
+        top = {k: v for k, v in flat.items() if FLAT_FIELDS[k] is None}
+        for group in GROUPS:
+            given = {k: v for k, v in flat.items() if FLAT_FIELDS[k] == group}
+            if given:
+                top[group] = dataclasses.replace(getattr(self, group), **given)
+        return dataclasses.replace(self, **top)
 
     @classmethod
-    def preset(cls, name: str, **overrides) -> IntegratorConfig:
-        """The named preset with fields replaced by ``overrides`` (None values are ignored)."""
-        return from_preset(cls, PRESETS, name, {k: v for k, v in overrides.items() if v is not None})
+    def preset(cls, name: str, **overrides: Any) -> IntegratorConfig:
+        """The named preset with settings replaced by flat name (None values are ignored)."""
+        if name not in PRESETS:
+            raise ValueError(f"IntegratorConfig: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return PRESETS[name].override(**{k: v for k, v in overrides.items() if v is not None})
 
+
+GROUPS = {
+    "update": UpdateSettings,
+    "scoring": ScorerSettings,
+    "calibration": TauCalibration,
+    "levers": Levers,
+}
+# flat name -> its group (None: a field of IntegratorConfig itself); the names are unique across groups
+FLAT_FIELDS: dict[str, str | None] = {
+    name: None for name in (f.name for f in dataclasses.fields(IntegratorConfig)) if name not in GROUPS
+} | {f.name: group for group, cls in GROUPS.items() for f in dataclasses.fields(cls)}
 
 PRESETS: dict[str, IntegratorConfig] = {
     # Tests at 32 px with a tiny random CLIP: strong steps, so a short real run moves the scores.
     "tiny": IntegratorConfig(
         samples_per_round=16,
-        update_steps=8,
-        learning_rate=5e-3,
-        guidance_weight=5.0,  # a random CLIP's scores barely move: the term needs weight to show in 24 steps
-        guidance_samples=16,
         final_pool_factor=2.0,
-        clip_model=TINY_CLIP,
+        # a random CLIP's scores barely move: the term needs weight to show in 24 steps
+        update=UpdateSettings(update_steps=8, learning_rate=5e-3, guidance_weight=5.0, guidance_samples=16),
     ),
     # 256 px on two CPU cores: METHOD.md's defaults (R=3, M=32, q=25%) and few cheap steps. The CLIP term's
     # backward through ViT-B/32 costs ~0.35 s per image on one core, hence 2 samples per step; the final 64
@@ -126,7 +211,10 @@ PRESETS: dict[str, IntegratorConfig] = {
     # committed benchmarks rank best (issue 13, experiments/results/benchmark/issue13/): ``defect_safe`` with tau
     # calibrated from the shots; at tau = 1 with ``auto`` the sets were near-copies of the shot.
     "cpu": IntegratorConfig(
-        guidance_samples=2, final_pool_factor=3.0, scorer="defect_safe", calibrate_tau=True
+        final_pool_factor=3.0,
+        scorer="defect_safe",
+        update=UpdateSettings(guidance_samples=2),
+        calibration=TauCalibration(calibrate_tau=True),
     ),
-    "paper": IntegratorConfig(update_steps=20, learning_rate=5e-5, guidance_samples=8),
+    "paper": IntegratorConfig(update=UpdateSettings(update_steps=20, learning_rate=5e-5, guidance_samples=8)),
 }

@@ -15,8 +15,11 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from tgad.assets import create_backbone
+from tgad.assets.clip import resolve_clip
 from tgad.assets.weights import ResolvedWeights
 from tgad.models.variance_vqgan.loss import PERCEPTUAL_OUT_INDICES, PerceptualLoss
+from tgad.text.clip_embed import encode_text
 
 from .config import IntegratorConfig
 from .defect_safe import PARTS as SAFE_PARTS
@@ -41,7 +44,7 @@ def needs_features(cfg: IntegratorConfig, perceptual_weight: float, diversity_sp
         diversity_space == "perceptual"
         or perceptual_weight > 0
         or cfg.scorer != "clip_text"
-        or cfg.calibrate_tau
+        or cfg.calibration.calibrate_tau
     )
 
 
@@ -107,9 +110,6 @@ class Judges:
         """Build the judges from names (``tgad.assets``): CLIP unless ``clip=False``, and the backbone when
         ``backbone`` is given. Random CLIP weights (allowed explicitly) are a function of ``seed``, so `fit`
         and `test` runs agree."""
-        from tgad.assets import create_backbone
-        from tgad.assets.clip import resolve_clip
-
         clip_net, tokenizer, clip_resolved = None, None, None
         if clip:
             with torch.random.fork_rng(devices=[]):
@@ -162,8 +162,6 @@ class Judges:
 
     def text(self, prompt: str) -> torch.Tensor:
         """P*'s unit text embedding (D,) (``encode_text`` caches it per model, device and prompt)."""
-        from tgad.text.clip_embed import encode_text
-
         return encode_text(self._needs_clip("P*'s text embedding"), self.tokenizer, [prompt])[0]
 
     def choose_prompt(
@@ -174,7 +172,8 @@ class Judges:
         from tgad.models.prompt_selector import PromptSelectorConfig, select_prompt
         from tgad.text.keywords import resolve_keyword
 
-        sense, cfg = resolve_keyword(category, keyword), PromptSelectorConfig.preset(preset)
+        cfg = preset if isinstance(preset, PromptSelectorConfig) else PromptSelectorConfig.preset(preset)
+        sense = resolve_keyword(category, keyword)
         return select_prompt(
             self._needs_clip("choosing P*"),
             self.tokenizer,
@@ -211,23 +210,28 @@ class Judges:
         if built is not None and built.key == key and torch.equal(built.shots, shots):
             return built.scorer
         name, why = resolve_scorer(cfg.scorer, self.clip_is_random)
+        weights = cfg.scoring
         if name in ("clip_text", "combined") and prompt is None:
             raise ValueError(f"Integrator: the {name} scorer needs P*; pass prompt= or let a round choose it")
         clip = ClipText(self.clip, self.text(prompt)) if name in ("clip_text", "combined") else None
         fidelity, safe = None, None
         if self.perceptual is not None:
             features = self.patch_features()
-            fidelity = ShotFidelity(features, shots, cfg.fidelity_views, cfg.fidelity_tail, seed)
+            fidelity = ShotFidelity(features, shots, weights.fidelity_views, weights.fidelity_tail, seed)
             if name == "defect_safe":
                 safe = self.defect_safe(shots, cfg, seed, features, fidelity.bank)
-        scorer = Scorer(name, clip, fidelity, cfg.combined_clip_weight, safe)
-        safe_settings = (cfg.defect_weight, cfg.outlier_weight, cfg.defect_count)
+        scorer = Scorer(name, clip, fidelity, weights.combined_clip_weight, safe)
+        safe_settings = (weights.defect_weight, weights.outlier_weight, weights.defect_count)
         provenance = {
             "requested": cfg.scorer,
             "resolved": name,
             "why": why,
             "formula": scorer_description(
-                name, cfg.combined_clip_weight, cfg.fidelity_tail, cfg.fidelity_views, safe_settings
+                name,
+                weights.combined_clip_weight,
+                weights.fidelity_tail,
+                weights.fidelity_views,
+                safe_settings,
             ),
             "parts_recorded": (["clip_text"] if clip else [])
             + (["shot_fidelity"] if fidelity else [])
@@ -249,16 +253,17 @@ class Judges:
         bank: torch.Tensor | None = None,
     ) -> DefectSafe:
         """A ``defect_safe`` judge of ``shots`` (the scorer's, and tau calibration's whatever the scorer)."""
+        weights = cfg.scoring
         if features is None:
             features = self.patch_features()
         if bank is None:
-            bank = ShotFidelity(features, shots, cfg.fidelity_views, cfg.fidelity_tail, seed).bank
+            bank = ShotFidelity(features, shots, weights.fidelity_views, weights.fidelity_tail, seed).bank
         return DefectSafe(
             features,
             bank,
             shots,
-            n_defects=cfg.defect_count,
-            defect_weight=cfg.defect_weight,
-            outlier_weight=cfg.outlier_weight,
+            n_defects=weights.defect_count,
+            defect_weight=weights.defect_weight,
+            outlier_weight=weights.outlier_weight,
             seed=seed,
         )

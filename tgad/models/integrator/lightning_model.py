@@ -10,6 +10,7 @@ are the frozen :class:`~tgad.models.integrator.judges.Judges`, passed in (``judg
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -18,15 +19,17 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import LightningModule
 
+from tgad.assets.clip import clip_weights_available
+from tgad.models.prompt_selector.config import PromptSelectorConfig
 from tgad.models.variance_vqgan.config import VQGANConfig
 from tgad.models.variance_vqgan.torch_model import VarianceVQGANModel
+from tgad.seeds import KEEP_OFFSET, seed_for
 
 from . import records
 from .calibration import calibrate_tau
 from .config import IntegratorConfig
 from .judges import PERCEPTUAL_OUT_INDICES, Judges, needs_clip, needs_features
 from .loss import update_generator
-from .names import ScorerName
 from .records import (
     FinalSet,
     KeptBank,
@@ -64,63 +67,29 @@ class Integrator(LightningModule):
     """Text-guided knowledge integration over a fitted VarianceVQGAN.
 
     Args:
-        preset: defaults of every Integrator setting (``config.py``); ``None`` arguments keep them.
+        config: every Integrator setting (``config.py``; a recipe's ``integrator``).
+        generator: the generator's architecture (a recipe's ``vqgan``; must match the checkpoint).
+        prompt_selector: the CLIP judge and how P* is chosen (a recipe's ``prompt``; the CLIP that chose P* is
+            the one that scores it). None: ``PromptSelectorConfig()``.
         generator_checkpoint: a VarianceVQGAN Lightning checkpoint, loaded in ``setup`` (weights_only).
-        generator_preset, generator_codebook_size: the generator's architecture (must match the checkpoint).
         prompt: P*; None = chosen from the shots with the PromptSelector (``category``/``keyword``).
-        clip_model, clip_weights, allow_random_clip: the CLIP judge (must be the one that chose P*).
-        scorer: ``auto`` (default: combined with real CLIP, shot_fidelity with random CLIP), ``clip_text``,
-            ``shot_fidelity``, ``combined``, ``defect_safe`` or ``none`` (random selection); see ``scorers.py``.
-        defect_weight, outlier_weight, defect_count: ``defect_safe``'s weights and synthetic defects.
-        calibrate_tau, max_defect_cover, max_implausible: choose tau from the shots before the rounds.
-        target_block, code_neighbors, self_similar: generator levers (``VarianceVQGANModel.sample``): square
-            target patches; one of the nearest codes; the latent of one of the most similar positions.
         sample_mode: ``residual`` (default) or ``direct`` decoding of the samples.
         diversity_space: ``perceptual`` (ImageNet features of ``perceptual_backbone``) or ``clip`` embeddings.
-        seed: seeds every draw; round r uses seed * 1000 + r.
+        seed: seeds every draw through its named stream (``tgad/seeds.py``).
         test_samples: images of the fresh batch ``test`` scores (default: samples_per_round).
         judges: CLIP and the feature network already built (the chain's); None = resolved in ``setup`` from
-            ``clip_model``/``clip_weights`` and ``perceptual_backbone``/``perceptual_weights``.
+            ``prompt_selector`` and ``perceptual_backbone``/``perceptual_weights``.
     """
 
     def __init__(
         self,
-        preset: Literal["tiny", "cpu", "paper"] = "cpu",
+        config: IntegratorConfig,
+        generator: VQGANConfig,
+        prompt_selector: PromptSelectorConfig | None = None,
         generator_checkpoint: str | None = None,
-        generator_preset: Literal["tiny", "cpu", "paper"] | None = None,
-        generator_codebook_size: int | None = None,
         prompt: str | None = None,
         category: str | None = None,
         keyword: str | None = None,
-        clip_model: str | None = None,
-        clip_weights: str | None = None,
-        allow_random_clip: bool = False,
-        rounds: int | None = None,
-        samples_per_round: int | None = None,
-        keep_fraction: float | None = None,
-        pass_fraction: float | None = None,
-        update_steps: int | None = None,
-        learning_rate: float | None = None,
-        tau: float | None = None,
-        patch_fraction: float | None = None,
-        reconstruction_weight: float | None = None,
-        guidance_weight: float | None = None,
-        fidelity_weight: float | None = None,
-        guidance_samples: int | None = None,
-        final_pool_factor: float | None = None,
-        scorer: ScorerName | None = None,
-        combined_clip_weight: float | None = None,
-        fidelity_tail: float | None = None,
-        fidelity_views: int | None = None,
-        defect_weight: float | None = None,
-        outlier_weight: float | None = None,
-        defect_count: int | None = None,
-        calibrate_tau: bool | None = None,
-        max_defect_cover: float | None = None,
-        max_implausible: float | None = None,
-        target_block: int | None = None,
-        code_neighbors: int | None = None,
-        self_similar: int | None = None,
         sample_mode: Literal["residual", "direct"] = "residual",
         diversity_space: Literal["perceptual", "clip"] = "perceptual",
         perceptual_backbone: str = "tf_efficientnet_lite0",
@@ -130,17 +99,16 @@ class Integrator(LightningModule):
         judges: Judges | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["judges"])
-        fields = set(IntegratorConfig.__dataclass_fields__)
-        self.config = IntegratorConfig.preset(
-            preset, **{k: v for k, v in self.hparams.items() if k in fields}
-        )
-        gen_overrides = {"codebook_size": generator_codebook_size} if generator_codebook_size else {}
-        self.generator = VarianceVQGANModel(VQGANConfig.preset(generator_preset or preset, **gen_overrides))
+        self.config, self.prompt_selector = config, prompt_selector or PromptSelectorConfig()
+        # plain values only, so a checkpoint loads with weights_only=True
+        self.save_hyperparameters(ignore=["config", "generator", "prompt_selector", "judges"])
+        given = {"config": config, "generator": generator, "prompt_selector": self.prompt_selector}
+        self.hparams.update({name: dataclasses.asdict(value) for name, value in given.items()})
+        self.generator = VarianceVQGANModel(generator)
         self.generator.quantizer.train(False)
         self.automatic_optimization = False
         self.prompt = prompt
-        self.tau = self.config.tau  # calibrate_tau replaces it from the shots before the first round
+        self.tau = config.tau  # calibrate_tau replaces it from the shots before the first round
         self.tau_calibration: list[dict[str, float]] = []
         self.round_index = 0
         self.history: list[RoundRecord] = []
@@ -159,24 +127,21 @@ class Integrator(LightningModule):
 
     # ----- setup: weights are resolved here, never in __init__ -----
     def setup(self, stage: str) -> None:
-        hp = self.hparams
+        hp, clip = self.hparams, self.prompt_selector
         if hp.generator_checkpoint and self._generator_note is None:
-            path, preset = hp.generator_checkpoint, hp.generator_preset or hp.preset
-            self._generator_note = load_generator_state(self.generator, path, preset)
+            self._generator_note = load_generator_state(self.generator, hp.generator_checkpoint)
         if self._generator_note is None:
             raise ValueError(
                 "Integrator has no generator: set generator_checkpoint (fit one with "
                 "`tgad fit --config conf/variance_vqgan/tiny.yaml`) or call attach_generator()"
             )
         if self._judges is None:
-            from tgad.assets.clip import clip_weights_available
-
             features_for = (self.config, self.generator.config.perceptual_weight, hp.diversity_space)
-            real_clip = clip_weights_available(self.config.clip_model, hp.clip_weights)
+            real_clip = clip_weights_available(clip.clip_model, clip.clip_weights)
             self._judges = Judges.resolve(
-                self.config.clip_model,
-                hp.clip_weights,
-                allow_random_clip=hp.allow_random_clip,
+                clip.clip_model,
+                clip.clip_weights,
+                allow_random_clip=clip.allow_random_clip,
                 seed=hp.seed,
                 backbone=hp.perceptual_backbone if needs_features(*features_for) else None,
                 backbone_weights=hp.perceptual_weights,
@@ -229,10 +194,10 @@ class Integrator(LightningModule):
         self._generator_note = self._generator_note or "restored from an Integrator checkpoint"
 
     def _draw(self, shots: torch.Tensor, n: int, seed: int, tau: float | None = None) -> Pool:
-        g, cfg = torch.Generator().manual_seed(seed), self.config
+        g, cfg, levers = torch.Generator().manual_seed(seed), self.config, self.config.levers.sample_keywords
         tau = self.tau if tau is None else tau
         return draw_pool(
-            self.generator, shots, n, tau, cfg.patch_fraction, g, self.hparams.sample_mode, **cfg.levers
+            self.generator, shots, n, tau, cfg.patch_fraction, g, self.hparams.sample_mode, **levers
         )
 
     def _draw_checked(self, shots: torch.Tensor, n: int, seed: int, what: str) -> tuple[Pool, PoolCheck]:
@@ -261,18 +226,16 @@ class Integrator(LightningModule):
         self._shots = shots
         self._ensure_prompt(shots)
         scorer = self.scorer(shots)
-        if r == 0 and cfg.calibrate_tau and not self.tau_calibration:
+        if r == 0 and cfg.calibration.calibrate_tau and not self.tau_calibration:
             self._calibrate_tau(shots)
-        pool, check = self._draw_checked(
-            shots, cfg.samples_per_round, self.hparams.seed * 1000 + r, f"round {r}"
-        )
+        seed = self.hparams.seed
+        draw_seed = seed_for(seed, "draw", r)
+        pool, check = self._draw_checked(shots, cfg.samples_per_round, draw_seed, f"round {r}")
         parts = scorer.parts(pool.images.to(self.device))
         scores = scorer.combine(parts)
         eligible = usable(check)
         features, anchors = self.features(pool.images), self.features(shots)
-        random_g = (
-            torch.Generator().manual_seed(self.hparams.seed * 1000 + r + 250) if scorer.random else None
-        )
+        random_g = torch.Generator().manual_seed(seed_for(seed, "keep", r)) if scorer.random else None
         chosen = choose(scores, features, anchors, eligible, cfg.keep, cfg.pass_fraction, random_g)
         self._bank.add(pool, chosen[0], parts)
         kept = pool.images[chosen[0]].to(self.device)
@@ -296,19 +259,19 @@ class Integrator(LightningModule):
     def _calibrate_tau(self, shots: torch.Tensor) -> None:
         """tau from the shots alone: the largest on the ladder within the limits (``calibration.py``)."""
         safe = self.scorer(shots).safe or self.judges.defect_safe(shots, self.config, self.hparams.seed)
-        seed = self.hparams.seed * 1000 + 333
+        seed, limits = seed_for(self.hparams.seed, "calibrate"), self.config.calibration
         self.tau, self.tau_calibration = calibrate_tau(
             lambda tau, n: self._draw(shots, n, seed, tau).images,
             safe,
-            self.config.max_defect_cover,
-            self.config.max_implausible,
+            limits.max_defect_cover,
+            limits.max_implausible,
         )
         logger.info("Integrator: calibrated tau = %g (%s)", self.tau, self.tau_calibration)
 
     def _update(
         self, kept: torch.Tensor, shots: torch.Tensor, pool_parts: Parts, gate: float | None, r: int
     ) -> dict[str, float]:
-        if self.config.update_steps == 0:
+        if self.config.update.update_steps == 0:
             return {}
         scorer = self.scorer(shots)
         guidance = None if scorer.random else (lambda samples: scorer.guidance(samples, pool_parts, gate))
@@ -334,11 +297,13 @@ class Integrator(LightningModule):
             # shot fidelity rewards closeness to the shots: it must not shrink the learned spread
             # defect_safe rewards added variation: its gradient may widen the learned spread
             variance_grad=scorer.name in ("clip_text", "defect_safe"),
-            generator=torch.Generator().manual_seed(self.hparams.seed * 1000 + r + 500),
+            generator=torch.Generator().manual_seed(seed_for(self.hparams.seed, "update", r)),
         )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.generator.parameters(), lr=self.config.learning_rate, betas=(0.5, 0.9))
+        return torch.optim.Adam(
+            self.generator.parameters(), lr=self.config.update.learning_rate, betas=(0.5, 0.9)
+        )
 
     # ----- scoring: the judges, for this module's shots, P* and settings -----
     def _ensure_prompt(self, shots: torch.Tensor) -> None:
@@ -348,7 +313,7 @@ class Integrator(LightningModule):
             datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
             category = self.hparams.category or getattr(datamodule, "category", None)
             self.selection = self.judges.choose_prompt(
-                shots, category, self.hparams.keyword, self.hparams.preset
+                shots, category, self.hparams.keyword, self.prompt_selector
             )
             self.prompt = self.selection.best_prompt
             logger.info("Integrator: P* = %r (score %.4f)", self.prompt, self.selection.best_score)
@@ -400,11 +365,11 @@ class Integrator(LightningModule):
         same = rounds_shots is None or torch.equal(rounds_shots.cpu(), shots.cpu())
         bank = self._bank if same else KeptBank()
         fresh = max(n, math.ceil(cfg.final_pool_factor * n) - bank.images)
-        seed = self.hparams.seed * 1000 + 999 if seed is None else seed
+        seed = seed_for(self.hparams.seed, "final") if seed is None else seed
         pool, check = self._draw_checked(shots, fresh, seed, "final draw")
         fresh_parts = scorer.parts(pool.images.to(self.device))
         candidates, rounds, parts = bank.candidates(pool, fresh_parts, self.round_index)
-        random_g = torch.Generator().manual_seed(seed + 250) if scorer.random else None
+        random_g = torch.Generator().manual_seed(seed + KEEP_OFFSET) if scorer.random else None
         scores, features = scorer.combine(parts), self.features(candidates.images)
         anchors = self.features(shots)
         return choose_final(
@@ -425,7 +390,7 @@ class Integrator(LightningModule):
         if batch_idx > 0:
             return
         n = self.hparams.test_samples or self.config.samples_per_round
-        pool, check = self._draw_checked(self._shots, n, self.hparams.seed * 1000 + 777, "test")
+        pool, check = self._draw_checked(self._shots, n, seed_for(self.hparams.seed, "test"), "test")
         scorer = self.scorer(self._shots)
         parts = scorer.parts(pool.images.to(self.device))
         stats = pool_statistics(scorer.combine(parts), parts, self.features(pool.images), check)

@@ -44,46 +44,50 @@ def integrator_loss(
     kept: torch.Tensor,
     shots: torch.Tensor,
     guidance: Guidance | None,
-    *,
-    reconstruction_weight: float,
-    guidance_weight: float,
-    fidelity_weight: float,
-    guidance_samples: int,
+    cfg: IntegratorConfig,
     tau: float,
-    patch_fraction: float,
-    perceptual: nn.Module | None = None,
-    perceptual_weight: float = 0.0,
-    crop_size: int = 0,
-    mode: SampleMode = "residual",
-    generator: torch.Generator | None = None,
-    variance_grad: bool = True,
-    block: int = 1,
-    self_similar: int = 0,
+    *,
+    perceptual: nn.Module | None,
+    mode: SampleMode,
+    variance_grad: bool,
+    generator: torch.Generator | None,
 ) -> IntegratorLossOutput:
-    """One update step's loss. Reconstruction and fidelity see one shared random crop (``crop_size``, as the
-    generator was fitted); the guidance term sees whole samples (CLIP resizes them itself; shot fidelity
-    compares them with whole shots). ``variance_grad=False`` keeps the guidance away from the variance head
-    (see ``differentiable_samples``)."""
+    """One update step's loss, weighted by ``cfg.update``. Reconstruction and fidelity see one shared random crop
+    (``model.config.crop_size``, as the generator was fitted); the guidance term sees whole samples at ``tau``
+    (CLIP resizes them itself; shot fidelity compares them with whole shots). ``variance_grad=False`` keeps the
+    guidance away from the variance head (see ``differentiable_samples``)."""
+    weights, levers = cfg.update, cfg.levers
+    crop, perceptual_weight = model.config.crop_size, model.config.perceptual_weight
     zero = shots.new_zeros(())
     rec = fid = guide = zero
-    if reconstruction_weight > 0 and len(kept):
-        both = random_crop(torch.cat([kept, shots]), crop_size, generator)  # (q+k, 3, c, c)
+    if weights.reconstruction_weight > 0 and len(kept):
+        both = random_crop(torch.cat([kept, shots]), crop, generator)  # (q+k, 3, c, c)
         rec = reconstruction_loss(model, both[: len(kept)], perceptual, perceptual_weight)
-        if fidelity_weight > 0:
+        if weights.fidelity_weight > 0:
             fid = reconstruction_loss(model, both[len(kept) :], perceptual, perceptual_weight)
-    elif fidelity_weight > 0:
-        fid = reconstruction_loss(
-            model, random_crop(shots, crop_size, generator), perceptual, perceptual_weight
-        )
-    if guidance is not None and guidance_weight > 0 and guidance_samples > 0:
-        per_shot = max(1, -(-guidance_samples // len(shots)))
+    elif weights.fidelity_weight > 0:
+        fid = reconstruction_loss(model, random_crop(shots, crop, generator), perceptual, perceptual_weight)
+    n = weights.guidance_samples
+    if guidance is not None and weights.guidance_weight > 0 and n > 0:
+        per_shot = max(1, -(-n // len(shots)))
         samples = differentiable_samples(
-            model, shots, per_shot, tau, patch_fraction, generator, mode, variance_grad, block, self_similar
+            model,
+            shots,
+            per_shot,
+            tau,
+            cfg.patch_fraction,
+            generator,
+            mode,
+            variance_grad,
+            levers.target_block,
+            levers.self_similar,
         )
         # (k*n, ...) shot-major -> shot-interleaved, so the first guidance_samples cover every shot
         samples = samples.view(len(shots), per_shot, *samples.shape[1:]).transpose(0, 1).flatten(0, 1)
-        guide = guidance(samples[:guidance_samples])
-    total = reconstruction_weight * rec + guidance_weight * guide + fidelity_weight * fid
+        guide = guidance(samples[:n])
+    total = (
+        weights.reconstruction_weight * rec + weights.guidance_weight * guide + weights.fidelity_weight * fid
+    )
     return IntegratorLossOutput(total, rec, guide, fid)
 
 
@@ -101,32 +105,25 @@ def update_generator(
     variance_grad: bool,
     generator: torch.Generator,
 ) -> dict[str, float]:
-    """A round's update: ``cfg.update_steps`` steps on :func:`integrator_loss`, each handed to ``step`` (zero the
-    gradients, backpropagate, step the optimiser); returns the mean of every loss part over the steps."""
+    """A round's update: ``cfg.update.update_steps`` steps on :func:`integrator_loss`, each handed to ``step``
+    (zero the gradients, backpropagate, step the optimiser); returns the mean of every loss part over the steps."""
     sums: dict[str, float] = {}
+    steps = cfg.update.update_steps
     with torch.enable_grad():
-        for _ in range(cfg.update_steps):
+        for _ in range(steps):
             out = integrator_loss(
                 model,
                 kept,
                 shots,
                 guidance,
-                reconstruction_weight=cfg.reconstruction_weight,
-                guidance_weight=cfg.guidance_weight,
-                fidelity_weight=cfg.fidelity_weight,
-                guidance_samples=cfg.guidance_samples,
-                tau=tau,
-                patch_fraction=cfg.patch_fraction,
+                cfg,
+                tau,
                 perceptual=perceptual,
-                perceptual_weight=model.config.perceptual_weight,
-                crop_size=model.config.crop_size,
                 mode=mode,
-                generator=generator,
                 variance_grad=variance_grad,
-                block=cfg.target_block,
-                self_similar=cfg.self_similar,
+                generator=generator,
             )
             step(out.total)
             for k, v in out._asdict().items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) / cfg.update_steps
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) / steps
     return sums

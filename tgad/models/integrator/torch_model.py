@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tgad.assets.cache import sha256_file
 from tgad.models.variance_vqgan.sampling import perturbed_latents
 from tgad.models.variance_vqgan.torch_model import SampleMode, VarianceVQGANModel
 from tgad.text.clip_embed import encode_images
@@ -117,25 +118,24 @@ def random_crop(x: torch.Tensor, size: int, generator: torch.Generator | None = 
     return x[..., top : top + size, left : left + size]
 
 
-def load_generator_state(model: VarianceVQGANModel, path: str | Path, preset: str) -> str:
+def load_generator_state(model: VarianceVQGANModel, path: str | Path) -> str:
     """Load the ``model.*`` weights of a VarianceVQGAN Lightning checkpoint (weights_only) into ``model``.
 
     Returns:
         Provenance: the resolved path and the first 12 hex digits of its sha256.
     """
-    from tgad.assets.cache import sha256_file
-
     file = Path(path).expanduser()
     if not file.is_file():
         raise FileNotFoundError(
-            f"generator_checkpoint={path} not found; fit one first: tgad fit --config conf/variance_vqgan/{preset}.yaml"
+            f"generator_checkpoint={path} not found; fit one first: "
+            "tgad fit --config conf/variance_vqgan/<preset>.yaml"
         )
     try:
         ckpt = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:  # torch's message advises weights_only=False: never that
         raise ValueError(
             f"generator_checkpoint={path} holds pickled Python objects besides tensors, which tgad does not "
-            f"unpickle; fit the generator with tgad: tgad fit --config conf/variance_vqgan/{preset}.yaml"
+            f"unpickle; fit the generator with tgad: tgad fit --config conf/variance_vqgan/<preset>.yaml"
         ) from err
     state = {k[6:]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("model.")}
     if not state:
@@ -143,9 +143,8 @@ def load_generator_state(model: VarianceVQGANModel, path: str | Path, preset: st
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        fitted = ckpt.get("hyper_parameters", {}).get("preset")
         raise ValueError(
-            f"generator_checkpoint={path} (preset {fitted!r}) does not fit generator_preset={preset!r}: "
-            f"{str(err).splitlines()[0]}"
+            f"generator_checkpoint={path} does not fit the Integrator's generator settings (set `generator` to "
+            f"the fitted VarianceVQGAN's config): {str(err).splitlines()[0]}"
         ) from err
     return f"{file.resolve()} sha256:{sha256_file(file)[:12]}"
