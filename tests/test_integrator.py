@@ -59,7 +59,7 @@ def fitted(tmp_path_factory):
     root = tmp_path_factory.mktemp("vqgan")
     L.seed_everything(0, verbose=False)
     shot = _textured()
-    module = VarianceVQGAN(preset="tiny", perceptual_backbone="", disc_start=10**6)
+    module = VarianceVQGAN(config=VQGANConfig.preset("tiny", disc_start=10**6), perceptual_backbone="")
     trainer = _trainer(root, max_steps=120)
     trainer.fit(module, DataLoader(TensorDataset(shot), batch_size=1))
     trainer.save_checkpoint(root / "vqgan.ckpt")

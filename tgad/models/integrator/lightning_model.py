@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import LightningModule
 
+from tgad.models.prompt_selector.config import PromptSelectorConfig
 from tgad.models.variance_vqgan.config import VQGANConfig
 from tgad.models.variance_vqgan.torch_model import VarianceVQGANModel
 
@@ -348,7 +349,7 @@ class Integrator(LightningModule):
             datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
             category = self.hparams.category or getattr(datamodule, "category", None)
             self.selection = self.judges.choose_prompt(
-                shots, category, self.hparams.keyword, self.hparams.preset
+                shots, category, self.hparams.keyword, PromptSelectorConfig.preset(self.hparams.preset)
             )
             self.prompt = self.selection.best_prompt
             logger.info("Integrator: P* = %r (score %.4f)", self.prompt, self.selection.best_score)
