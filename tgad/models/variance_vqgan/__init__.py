@@ -31,7 +31,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # Lazy, as it saves seconds: importing lightning_model after tgad.recipe costs LIGHTNING_SECONDS
+    # Lazy, as it saves seconds: after `import tgad.recipe`, lightning_model costs 11.8 s, nearly all of it
+    # Lightning (python -X importtime -c 'import tgad.recipe; import tgad.models.variance_vqgan.lightning_model',
+    # 2 shared cores at load 6); every other name here costs about 0.02 s and is imported plainly.
     if name == "VarianceVQGAN":
         from .lightning_model import VarianceVQGAN
 
