@@ -27,7 +27,7 @@ import torch
 from torchvision.utils import save_image
 
 from tgad.data import MVTecAD, read_rgb
-from tgad.models.variance_vqgan import VarianceVQGAN
+from tgad.models.variance_vqgan import PRESETS, VarianceVQGAN
 
 OUT = Path(__file__).resolve().parent / "results" / "variance_vqgan"
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     dm = MVTecAD(
         root=args.root, category=args.category, shots=args.shots, shot_seed=args.seed, image_size=256
     )
-    module = VarianceVQGAN(preset="cpu", tau_values=args.taus)
+    module = VarianceVQGAN(config=PRESETS["cpu"], tau_values=args.taus)
     timer = IterationTimer()
     run_dir = Path(tempfile.mkdtemp(prefix="vqgan-bench-"))
     trainer = L.Trainer(

@@ -73,11 +73,11 @@ def test_judges_without_clip_score_with_the_feature_network_alone():
 
 
 def _fit(tmp_path: Path, plateau, max_iterations: int) -> int:
-    from tgad.models.variance_vqgan import VarianceVQGAN
+    from tgad.models.variance_vqgan import VarianceVQGAN, VQGANConfig
 
     L.seed_everything(0)
     image = torch.rand(1, 3, 32, 32)
-    module = VarianceVQGAN(preset="tiny", perceptual_backbone="")
+    module = VarianceVQGAN(config=VQGANConfig.preset("tiny"), perceptual_backbone="")
     trainer = _trainer(tmp_path, max_steps=2 * max_iterations, callbacks=[plateau] if plateau else [])
     trainer.fit(module, DataLoader(TensorDataset(image), batch_size=1))
     return trainer.global_step // 2
@@ -144,13 +144,14 @@ def test_a_default_preset_set_is_not_a_near_copy_of_its_shot(tmp_path):
 def test_a_fit_that_ends_before_disc_start_skips_the_discriminator_and_fits_the_same_generator(
     tmp_path, monkeypatch
 ):
-    from tgad.models.variance_vqgan import VarianceVQGAN
+    from tgad.models.variance_vqgan import VarianceVQGAN, VQGANConfig
 
     def fit(train_discriminator: bool) -> VarianceVQGAN:
         if train_discriminator:
             monkeypatch.setattr(VarianceVQGAN, "_discriminator_matters", lambda self: True)
         L.seed_everything(0)
-        module = VarianceVQGAN(preset="tiny", perceptual_backbone="")  # disc_start 50 > 20 iterations
+        # tiny: disc_start 50 > 20 iterations
+        module = VarianceVQGAN(config=VQGANConfig.preset("tiny"), perceptual_backbone="")
         before = {k: v.clone() for k, v in module.discriminator.state_dict().items()}
         trainer = _trainer(tmp_path, max_steps=40)
         trainer.fit(module, DataLoader(TensorDataset(torch.rand(1, 3, 32, 32)), batch_size=1))

@@ -4,7 +4,6 @@ the sampler's, a real tiny run raises the kept CLIP score, and the Lightning CLI
 from __future__ import annotations
 
 import copy
-import inspect
 from pathlib import Path
 
 import lightning as L
@@ -60,7 +59,7 @@ def fitted(tmp_path_factory):
     root = tmp_path_factory.mktemp("vqgan")
     L.seed_everything(0, verbose=False)
     shot = _textured()
-    module = _vqgan(VQGANConfig.preset("tiny", disc_start=10**6))
+    module = VarianceVQGAN(config=VQGANConfig.preset("tiny", disc_start=10**6), perceptual_backbone="")
     trainer = _trainer(root, max_steps=120)
     trainer.fit(module, DataLoader(TensorDataset(shot), batch_size=1))
     trainer.save_checkpoint(root / "vqgan.ckpt")
@@ -76,11 +75,8 @@ def judges():
 
 
 def _vqgan(cfg: VQGANConfig) -> VarianceVQGAN:
-    """A VarianceVQGAN without the perceptual network. Shim until helper A's ``VarianceVQGAN(config=...)``
-    (issue 25) lands: then only the first branch stays."""
-    if "config" in inspect.signature(VarianceVQGAN).parameters:
-        return VarianceVQGAN(config=cfg, perceptual_backbone="")
-    return VarianceVQGAN(preset="tiny", perceptual_backbone="", disc_start=cfg.disc_start)
+    """A VarianceVQGAN without the perceptual network."""
+    return VarianceVQGAN(config=cfg, perceptual_backbone="")
 
 
 def _integrator(

@@ -128,18 +128,18 @@ def test_the_chain_starts_from_the_prior_and_records_it(root, tmp_path):
 
 
 def test_start_from_prior_rescales_the_codebook_statistics(root):
-    from tgad.models.variance_vqgan import VarianceVQGAN
+    from tgad.models.variance_vqgan import VarianceVQGAN, VQGANConfig
 
-    source = VarianceVQGAN(preset="tiny", perceptual_backbone="")
+    source = VarianceVQGAN(config=VQGANConfig.preset("tiny"), perceptual_backbone="")
     source.model.quantizer.cluster_size.fill_(8.0)
     path = root / "prior.pt"
     torch.save({"state_dict": source.model.state_dict(), "config": {}, "batch_size": 4}, path)
-    target = VarianceVQGAN(preset="tiny", perceptual_backbone="")
+    target = VarianceVQGAN(config=VQGANConfig.preset("tiny"), perceptual_backbone="")
     prior.start_from_prior(target, path, shots=1)
     quantizer = target.model.quantizer
     assert torch.allclose(quantizer.cluster_size, torch.full_like(quantizer.cluster_size, 2.0))
     assert torch.allclose(quantizer.codebook, source.model.quantizer.codebook)  # the codes are the prior's
-    wrong = VarianceVQGAN(preset="cpu", perceptual_backbone="")
+    wrong = VarianceVQGAN(config=VQGANConfig.preset("cpu"), perceptual_backbone="")
     with pytest.raises(ValueError, match="not a VarianceVQGAN of this preset"):
         prior.start_from_prior(wrong, path, shots=1)
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tests.helpers.datasets import write_mvtec
 from tgad.assets.clip import TINY_CLIP, resolve_clip
 from tgad.assets.weights import AssetError
-from tgad.models.prompt_selector import PromptSelector, save_selection, select_prompt
+from tgad.models.prompt_selector import PromptSelector, PromptSelectorConfig, save_selection, select_prompt
 from tgad.text.keywords import resolve_keyword
 from tgad.text.templates import DEFAULT_TEMPLATE, PHOTO_TEMPLATES
 
@@ -88,13 +88,13 @@ def test_outputs_record_random_clip(tiny, tmp_path):
 
 
 def test_module_refuses_random_clip_unless_allowed():
-    selector = PromptSelector(category="bottle", num_words=16, clip_model=TINY_CLIP)
+    selector = PromptSelector(
+        config=PromptSelectorConfig.preset("cpu", num_words=16, clip_model=TINY_CLIP), category="bottle"
+    )
     with pytest.raises(AssetError, match="allow_random_clip"):
         selector.select(_shots())
     with pytest.raises(ValueError, match="no WordNet noun sense"):
-        PromptSelector(keyword="qwxzt", num_words=16, clip_model=TINY_CLIP, allow_random_clip=True).select(
-            _shots()
-        )
+        PromptSelector(config=PromptSelectorConfig.preset("tiny"), keyword="qwxzt").select(_shots())
 
 
 def test_tgad_test_runs_the_selector_on_the_shots(tmp_path, capsys):

@@ -185,7 +185,9 @@ def test_file_is_read_with_weights_only(tmp_path):
 
 def test_lightning_module_starts_from_taming_and_trains(taming_file, tmp_path):
     ref, path = taming_file
-    module = VarianceVQGAN.from_taming(path, preset="taming_tiny", perceptual_backbone="", disc_start=0)
+    module = VarianceVQGAN.from_taming(
+        path, config=VQGANConfig.preset("taming_tiny", disc_start=0), perceptual_backbone=""
+    )
     assert module.init_weights.discriminator_loaded and module.init_weights.weights.path == path
     module.eval()
     x = torch.rand(1, 3, 32, 32)
@@ -205,4 +207,4 @@ def test_lightning_module_starts_from_taming_and_trains(taming_file, tmp_path):
     module.on_save_checkpoint(checkpoint)
     assert checkpoint["init_weights"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     with pytest.raises(ValueError, match="not a taming layout"):
-        VarianceVQGAN.from_taming(path, preset="tiny", perceptual_backbone="")
+        VarianceVQGAN.from_taming(path, config=VQGANConfig.preset("tiny"), perceptual_backbone="")

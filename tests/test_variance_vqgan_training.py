@@ -3,16 +3,22 @@ test metrics are written, and every conf/variance_vqgan/*.yaml runs through the 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
-from tgad.models.variance_vqgan import VarianceVQGAN
+from tgad.models.presets import from_plain
+from tgad.models.variance_vqgan import PRESETS, VarianceVQGAN, VQGANConfig
+
+TINY = VQGANConfig.preset("tiny")
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "variance_vqgan"
 
@@ -48,7 +54,7 @@ def test_variance_head_learns_where_views_vary(tmp_path):
     flat region; after a short real training run the head must predict exactly that."""
     L.seed_everything(0)
     image = _half_textured()
-    module = VarianceVQGAN(preset="tiny", perceptual_backbone="", disc_start=10**6)
+    module = VarianceVQGAN(config=VQGANConfig.preset("tiny", disc_start=10**6), perceptual_backbone="")
     untrained = module.model.encode(image).logvar.exp().mean(dim=(0, 1))  # (8, 8)
     _trainer(tmp_path, max_steps=160).fit(module, DataLoader(TensorDataset(image), batch_size=1))
     module.eval()
@@ -62,7 +68,8 @@ def test_variance_head_learns_where_views_vary(tmp_path):
 def test_checkpoint_round_trip_with_weights_only(tmp_path):
     L.seed_everything(0)
     image = _half_textured()
-    module = VarianceVQGAN(preset="tiny", perceptual_backbone="", tau_values=[0.3, 1.5], sample_mode="direct")
+    config = VQGANConfig.preset("tiny", latent_dim=4, channel_mult=(1, 2))  # neither the default nor a preset
+    module = VarianceVQGAN(config=config, perceptual_backbone="", tau_values=[0.3, 1.5], sample_mode="direct")
     ckpt_cb = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0)
     trainer = _trainer(tmp_path, max_steps=6, enable_checkpointing=True, callbacks=[ckpt_cb])
     trainer.fit(module, DataLoader(TensorDataset(image), batch_size=1))
@@ -70,7 +77,9 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
 
     raw = torch.load(path, weights_only=True, map_location="cpu")
     assert not any(k.startswith("_aux") or "backbone" in k for k in raw["state_dict"])
+    assert raw["hyper_parameters"]["config"] == dataclasses.asdict(config)  # plain data, not the class
     loaded = VarianceVQGAN.load_from_checkpoint(path, weights_only=True, map_location="cpu")
+    assert loaded.config == config
     assert loaded.hparams.tau_values == [0.3, 1.5] and loaded.hparams.sample_mode == "direct"
     module.eval(), loaded.eval()
     assert torch.equal(loaded.model.quantizer.codebook, module.model.quantizer.codebook)
@@ -86,7 +95,7 @@ def test_fit_writes_sample_grids_and_test_reports_metrics(tmp_path, mvtec_root):
 
     L.seed_everything(0)
     dm = MVTecAD(root=str(mvtec_root), category="widget", shots=1, image_size=32, eval_batch_size=8)
-    module = VarianceVQGAN(preset="tiny", tau_values=[0.5, 2.0], grid_samples=2)
+    module = VarianceVQGAN(config=TINY, tau_values=[0.5, 2.0], grid_samples=2)
     trainer = _trainer(
         tmp_path, max_steps=8, limit_val_batches=1, check_val_every_n_epoch=None, val_check_interval=2
     )
@@ -116,6 +125,11 @@ def test_cli_fit_and_test_tiny_config(tmp_path):
     ckpt = next((tmp_path / "checkpoints").glob("last.ckpt"))
     cli = _cli(["test", *run, "--trainer.logger", "false", "--ckpt_path", str(ckpt)])
     assert "test/psnr" in cli.trainer.callback_metrics
+    # a checkpoint the CLI wrote rebuilds its module (through Lightning's CLI instantiator) from plain data
+    loaded = VarianceVQGAN.load_from_checkpoint(ckpt, weights_only=True, map_location="cpu")
+    assert loaded.config == TINY and torch.equal(
+        loaded.model.quantizer.codebook, cli.model.model.quantizer.codebook
+    )
 
 
 @pytest.mark.parametrize("name", ["cpu", "paper"])
@@ -125,14 +139,18 @@ def test_cli_cpu_and_paper_configs_run(name, tmp_path, mvtec_root, capsys):
     config = ["--config", str(CONF / f"{name}.yaml")]
     with pytest.raises(SystemExit):
         _cli(["fit", *config, "--print_config"])
-    assert f"preset: {name}" in capsys.readouterr().out
+    printed = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]["config"]
+    assert from_plain(VQGANConfig, printed) == PRESETS[name]
     data = ["--data.root", str(mvtec_root), "--data.category", "widget", "--data.image_size", "32"]
     preset = "tiny" if name == "paper" else name
+    swap = ["--model.config", json.dumps(dataclasses.asdict(PRESETS["tiny"]))] if name == "paper" else []
     cli = _cli(
-        ["fit", *config, *data, "--model.preset", preset, "--data.num_workers", "0", "--trainer.fast_dev_run",
+        ["fit", *config, *data, *swap, "--data.num_workers", "0", "--trainer.fast_dev_run",
          "true", "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path)]
     )  # fmt: skip
-    assert cli.model.hparams.preset == preset and cli.trainer.global_step == 2  # one iteration: G and D steps
+    assert (
+        cli.model.config == PRESETS[preset] and cli.trainer.global_step == 2
+    )  # one iteration: G and D steps
 
 
 def test_k_shot_fit_registers_a_turned_shot_and_records_it(tmp_path):
@@ -142,14 +160,16 @@ def test_k_shot_fit_registers_a_turned_shot_and_records_it(tmp_path):
     L.seed_everything(0)
     image = _half_textured()
     shots = torch.cat([image, torch.rot90(image, 1, dims=(-2, -1))])  # (2, 3, 32, 32)
-    module = VarianceVQGAN(preset="tiny", perceptual_backbone="", crop_size=16, disc_start=10**6)
+    module = VarianceVQGAN(
+        config=VQGANConfig.preset("tiny", crop_size=16, disc_start=10**6), perceptual_backbone=""
+    )
     _trainer(tmp_path, max_steps=4).fit(module, DataLoader(TensorDataset(shots), batch_size=2))
     record = module.registration_record()
     assert record["mode"] == "auto" and [s["registered"] for s in record["shots"]] == [False, True]
     assert abs(abs(record["shots"][1]["angle"]) - 90.0) < 3.0, record
     assert all(torch.isfinite(p).all() for p in module.model.parameters())
 
-    copies = VarianceVQGAN(preset="tiny", perceptual_backbone="", disc_start=10**6)
+    copies = VarianceVQGAN(config=VQGANConfig.preset("tiny", disc_start=10**6), perceptual_backbone="")
     _trainer(tmp_path, max_steps=2).fit(
         copies, DataLoader(TensorDataset(image.repeat(2, 1, 1, 1)), batch_size=2)
     )

@@ -4,7 +4,8 @@ Before it, a preset's numbers had seven homes that disagreed (the three model co
 benchmark's table, the registry and ``conf/``). Now:
 
 - the three model configs keep their own named presets (``VQGANConfig``, ``IntegratorConfig``,
-  ``PromptSelectorConfig``): each is the architecture of one model, used by its LightningModule and ``conf/``;
+  ``PromptSelectorConfig``): each is the architecture of one model, handed whole to its LightningModule (the
+  chain passes ``recipe.vqgan`` / ``recipe.prompt`` as they are) and spelled whole in ``conf/``;
 - ``Recipe`` adds what belongs to a whole run (image sides, the generator fit's iterations, batch sizes) and
   holds the three resolved configs, so a run reads one object, built once, written to the manifest as YAML;
 - the detectors' step budgets stay with each detector in ``tgad.baselines.registry`` (they differ per model),

@@ -15,12 +15,15 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
+from tgad.assets import LITE0
 from tgad.assets.cache import scratch_dir
+from tgad.assets.clip import clip_weights_available
 from tgad.data import DATAMODULES
 from tgad.data.images import read_resized
 from tgad.generate.artifact import ChosenShots, ExtraSetRequest, extra_set_key, is_complete
@@ -36,10 +39,10 @@ from tgad.generate.stages import (
     quiet_lightning,
 )
 from tgad.hardware import Hardware
+from tgad.models.integrator.judges import Judges, needs_clip
+from tgad.models.variance_vqgan import VarianceVQGAN
+from tgad.models.variance_vqgan.plateau import ReconstructionPlateau
 from tgad.recipe import Recipe
-
-if TYPE_CHECKING:
-    from tgad.models.integrator.judges import Judges
 
 logger = logging.getLogger(__name__)
 
@@ -249,11 +252,7 @@ def _select_prompt(
 ) -> tuple[Judges, Any]:
     """The judges every later stage shares (the perceptual backbone; CLIP only when the scorer reads it, its
     random weights, if allowed, a function of the seed) and P* for the shots (a ``PromptSelection``; None
-    without CLIP)."""
-    from tgad.assets import LITE0
-    from tgad.assets.clip import clip_weights_available
-    from tgad.models.integrator.judges import Judges, needs_clip
-
+    without CLIP), chosen as the recipe's prompt config says."""
     cfg = recipe.prompt
     real_clip = clip_weights_available(cfg.clip_model, cfg.clip_weights)
     judges = Judges.resolve(
@@ -267,7 +266,7 @@ def _select_prompt(
     if judges.clip is None:
         logger.info("no CLIP built: the %s scorer reads none, so no P* is chosen", recipe.integrator.scorer)
         return judges, None
-    selection = judges.choose_prompt(images, category, keyword, recipe.preset)
+    selection = judges.choose_prompt(images, category, keyword, cfg)
     logger.info(
         "P* = %r (score %.4f, clip %s)", selection.best_prompt, selection.best_score, selection.clip_weights
     )
@@ -275,18 +274,11 @@ def _select_prompt(
 
 
 def _fit_generator(recipe, images, judges, arguments, generator_cache, hw, work, reporter):
-    """The VarianceVQGAN fitted on the shots (or loaded from ``generator_cache``), and a note on how."""
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from tgad.assets import LITE0
-    from tgad.models.variance_vqgan import VarianceVQGAN
-    from tgad.models.variance_vqgan.plateau import ReconstructionPlateau
-
+    """The VarianceVQGAN (the recipe's config, whole) fitted on the shots (or loaded from
+    ``generator_cache``), and a note on how."""
     iterations = recipe.run.vqgan_iterations
     fit_file = fit_cache_file(generator_cache, arguments, judges.backbone_weights)
-    vqgan = VarianceVQGAN(
-        preset=recipe.preset, perceptual_backbone=LITE0, **recipe.overrides().get("vqgan", {})
-    )
+    vqgan = VarianceVQGAN(config=recipe.vqgan, perceptual_backbone=LITE0)
     vqgan.attach_perceptual(judges.perceptual.backbone, judges.backbone_weights)
     fit_note = f"VarianceVQGAN {recipe.preset} fitted for {iterations} iterations"
     if fit_file is not None and fit_file.is_file():

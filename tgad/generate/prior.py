@@ -23,13 +23,23 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from torch.utils.data import DataLoader, RandomSampler
 
 import tgad
+from tgad.assets import LITE0
 from tgad.assets.cache import atomic_file, cache_dir, sha256_file
+from tgad.data.embedded_builder import EMBEDDED_CATEGORIES
 from tgad.data.errors import DataError
+from tgad.data.images import read_resized
 from tgad.generate.artifact import cache_key
 from tgad.generate.heal import heal_fit_file
+from tgad.generate.stages import make_trainer, quiet_lightning
 from tgad.recipe import PRIOR_NONE, PRIOR_OTHER, Recipe
+
+# Imported where used, as each costs seconds that ``prior_label`` (the benchmark's plan) does not need,
+# measured after ``import tgad.recipe`` with `python -X importtime` on the 2-core CPU machine under load:
+# tgad.data's datamodules (anomalib + Lightning, ~25 s), tgad.data.indexing (pandas, ~1.2 s), Lightning and
+# the VarianceVQGAN LightningModule (~8-15 s).
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +63,7 @@ class PriorSpec(NamedTuple):
 
 
 def _datamodule(dataset: str, root: str | Path | None, category: str):
-    from tgad.data import DATAMODULES
+    from tgad.data import DATAMODULES  # lazy: anomalib (see the imports)
 
     return DATAMODULES[dataset](root=str(root) if root else None, category=category, download=False)
 
@@ -61,8 +71,7 @@ def _datamodule(dataset: str, root: str | Path | None, category: str):
 def prior_categories(dataset: str, root: str | Path | None, category: str) -> list[str]:
     """The other categories under ``root`` (sorted folder names holding the dataset's train folder; for the
     embedded dataset, the other embedded categories). Cheap: folders only, no image is listed."""
-    from tgad.data.embedded_builder import EMBEDDED_CATEGORIES
-    from tgad.data.indexing import BTAD, LOCO, MVTEC
+    from tgad.data.indexing import BTAD, LOCO, MVTEC  # lazy: pandas (see the imports)
 
     if dataset == "embedded":
         names = [c for c in EMBEDDED_CATEGORIES if c != category]
@@ -90,7 +99,7 @@ def prior_corpus(dataset: str, root: str | Path | None, category: str) -> PriorC
     """The train/good files of every other category (the datasets' indexers' train split: never a test or
     validation image), sorted; a DataError if one of them lies in the target category's folder. Images are
     listed, not opened (the shot fit's datamodule validates the target; a broken corpus file fails its read)."""
-    from tgad.data.indexing import INDEXERS
+    from tgad.data.indexing import INDEXERS  # lazy: pandas (see the imports)
 
     target = _datamodule(dataset, root, category)
     names, files = prior_categories(dataset, root, category), []
@@ -195,31 +204,26 @@ class _CorpusImages(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        from tgad.data import read_resized
-
         return read_resized([self.files[index]], self.size)[0]  # (3, S, S)
 
 
 def fit_prior(
     recipe: Recipe, corpus: PriorCorpus, request: dict[str, Any], judges, path: Path, hw, work: Path
 ) -> str:
-    """Fit the VarianceVQGAN (the recipe's preset and overrides) on random batches of the corpus for
+    """Fit the VarianceVQGAN (the recipe's config, whole) on random batches of the corpus for
     ``prior_iterations`` and write it to ``path`` atomically; returns a provenance note.
 
     The batches are unrelated images, so shot registration and the cross-shot variance are off; the variance
     head learns the within-image view spread, as on one shot. One device (no DDP: the sampler draws with
     replacement)."""
-    import lightning as L
-    from torch.utils.data import DataLoader, RandomSampler
+    import lightning as L  # lazy: Lightning (see the imports)
 
-    from tgad.assets import LITE0
-    from tgad.generate.stages import make_trainer, quiet_lightning
-    from tgad.models.variance_vqgan import VarianceVQGAN
+    from tgad.models.variance_vqgan.lightning_model import VarianceVQGAN
 
     run = recipe.run
-    overrides = recipe.overrides().get("vqgan", {}) | {"register_shots": "none", "cross_shot_weight": 0.0}
+    config = dataclasses.replace(recipe.vqgan, register_shots="none", cross_shot_weight=0.0)
     L.seed_everything(PRIOR_SEED, verbose=False)
-    vqgan = VarianceVQGAN(preset=recipe.preset, perceptual_backbone=LITE0, **overrides)
+    vqgan = VarianceVQGAN(config=config, perceptual_backbone=LITE0)
     vqgan.attach_perceptual(judges.perceptual.backbone, judges.backbone_weights)
     images = _CorpusImages(corpus.files, run.generator_image_size)
     draws = torch.Generator().manual_seed(PRIOR_SEED)
@@ -293,7 +297,7 @@ def start_shot_fit_from_prior(
     """Load the request's prior into ``vqgan`` before its shot fit (fitting the other-categories prior once,
     unless cached); the shot fit then starts from the same random state whether the prior was fitted now or
     loaded. Returns the fit note's addition."""
-    import lightning as L
+    import lightning as L  # lazy: Lightning (see the imports)
 
     path, how = ensure_prior(
         recipe, arguments["prior"], Path(arguments["root"]), judges, hw, work, arguments.get("hardware")

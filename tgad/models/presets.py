@@ -22,11 +22,28 @@ def from_preset(cls: type[T], presets: Mapping[str, T], name: str, overrides: Ma
     """``presets[name]`` with fields replaced by ``overrides``; an unknown preset or field is a ValueError."""
     if name not in presets:
         raise ValueError(f"{cls.__name__}: unknown preset {name!r}; choose one of {sorted(presets)}")
-    unknown = set(overrides) - {f.name for f in fields(cls)}
+    _known_fields(cls, overrides)
+    return replace(presets[name], **overrides)
+
+
+def from_plain(cls: type[T], data: T | Mapping[str, Any]) -> T:
+    """``data`` as a ``cls``: the config itself, or its fields as plain data (a checkpoint's hyperparameters
+    hold them so, as they load with ``weights_only=True``), lists read back as the tuples the configs hold."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, Mapping):
+        raise TypeError(
+            f"{cls.__name__}: expected the config or a mapping of its fields, got {type(data).__name__}"
+        )
+    _known_fields(cls, data)
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def _known_fields(cls: type, names: Mapping[str, Any]) -> None:
+    unknown = set(names) - {f.name for f in fields(cls)}
     if unknown:
         where = cls.__module__.replace(".", "/") + ".py"
         raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}; see {where}")
-    return replace(presets[name], **overrides)
 
 
 def _bounds(rule: str) -> tuple[float, float, bool, bool]:

@@ -18,8 +18,10 @@ from torch import nn
 from tgad.assets import create_backbone
 from tgad.assets.clip import resolve_clip
 from tgad.assets.weights import ResolvedWeights
+from tgad.models.prompt_selector import PromptSelection, PromptSelectorConfig, select_prompt
 from tgad.models.variance_vqgan.loss import PERCEPTUAL_OUT_INDICES, PerceptualLoss
 from tgad.text.clip_embed import encode_text
+from tgad.text.keywords import resolve_keyword
 
 from .config import IntegratorConfig
 from .defect_safe import PARTS as SAFE_PARTS
@@ -165,23 +167,20 @@ class Judges:
         return encode_text(self._needs_clip("P*'s text embedding"), self.tokenizer, [prompt])[0]
 
     def choose_prompt(
-        self, shots: torch.Tensor, category: str | None, keyword: str | None, preset: str
-    ) -> Any:
-        """P* for ``shots`` with this CLIP (a ``PromptSelection``): the PromptSelector's ``preset`` words and
-        templates for the object named by ``keyword``, else by ``category``."""
-        from tgad.models.prompt_selector import PromptSelectorConfig, select_prompt
-        from tgad.text.keywords import resolve_keyword
-
-        cfg = preset if isinstance(preset, PromptSelectorConfig) else PromptSelectorConfig.preset(preset)
-        sense = resolve_keyword(category, keyword)
+        self, shots: torch.Tensor, category: str | None, keyword: str | None, config: PromptSelectorConfig
+    ) -> PromptSelection:
+        """P* for ``shots`` with this CLIP: ``config``'s words and templates (the recipe's ``prompt``, whole;
+        its CLIP fields named the CLIP these judges hold) for the object named by ``keyword``, else by
+        ``category``."""
         return select_prompt(
             self._needs_clip("choosing P*"),
             self.tokenizer,
             shots,
-            sense,
+            resolve_keyword(category, keyword),
             self.clip_weights,
-            cfg.num_words,
-            cfg.templates,
+            config.num_words,
+            config.templates,
+            config.text_batch_size,
         )
 
     # ----- features -----

@@ -10,10 +10,10 @@ extra normal images); a datamodule without ``shot_paths`` falls back to its trai
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 import torch
 from lightning.pytorch import LightningModule
@@ -23,7 +23,9 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 import tgad
 from tgad.assets.clip import resolve_clip
 from tgad.assets.weights import ResolvedWeights
-from tgad.models.prompt_selector.config import PromptSelectorConfig
+from tgad.data.images import read_rgb
+from tgad.models.presets import from_plain
+from tgad.models.prompt_selector.config import PRESETS, PromptSelectorConfig
 from tgad.models.prompt_selector.selector import (
     TABLE_COLUMNS,
     PromptSelection,
@@ -40,45 +42,27 @@ class PromptSelector(LightningModule):
     """Keyword -> WordNet words -> candidate prompts -> P* by CLIP similarity to the shots.
 
     Args:
-        preset: ``tiny`` / ``cpu`` / ``paper`` (``config.py``; the recipe's prompt stage): every setting below
-            left unset comes from it.
+        config: the words, templates and CLIP, whole (``config.py``; ``PRESETS["tiny" | "cpu" | "paper"]``, the
+            recipe's prompt stage). A LightningCLI YAML spells it as ``init_args: {config: {...}}``; a checkpoint
+            keeps it as plain data (the form it also accepts).
         category: dataset category (``hazelnut``, ``hazelnut_256``, ``01``); default: the datamodule's.
         keyword: object word or WordNet synset name (``metal nut``, ``nut.n.03``); overrides the class table.
-        num_words: T, WordNet words per class.
-        templates: prompt templates with ``{object}`` and ``{word}`` (paper preset: "a {object} with {word}").
-        clip_model: open_clip architecture (``ViT-B-32``, ``tgad-tiny-clip``).
-        clip_weights: checkpoint file or open_clip pretrained tag; default ``openai``.
-        allow_random_clip: run with random CLIP weights when no real ones exist (outputs are marked RANDOM).
         output_dir: where ``prompt_selection.json`` and ``prompt_table.csv`` go; default: the run's log dir
             (the W&B run's files folder with a WandbLogger, so they sync with the run).
     """
 
     def __init__(
         self,
-        preset: Literal["tiny", "cpu", "paper"] = "cpu",
+        config: PromptSelectorConfig = PRESETS["cpu"],
         category: str | None = None,
         keyword: str | None = None,
-        num_words: int | None = None,
-        templates: list[str] | None = None,
-        clip_model: str | None = None,
-        clip_weights: str | None = None,
-        allow_random_clip: bool | None = None,
-        text_batch_size: int | None = None,
         output_dir: str | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        overrides = {
-            "num_words": num_words,
-            "templates": tuple(templates) if templates is not None else None,
-            "clip_model": clip_model,
-            "clip_weights": clip_weights,
-            "allow_random_clip": allow_random_clip,
-            "text_batch_size": text_batch_size,
-        }
-        self.config = PromptSelectorConfig.preset(
-            preset, **{k: v for k, v in overrides.items() if v is not None}
-        )
+        self.config = from_plain(PromptSelectorConfig, config)
+        self.save_hyperparameters(ignore="config")
+        # the config as plain data: a checkpoint loads with weights_only=True and rebuilds this module
+        self.save_hyperparameters({"config": dataclasses.asdict(self.config)})
         self.category, self.keyword, self.output_dir = category, keyword, output_dir
         self.clip: torch.nn.Module | None = None
         self.tokenizer = None
@@ -178,8 +162,6 @@ def _shot_images(datamodule) -> tuple[list[torch.Tensor], list[str]]:
     """The shots as [0, 1] RGB tensors (3, H, W), and where they came from."""
     paths = list(getattr(datamodule, "shot_paths", None) or [])
     if paths:
-        from tgad.data import read_rgb
-
         return [read_rgb(p) for p in paths], [str(p) for p in paths]
     images, names = [], []
     for batch in datamodule.train_dataloader():

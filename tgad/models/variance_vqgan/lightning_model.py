@@ -9,6 +9,7 @@ the patch discriminator have one optimiser each and step once per iteration each
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Literal
@@ -18,13 +19,17 @@ from lightning.pytorch import LightningModule
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 from torchvision.utils import make_grid, save_image
 
+from tgad.assets import create_backbone
 from tgad.assets.weights import ResolvedWeights
 from tgad.features.registration import ShotRegistration, aligned_stack, register_shots
+from tgad.models.presets import from_plain
 
 from .augment import AugmentConfig, make_view_batch
-from .config import PresetName, VQGANConfig
+from .config import PRESETS, VQGANConfig
 from .loss import PERCEPTUAL_OUT_INDICES, PerceptualLoss, aligned_latents, generator_loss, hinge_d_loss
-from .torch_model import PatchDiscriminator, SampleMode, SampleOutput, VarianceVQGANModel
+from .outputs import SampleMode, SampleOutput
+from .taming_import import import_taming_file
+from .torch_model import PatchDiscriminator, VarianceVQGANModel
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +56,10 @@ class VarianceVQGAN(LightningModule):
     """Variance-aware VQGAN (METHOD.md section 2), fitted on a few shots.
 
     Args:
-        preset: size and training defaults (``tiny`` tests, ``cpu`` 256 px on two cores, ``paper`` GPU;
-            ``taming_f16_1024`` / ``taming_tiny``: taming-transformers' layout, see :meth:`from_taming`).
-        learning_rate, codebook_size, crop_size, views, disc_start, disc_weight, perceptual_weight,
-            nll_weight, cross_shot_weight, register_shots: override the preset's value when given (see
-            ``config.py``).
+        config: the architecture and training settings, whole (``config.py``: ``VQGANConfig.preset("tiny")``
+            for tests, ``cpu`` 256 px on two cores, ``paper`` GPU; ``taming_f16_1024`` / ``taming_tiny``:
+            taming-transformers' layout, see :meth:`from_taming`). A LightningCLI YAML spells it as
+            ``init_args: {config: {...}}``; a checkpoint keeps it as plain data (the form it also accepts).
         perceptual_backbone: timm name of the perceptual network ("" = no perceptual loss and no feature
             distance); its weights come from ``tgad.assets.create_backbone`` when fitting/testing starts.
         perceptual_weights: a local weight file for that backbone (else tgad's cache/package lookup).
@@ -68,17 +72,7 @@ class VarianceVQGAN(LightningModule):
 
     def __init__(
         self,
-        preset: PresetName = "cpu",
-        learning_rate: float | None = None,
-        codebook_size: int | None = None,
-        crop_size: int | None = None,
-        views: int | None = None,
-        disc_start: int | None = None,
-        disc_weight: float | None = None,
-        perceptual_weight: float | None = None,
-        nll_weight: float | None = None,
-        cross_shot_weight: float | None = None,
-        register_shots: Literal["none", "rigid", "auto"] | None = None,
+        config: VQGANConfig = PRESETS["cpu"],
         perceptual_backbone: str = "tf_efficientnet_lite0",
         perceptual_weights: str | None = None,
         augment_strength: float = 1.0,
@@ -91,20 +85,10 @@ class VarianceVQGAN(LightningModule):
         grid_samples: int = 2,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        overrides = {
-            "learning_rate": learning_rate,
-            "codebook_size": codebook_size,
-            "crop_size": crop_size,
-            "views": views,
-            "disc_start": disc_start,
-            "disc_weight": disc_weight,
-            "perceptual_weight": perceptual_weight,
-            "nll_weight": nll_weight,
-            "cross_shot_weight": cross_shot_weight,
-            "register_shots": register_shots,
-        }
-        self.config = VQGANConfig.preset(preset, **{k: v for k, v in overrides.items() if v is not None})
+        self.config = from_plain(VQGANConfig, config)
+        self.save_hyperparameters(ignore="config")
+        # the config as plain data: a checkpoint loads with weights_only=True and rebuilds this module
+        self.save_hyperparameters({"config": dataclasses.asdict(self.config)})
         self.augment = AugmentConfig(hflip=hflip, vflip=vflip, rot90=rot90).scaled(augment_strength)
         self.tau_values = list(tau_values) if tau_values is not None else [0.5, 1.0, 2.0]
         self.model = VarianceVQGANModel(self.config)
@@ -127,25 +111,24 @@ class VarianceVQGAN(LightningModule):
     def from_taming(
         cls,
         path: str | Path,
-        preset: PresetName = "taming_f16_1024",
+        config: VQGANConfig = PRESETS["taming_f16_1024"],
         with_discriminator: bool = True,
         **kwargs,
     ) -> VarianceVQGAN:
         """This module started from a taming-transformers VQGAN checkpoint (``model.ckpt`` / ``last.ckpt``).
 
-        ``preset`` must be a taming layout that matches the file (``taming_f16_1024`` for
+        ``config`` must be a taming layout that matches the file (``PRESETS["taming_f16_1024"]`` for
         ``vqgan_imagenet_f16_1024``); ``kwargs`` are the other constructor arguments. The encoder, codebook and
         decoder (and taming's discriminator, when the file has it and ``with_discriminator``) are the file's; the
         variance head is new. A file that does not fit is one ``TamingCheckpointError`` (a ValueError) naming
         the key. The source (path, sha256) is kept in ``init_weights`` and in every checkpoint of this module.
         """
-        from .taming_import import import_taming_file
-
-        module = cls(preset=preset, **kwargs)
-        if module.config.architecture != "taming":
+        if config.architecture != "taming":
             raise ValueError(
-                f"VarianceVQGAN.from_taming: preset {preset!r} is not a taming layout; use taming_f16_1024"
+                "VarianceVQGAN.from_taming: the config is not a taming layout (architecture "
+                f"{config.architecture!r}); use PRESETS['taming_f16_1024']"
             )
+        module = cls(config=config, **kwargs)
         disc = module.discriminator if with_discriminator else None
         module._aux["init"] = import_taming_file(path, module.model, disc)
         return module
@@ -173,8 +156,6 @@ class VarianceVQGAN(LightningModule):
     def setup(self, stage: str) -> None:
         wanted = stage != "fit" or self.config.perceptual_weight > 0
         if self._aux["perceptual"] is None and self.hparams.perceptual_backbone and wanted:
-            from tgad.assets import create_backbone
-
             backbone, resolved = create_backbone(
                 self.hparams.perceptual_backbone,
                 pretrained=True,

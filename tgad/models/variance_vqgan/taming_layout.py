@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TAMING_GROUPS, VQGANConfig
-from .torch_model import EncoderFeatures
+from .outputs import EncoderFeatures
 
 
 def _norm(channels: int) -> nn.GroupNorm:

@@ -8,16 +8,23 @@ images can be drawn as z = E(x) + tau * sqrt(Sigma(x)) * eps, quantised and deco
 from __future__ import annotations
 
 import math
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import VQGANConfig
+from .outputs import (
+    EncodeOutput,
+    EncoderFeatures,
+    ModelOutput,
+    QuantizerOutput,
+    SampleMode,
+    SampleOutput,
+)
 from .sampling import perturbed_latents
-
-SampleMode = Literal["residual", "direct"]
+from .taming_layout import TamingDecoder, TamingEncoder
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -54,11 +61,6 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
-class EncoderFeatures(NamedTuple):
-    z_e: torch.Tensor  # (B, d, h, w) continuous latents
-    hidden: torch.Tensor  # (B, C, h, w) features the latents are projected from; input of the variance head
 
 
 class Encoder(nn.Module):
@@ -118,13 +120,6 @@ class VarianceHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return 10.0 * torch.tanh(self.net(hidden) / 10.0)
-
-
-class QuantizerOutput(NamedTuple):
-    quantized: torch.Tensor  # (B, d, h, w); straight-through when gradients flow, exact codes otherwise
-    indices: torch.Tensor  # (B, h, w) int64
-    commit_loss: torch.Tensor  # scalar
-    perplexity: torch.Tensor  # scalar: exp(entropy) of the code histogram of this batch
 
 
 class VectorQuantizer(nn.Module):
@@ -241,26 +236,6 @@ class VectorQuantizer(nn.Module):
             self.code_sum[dead] = fresh * fair
 
 
-class EncodeOutput(NamedTuple):
-    z_e: torch.Tensor  # (B, d, h, w) continuous latents E(x)
-    logvar: torch.Tensor  # (B, d, h, w) predicted log Sigma(x)
-    quantized: torch.Tensor  # (B, d, h, w)
-    indices: torch.Tensor  # (B, h, w)
-    commit_loss: torch.Tensor
-    perplexity: torch.Tensor
-
-
-class ModelOutput(NamedTuple):
-    reconstruction: torch.Tensor  # (B, 3, H, W) in [0, 1] scale, not clamped (losses need the raw values)
-    encoded: EncodeOutput
-
-
-class SampleOutput(NamedTuple):
-    images: torch.Tensor  # (B, n, 3, H, W) in [0, 1]
-    indices: torch.Tensor  # (B, n, h, w) codes of each sample
-    changed: torch.Tensor  # (B, n) fraction of latent positions whose code differs from the input's
-
-
 class VarianceVQGANModel(nn.Module):
     """Encoder, quantiser, decoder and variance head; the discriminator is separate (see PatchDiscriminator)."""
 
@@ -270,8 +245,6 @@ class VarianceVQGANModel(nn.Module):
         encoder, decoder = Encoder, Decoder
         if config.architecture == "taming":
             # taming-transformers' layout, whose checkpoints load as they are (taming_import.py)
-            from .taming_layout import TamingDecoder, TamingEncoder
-
             encoder, decoder = TamingEncoder, TamingDecoder
         # Built in this order (encoder, quantiser, decoder): a seed gives the same initial weights as before.
         self.encoder = encoder(config)
