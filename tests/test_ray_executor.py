@@ -5,7 +5,7 @@ Budgets, measured with one thread (TGAD_TEST_THREADS=1 TGAD_THREADS=1 OMP_NUM_TH
 machine at load average ~11 (other sessions running), wall seconds: the failing-task test 105 s (24 s of it the
 local Ray's start; cold Ray workers import torch and anomalib), over a minute but the only test of the Ray path
 in the default run; the two others are ``slow`` (582 s and 417 s there; the Ray path is covered by the
-failing-task test, resuming by tests/test_benchmark_resume.py). Every wait has a timeout, so
+failing-task test, resuming by tests/test_benchmark_resume.py); at load ~7 the slow ones took 159 s and 92 s. Every wait has a timeout, so
 a stuck Ray fails the test instead of hanging the suite."""
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def _rows(results: Path) -> dict[tuple, dict]:
 @pytest.mark.slow
 def test_ray_writes_exactly_the_rows_of_the_sequential_run(tmp_path, two_classes, local_ray, monkeypatch):
     """2 categories x 2 seeds x 4 conditions; the generated sets (tgad_aug depends on tgad) are made by Ray
-    tasks from scratch, not copied from the sequential run. Budget: 582 s measured (see the module docstring),
+    tasks from scratch, not copied from the sequential run. Budget: 159-582 s measured (see the module docstring),
     each of the two runs times out at 900 s."""
     monkeypatch.setenv("TGAD_THREADS", "1")
     grid = (
@@ -148,7 +148,7 @@ def test_a_failing_task_names_its_row_and_the_other_rows_are_written(
 
 @pytest.mark.slow
 def test_a_killed_ray_driver_resumes_where_it_stopped(tmp_path, two_classes):
-    """Budget: 417 s measured (see the module docstring); the first rows must come within 600 s and the resumed
+    """Budget: 92-417 s measured (see the module docstring); the first rows must come within 600 s and the resumed
     run ends within 600 s."""
     results = tmp_path / "r"
     argv = _argv(two_classes, results, "--seeds", "0", "1", "--conditions", "shots", "plain_aug")
