@@ -5,8 +5,8 @@ Budgets, measured with one thread (TGAD_TEST_THREADS=1 TGAD_THREADS=1 OMP_NUM_TH
 machine at load average ~11 (other sessions running), wall seconds: the failing-task test 105 s (24 s of it the
 local Ray's start; cold Ray workers import torch and anomalib), over a minute but the only test of the Ray path
 in the default run; the two others are ``slow`` (582 s and 417 s there; the Ray path is covered by the
-failing-task test, resuming by tests/test_benchmark_resume.py); at load ~7 the slow ones took 159 s and 92 s. Every wait has a timeout, so
-a stuck Ray fails the test instead of hanging the suite."""
+failing-task test, resuming by tests/test_benchmark_resume.py); at load ~7 the slow ones took 159 s and 92 s.
+Every wait has a timeout, so a stuck Ray fails the test instead of hanging the suite."""
 
 from __future__ import annotations
 
