@@ -3,6 +3,7 @@ leaves nothing half-written. One parametrized test per kind of failure the issue
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -292,16 +293,31 @@ def _checkpoint_dir(trainer: dict) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("config", sorted((REPO / "conf").glob("*/*.yaml")), ids=lambda p: p.stem)
-def test_8_config_comments_name_the_checkpoint_lightning_writes(config):
+def test_8_config_comments_name_the_checkpoint_lightning_writes():
+    """Every ``runs/...ckpt`` path in conf/ (``<run id>`` stands for W&B's) (a ``--ckpt_path`` or ``generator_checkpoint`` in a comment or a
+    value) is a file some config's trainer writes, and a ``--config X ... --ckpt_path P`` line names X's own."""
     import yaml
 
-    text = config.read_text()
-    written = _checkpoint_dir(yaml.safe_load(text).get("trainer") or {})
-    this = f"--config conf/{config.parent.name}/{config.name}"
-    for line in text.splitlines():
-        if line.startswith("#") and "--ckpt_path" in line and this in line:
-            assert written is not None and line.split("--ckpt_path")[1].strip() == f"{written}/last.ckpt"
+    configs = {
+        f"conf/{c.parent.name}/{c.name}": c.read_text() for c in sorted((REPO / "conf").glob("*/*.yaml"))
+    }
+    written = {
+        name: _checkpoint_dir(yaml.safe_load(text).get("trainer") or {}) for name, text in configs.items()
+    }
+    lightning_writes = {f"{folder}/last.ckpt" for folder in written.values() if folder}
+    named, own = [], []
+    for name, text in configs.items():
+        for number, line in enumerate(text.splitlines(), 1):
+            named += [
+                (f"{name}:{number}", path)
+                for path in re.findall(r"(?<![\w/.])runs/(?:[^\s<]|<[^>]*>)+?\.ckpt", line)
+            ]
+            command = re.search(r"--config (conf/\S+\.yaml)\b.*--ckpt_path ((?:[^\s<]|<[^>]*>)+)", line)
+            if command:
+                own.append((f"{name}:{number}", command[2], f"{written[command[1]]}/last.ckpt"))
+    assert len(named) >= 8 and len(own) >= 4  # what conf/ held when this was written: it found them all
+    assert [(where, path) for where, path in named if path not in lightning_writes] == []
+    assert [(where, path, want) for where, path, want in own if path != want] == []
 
 
 def test_8_full_shot_plots_are_named_kfull(mvtec_root, tmp_path, monkeypatch):

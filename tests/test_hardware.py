@@ -4,8 +4,13 @@ processes stands in for 2 GPUs: same Lightning strategy, gloo instead of NCCL)."
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 import torch
+from lightning.pytorch import Callback, Trainer
 
 from tests.test_generate import _write_dataset
 from tgad.cli.main import main
@@ -16,6 +21,54 @@ from tgad.hardware import Hardware, HardwareError
 SMALL = dict(
     vqgan_iterations=3, integrator_overrides={"rounds": 1, "samples_per_round": 4, "update_steps": 1}
 )
+
+
+class _RecordFit(Callback):
+    """What a Trainer runs, written by every fit process (a DDP fit has two) to ``folder``: its precision plugin,
+    strategy, rank and world size, and the dtype the module's first convolution computed in while training."""
+
+    def __init__(self, folder: str):
+        self.folder, self.conv_dtypes, self.hook = folder, set(), None
+
+    def on_train_start(self, trainer, pl_module):
+        conv = next(m for m in pl_module.modules() if isinstance(m, torch.nn.Conv2d))
+        self.hook = conv.register_forward_hook(lambda m, i, out: self.conv_dtypes.add(str(out.dtype)))
+
+    def on_train_end(self, trainer, pl_module):
+        self.hook.remove()
+        record = {
+            "module": type(pl_module).__name__,
+            "precision": trainer.precision,
+            "strategy": type(trainer.strategy).__name__,
+            "world_size": trainer.world_size,
+            "rank": trainer.global_rank,
+            "conv_dtypes": sorted(self.conv_dtypes),
+        }
+        (Path(self.folder) / f"{record['module']}-{os.getpid()}.json").write_text(json.dumps(record))
+
+
+@pytest.fixture
+def recorded_fits(monkeypatch, tmp_path):
+    """Every Trainer built in the test gets a :class:`_RecordFit`; returns a reader of the records by module."""
+    folder = tmp_path / "fits"
+    folder.mkdir()
+    init = Trainer.__init__
+
+    def init_recording(self, *args, callbacks=None, **kwargs):
+        init(self, *args, callbacks=[*(callbacks or []), _RecordFit(str(folder))], **kwargs)
+
+    monkeypatch.setattr(Trainer, "__init__", init_recording)
+
+    def read() -> dict[str, list[dict]]:
+        records = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+        for f in folder.glob("*.json"):
+            f.unlink()
+        by_module: dict[str, list[dict]] = {}
+        for r in sorted(records, key=lambda r: r["rank"]):
+            by_module.setdefault(r.pop("module"), []).append(r)
+        return by_module
+
+    return read
 
 
 @pytest.fixture
@@ -67,9 +120,14 @@ def test_impossible_requests_fail_in_one_line_before_any_work(no_gpu, tmp_path, 
     assert not out.exists() and not (tmp_path / "r").exists()
 
 
-def test_precision_and_ddp_reach_the_fit_its_key_and_the_manifest(no_gpu, tmp_path):
-    """The default is float32 on one CPU (the key of asking for it); bf16 and a 2-process DDP fit are other sets."""
+def test_precision_and_ddp_reach_the_fit_its_key_and_the_manifest(no_gpu, tmp_path, recorded_fits):
+    """float32 on one CPU is the default's key; bf16 and a 2-process DDP fit are other sets. What
+    the Trainers ran is recorded inside the fits: the generator in the requested precision (its convolutions in
+    bfloat16 under bf16-mixed) on the requested processes; the Integrator on one process in float32."""
     root = _write_dataset(tmp_path / "data")
+    single = {"strategy": "SingleDeviceStrategy", "world_size": 1, "rank": 0}
+    float32 = {"precision": "32-true", "conv_dtypes": ["torch.float32"]}
+    ran = {}
 
     def make(name: str, hardware: Hardware | None) -> dict:
         out = tmp_path / name
@@ -77,6 +135,9 @@ def test_precision_and_ddp_reach_the_fit_its_key_and_the_manifest(no_gpu, tmp_pa
         generate_extra_set(request_from_flags("mvtec", root, "hazelnut", 1, 0, 4, "tiny", **flags), out)
         manifest = load_manifest(out)
         assert is_complete(out, manifest["cache_key"])
+        fits = recorded_fits()
+        assert fits["Integrator"] == [{**single, **float32}], name  # the judges compare float32 distances
+        ran[name] = fits["VarianceVQGAN"]
         return manifest
 
     default = make("default", None)
@@ -94,6 +155,10 @@ def test_precision_and_ddp_reach_the_fit_its_key_and_the_manifest(no_gpu, tmp_pa
         "cpu x1 bf16-mixed",
         "cpu x2 32-true",
     ]
+    assert ran["default"] == ran["explicit"] == [{**single, **float32}]
+    assert ran["bf16"] == [{**single, "precision": "bf16-mixed", "conv_dtypes": ["torch.bfloat16"]}]
+    ddp_ranks = [{**float32, "strategy": "DDPStrategy", "world_size": 2, "rank": r} for r in (0, 1)]
+    assert ran["ddp"] == ddp_ranks  # two processes, each fitting its share
     assert ddp["config"]["arguments"]["hardware"] == {
         "accelerator": "cpu",
         "devices": 2,

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from tgad.assets.clip import TINY_CLIP, resolve_clip
-from tgad.data.datasets import BTAD_CATEGORIES, LOCO_CATEGORIES, MVTEC_CATEGORIES
 from tgad.data.embedded_builder import EMBEDDED_CATEGORIES
+from tgad.data.real_datasets import BTAD_CATEGORIES, LOCO_CATEGORIES, MVTEC_CATEGORIES
 from tgad.text.clip_embed import (
     clear_text_cache,
     encode_images,

@@ -15,10 +15,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import skimage.data
 import torch
 from anomalib.models import EfficientAd
+from anomalib.utils.path import get_pretrained_weights_dir
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.v2 import CenterCrop, Compose, RandomGrayscale, Resize, ToTensor
 
 from tgad.assets import AssetError, ResolvedWeights, resolve_backbone_weights
 
@@ -43,8 +46,6 @@ PENALTY_PHOTOS = (
 
 def teacher_weights(model_size: str = "small", allow_random: bool = False) -> ResolvedWeights:
     """The EfficientAd teacher PDN: ``<tgad cache>/weights/efficientad_teacher_<size>.pth``, else anomalib's cache."""
-    from anomalib.utils.path import get_pretrained_weights_dir
-
     name = f"efficientad_teacher_{model_size}"
     anomalib_file = (
         get_pretrained_weights_dir()
@@ -67,8 +68,6 @@ class _Photos(Dataset):
     """scikit-image's bundled photographs as an ImageFolder-like dataset: items are (image, 0)."""
 
     def __init__(self, transform) -> None:
-        import skimage.data
-
         self.images = []
         for name in PENALTY_PHOTOS:
             array = np.asarray(getattr(skimage.data, name)())
@@ -105,8 +104,6 @@ class OfflineEfficientAd(EfficientAd):
             super().prepare_imagenette_data(image_size)
             return
         # anomalib's transform (resize x2, random grey, centre crop), applied to the bundled photographs.
-        from torchvision.transforms.v2 import CenterCrop, Compose, RandomGrayscale, Resize, ToTensor
-
         self.data_transforms_imagenet = Compose(
             [
                 Resize((image_size[0] * 2, image_size[1] * 2)),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from anomalib.pre_processing import PreProcessor
+from torchvision.transforms.v2 import Compose, Normalize
+
 T = TypeVar("T")
 
 
@@ -25,9 +28,6 @@ def normalise_like(model: Any, mean: tuple[float, ...], std: tuple[float, ...]) 
     weights were trained with (``ResolvedWeights.mean/std``). anomalib's pre-processors normalise with ImageNet's
     whatever the backbone; the TF-ported EfficientNet-Lite0 weights expect (0.5, 0.5, 0.5) / (0.5, 0.5, 0.5).
     A model without a ``Normalize`` step (EfficientAd's) is returned unchanged."""
-    from anomalib.pre_processing import PreProcessor
-    from torchvision.transforms.v2 import Compose, Normalize
-
     old = getattr(model, "pre_processor", None)
     steps = list(getattr(getattr(old, "transform", None), "transforms", []))
     if not any(isinstance(step, Normalize) for step in steps):

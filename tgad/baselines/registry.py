@@ -19,7 +19,7 @@ import torch
 from anomalib.models import AnomalyDINO, Cflow, Padim, ReverseDistillation
 from anomalib.models.components import AnomalibModule
 
-from tgad.assets import LITE0, ResolvedWeights, use_backbone_weights
+from tgad.assets import LITE0, ResolvedWeights, resolve_backbone_weights, use_backbone_weights
 from tgad.assets.backbones import random_weights_file
 from tgad.baselines.efficient_ad import OfflineEfficientAd, teacher_weights
 from tgad.baselines.patchcore import make_patchcore
@@ -272,8 +272,6 @@ def check_weights(
 ) -> ResolvedWeights:
     """Resolve the weights model ``name`` would load, before anything is built: a benchmark fails at once
     (one line saying how to provide them) instead of after its first extra set."""
-    from tgad.assets import resolve_backbone_weights
-
     backbone = check_backbone(name, backbone)
     if name == "efficient_ad":
         return teacher_weights(backbone.removeprefix("pdn_"), allow_random=allow_random)

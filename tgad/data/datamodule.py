@@ -13,13 +13,13 @@ from anomalib.data.datamodules.base.image import AnomalibDataModule
 from anomalib.data.utils import DownloadInfo, TestSplitMode, ValSplitMode
 from torchvision.transforms.v2 import Resize
 
-from tgad.data.dataset import SamplesDataset
 from tgad.data.download import ensure_downloaded
 from tgad.data.errors import DataError
 from tgad.data.images import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, is_image_file
 from tgad.data.indexing import COLUMNS, INDEXERS, validate_samples
 from tgad.data.leaks import check_no_leak
 from tgad.data.names import folder_name_problem
+from tgad.data.samples_dataset import SamplesDataset
 from tgad.data.shots import MAX_SEED, choose_shots, resolve_shot_ids
 
 logger = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from scipy.ndimage import shift, zoom
 
 DEFECT_TYPES = ("scratch", "hole", "stain", "foreign")
 SEVERITIES = ("subtle", "medium", "obvious")
@@ -234,8 +235,6 @@ def _hole(image: np.ndarray, rng: np.random.Generator, grade: Grade) -> tuple[np
 
 def _smooth_noise(h: int, w: int, rng: np.random.Generator, cells: int) -> np.ndarray:
     """Smooth value noise in [0, 1]: a coarse random grid upsampled with cubic splines."""
-    from scipy.ndimage import zoom
-
     coarse = rng.random((cells + 1, cells + 1)).astype(np.float32)
     return np.clip(zoom(coarse, (h / (cells + 1), w / (cells + 1)), order=3), 0.0, 1.0)[:h, :w]
 
@@ -279,6 +278,4 @@ def _foreign(
 
 def _shifted(field: np.ndarray, dy: float, dx: float) -> np.ndarray:
     """``field`` moved by (dy, dx) pixels with linear interpolation; zeros enter at the borders."""
-    from scipy.ndimage import shift
-
     return np.clip(shift(field, (dy, dx), order=1, mode="constant", cval=0.0), 0.0, 1.0)

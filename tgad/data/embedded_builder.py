@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import skimage.data
 from PIL import Image
 
 from tgad.assets.cache import atomic_dir
@@ -114,8 +115,6 @@ def _check_category(category: str) -> None:
 def load_photo(category: str) -> np.ndarray:
     """The category's scikit-image photograph as (512, 512) float32 in [0, 1], read-only (it is cached)."""
     _check_category(category)
-    import skimage.data
-
     photo = getattr(skimage.data, category)()
     if photo.shape != (PHOTO_SIZE, PHOTO_SIZE):
         raise ValueError(f"skimage.data.{category}() has shape {photo.shape}, expected (512, 512)")

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tgad.data.shots import shot_order
 from tgad.evaluation.auroc import image_auroc
 from tgad.features.patches import PatchFeatures, nearest_distances
 from tgad.features.synthetic_defects import VALIDATION_FAMILIES, VALIDATION_KINDS, make_defects
@@ -80,8 +81,6 @@ def paired_score(normal: torch.Tensor, defect: torch.Tensor) -> float:
 def held_out_names(train_names: Sequence[str], shot_names: Sequence[str], n_normals: int) -> list[str]:
     """Held-out normals: the last ``n_normals`` names of the shot permutation that are not shots, or [] when the
     train split has fewer than ``MIN_HELD_OUT`` images beyond the shots."""
-    from tgad.data.shots import shot_order
-
     rest = [n for n in shot_order(train_names) if n not in set(shot_names)]
     if len(rest) < MIN_HELD_OUT:
         return []

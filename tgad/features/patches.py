@@ -8,6 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tgad.assets import create_backbone
+from tgad.assets.backbones import drop_unused_blocks
+
 
 def tail_mean(distances: torch.Tensor, fraction: float) -> torch.Tensor:
     """(B, P) -> (B,): the mean of the largest ``fraction`` of each row (at least one value).
@@ -71,8 +74,5 @@ def detector_features(backbone: str = "tf_efficientnet_lite0") -> PatchFeatures:
     """PatchFeatures over the layers tgad's PatchCore uses, normalised as the detector's pre-processor
     normalises (the weights' own statistics, ``tgad.baselines.registry``), with weights resolved by
     ``tgad.assets`` (an AssetError says how to provide them)."""
-    from tgad.assets import create_backbone
-    from tgad.assets.backbones import drop_unused_blocks
-
     net, weights = create_backbone(backbone, features_only=True, out_indices=DETECTOR_OUT_INDICES[backbone])
     return PatchFeatures(drop_unused_blocks(net), torch.tensor(weights.mean), torch.tensor(weights.std))

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
 
 VALIDATION_KINDS = ("cutpaste_patch", "cutpaste_scar", "perlin_texture")
 METHOD_KINDS = ("self_blend", "stain")
@@ -107,8 +108,6 @@ def _cutpaste(
     alpha[:, ty : ty + ph, tx : tx + pw] = 1.0
     if scar:
         angle = _rand(generator, -90, 90)
-        from torchvision.transforms.v2 import functional as TF
-
         centre = [tx + pw / 2, ty + ph / 2]
         layer = TF.affine(layer, angle=angle, translate=[0, 0], scale=1.0, shear=[0.0], center=centre)
         alpha = TF.affine(alpha, angle=angle, translate=[0, 0], scale=1.0, shear=[0.0], center=centre)

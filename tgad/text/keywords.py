@@ -21,6 +21,8 @@ import re
 from importlib import resources
 from typing import Literal, NamedTuple
 
+from tgad.assets.wordnet import ensure_wordnet
+
 log = logging.getLogger(__name__)
 _SYNSET_NAME = re.compile(r"^[\w.'-]+\.n\.\d{2}$")
 _SIZE_SUFFIX = re.compile(r"_\d+$")
@@ -61,9 +63,9 @@ def normalise_category(category: str) -> str:
 @functools.cache
 def wordnet():
     """nltk's WordNet reader, made available offline by :func:`tgad.assets.wordnet.ensure_wordnet`."""
-    from tgad.assets.wordnet import ensure_wordnet
-
     ensure_wordnet()
+    # lazy: nltk.corpus would add 1.5-2.4 s to every start-up, as tgad.text loads with the CLI (measured after
+    # `import tgad.cli.main` with -X importtime and perf_counter on the shared 2-core machine)
     from nltk.corpus import wordnet as wn
 
     wn.ensure_loaded()
@@ -81,7 +83,7 @@ def _table_entry(name: str) -> tuple[str, dict[str, str]] | None:
 
 
 def _check_synset(name: str, where: str) -> str:
-    from nltk.corpus.reader.wordnet import WordNetError
+    from nltk.corpus.reader.wordnet import WordNetError  # lazy, as in wordnet()
 
     try:
         synset = wordnet().synset(name)
