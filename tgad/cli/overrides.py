@@ -5,8 +5,12 @@ editing code. Values are read as YAML scalars (``2`` int, ``0.5`` float, ``true`
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import yaml
+
+from tgad.cli.errors import UsageError
+from tgad.models.integrator.config import IntegratorConfig
 
 
 def add_override_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,11 +31,6 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
 def parse_overrides(pairs: list[str]) -> dict[str, object]:
     """``["tau=2", "calibrate_tau=true"]`` -> ``{"tau": 2.0, "calibrate_tau": True}``. A bad pair is a
     ``UsageError`` naming it (unknown key, wrong type, or a value the settings refuse), before any compute."""
-    from dataclasses import replace
-
-    from tgad.cli.errors import UsageError
-    from tgad.models.integrator.config import IntegratorConfig
-
     fields = IntegratorConfig.__dataclass_fields__
     defaults = IntegratorConfig()
     out: dict[str, object] = {}
