@@ -19,7 +19,13 @@ from rich.console import Console
 from rich.text import Text
 
 from tgad.assets.cache import file_kind
-from tgad.assets.weights import unpickling_problem
+from tgad.assets.weights import AssetError, unpickling_problem
+from tgad.benchmark.plan import BenchmarkError
+from tgad.data.errors import DataError
+from tgad.generate.artifact import ExtraSetError
+from tgad.hardware import HardwareError
+from tgad.models.presets import SettingError
+from tgad.text.keywords import KeywordError
 
 EXIT_USER_ERROR = 2
 DEBUG_HINT = "TGAD_DEBUG=1 shows the traceback"
@@ -31,15 +37,7 @@ class UsageError(ValueError):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """The exception types whose message is written for the user (imported late: the CLI starts fast)."""
-    from tgad.assets.weights import AssetError
-    from tgad.benchmark.plan import BenchmarkError
-    from tgad.data.errors import DataError
-    from tgad.generate.artifact import ExtraSetError
-    from tgad.hardware import HardwareError
-    from tgad.models.presets import SettingError
-    from tgad.text.keywords import KeywordError
-
+    """The exception types whose message is written for the user."""
     return (
         UsageError,
         DataError,
