@@ -31,7 +31,7 @@ STAGES = {
     "  anomaly maps (upsample + blur)": ("patchcore/anomaly_map.py", "compute_anomaly_map"),
     "pixel AUROC": ("tgad/evaluation/auroc.py", "pixel_auroc"),
     "AUPRO": ("tgad/evaluation/aupro.py", "aupro"),
-    "validation columns": ("tgad/benchmark/validate.py", "columns"),
+    "validation columns": ("tgad/benchmark/defect_check.py", "columns"),
     "  validation features": ("tgad/evaluation/validation.py", "_features"),
     "  validation image scores": ("tgad/evaluation/validation.py", "image_scores"),
     "plots (anomaly-map overlays)": ("tgad/benchmark/plots.py", "save_overlays"),

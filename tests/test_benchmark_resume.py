@@ -13,7 +13,9 @@ from contextlib import contextmanager
 import pytest
 
 import tgad.benchmark.results as results_module
+import tgad.benchmark.row_task as row_task
 import tgad.benchmark.runner as runner
+from tests.helpers.benchmark_stub import row_datamodule
 from tgad.benchmark.plan import BenchmarkConfig, BenchmarkError, Row, make_plan
 from tgad.benchmark.report import metric_table
 from tgad.benchmark.results import COLUMNS, ResultsCSV
@@ -46,7 +48,7 @@ def _stub(calls, interrupt_at=None):
             "n_extra": 0 if extra is None else extra.manifest["n"],
         }
         out |= {"backbone_weights": "stub:package:1", "model_settings": json.dumps({}), "peak_rss_mb": 1.0}
-        return out, Evaluation(Scores(auroc, None, 0.0, 0.0, 1.0, 1, 6))
+        return out, Evaluation(Scores(auroc, None, 0.0, 0.0, 1.0, 1, 6)), row_datamodule(row, config)
 
     return run_row
 
@@ -54,7 +56,7 @@ def _stub(calls, interrupt_at=None):
 def test_resume_runs_only_the_missing_rows(mvtec_root, tmp_path, monkeypatch):
     config = _config(mvtec_root, tmp_path / "results")
     calls: list = []
-    monkeypatch.setattr(runner, "run_row", _stub(calls, interrupt_at=3))
+    monkeypatch.setattr(row_task, "run_row", _stub(calls, interrupt_at=3))
     with pytest.raises(KeyboardInterrupt):
         runner.run_benchmark(config)
     csv_path = config.out_dir / "results.csv"
@@ -63,7 +65,7 @@ def test_resume_runs_only_the_missing_rows(mvtec_root, tmp_path, monkeypatch):
     interrupted = calls[2]
 
     calls.clear()
-    monkeypatch.setattr(runner, "run_row", _stub(calls))
+    monkeypatch.setattr(row_task, "run_row", _stub(calls))
     result = runner.run_benchmark(config)
     assert calls == [interrupted, calls[1]] and len(calls) == 2  # only the missing rows, the lost one first
     rows = ResultsCSV(csv_path).rows()
@@ -95,7 +97,7 @@ def test_a_failing_row_is_reported_and_retried(mvtec_root, tmp_path, monkeypatch
             raise FloatingPointError("loss is nan")
         return stub(row, *args)
 
-    monkeypatch.setattr(runner, "run_row", flaky)
+    monkeypatch.setattr(row_task, "run_row", flaky)
     result = runner.run_benchmark(config)
     assert len(result.failures) == 1 and "loss is nan" in result.failures[0]
     assert len(ResultsCSV(config.out_dir / "results.csv").rows()) == 3
@@ -240,7 +242,7 @@ def test_wandb_offline_run_is_written(mvtec_root, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     config = _config(mvtec_root, tmp_path / "results", wandb=True)
     calls: list = []
-    monkeypatch.setattr(runner, "run_row", _stub(calls))
+    monkeypatch.setattr(row_task, "run_row", _stub(calls))
     runner.run_benchmark(config)
     runs = list((config.out_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))

@@ -321,10 +321,11 @@ def test_8_config_comments_name_the_checkpoint_lightning_writes():
 
 
 def test_8_full_shot_plots_are_named_kfull(mvtec_root, tmp_path, monkeypatch):
+    import tgad.benchmark.row_task as row_task
     import tgad.benchmark.runner as runner
     from tests.helpers.benchmark_stub import stub_config, stub_run_row
 
-    monkeypatch.setattr(runner, "run_row", stub_run_row)
+    monkeypatch.setattr(row_task, "run_row", stub_run_row)
     config = stub_config(mvtec_root, tmp_path / "r", shots=(None,), seeds=(0,))
     runner.run_benchmark(config)
     plots = sorted(p.name for p in (config.out_dir / "plots").glob("*.png"))

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+import tgad.benchmark.row_task as row_task
 import tgad.benchmark.runner as runner
 from tests.helpers.benchmark_stub import stub_config, stub_run_row
 from tests.helpers.datasets import write_mvtec
@@ -69,7 +70,7 @@ def test_a_killed_run_heals_and_lists_no_temporary(tmp_path, monkeypatch, caplog
     is rebuilt, and the W&B artifact list holds complete sets only."""
     write_mvtec(tmp_path / "data")
     config = stub_config(tmp_path / "data", tmp_path / "results", seeds=(0,))
-    monkeypatch.setattr(runner, "run_row", stub_run_row)
+    monkeypatch.setattr(row_task, "run_row", stub_run_row)
     runner.run_benchmark(config)
     (good,) = complete_extra_sets(config.out_dir / "extra_sets")
     manifest = (good / "manifest.json").read_text()

@@ -166,11 +166,11 @@ def test_benchmark_rows_record_the_prior(root, tmp_path, monkeypatch):
         from tgad.evaluation.scoring import Evaluation, Scores
 
         out = row.as_columns() | {"image_auroc": 0.5, "backbone_weights": "stub", "model_settings": "{}"}
-        return out, Evaluation(Scores(0.5, None, 0.0, 0.0, 1.0, 1, 6))
+        return out, Evaluation(Scores(0.5, None, 0.0, 0.0, 1.0, 1, 6)), None
 
-    monkeypatch.setattr(runner, "run_row", stub)
-    monkeypatch.setattr(runner, "preflight", lambda config: None)
-    monkeypatch.setattr(runner, "Validations", lambda config: _NoValidation())
+    monkeypatch.setattr("tgad.benchmark.row_task.run_row", stub)
+    monkeypatch.setattr("tgad.benchmark.prepare.check_benchmark", lambda config: None)
+    monkeypatch.setattr(runner, "DefectCheck", lambda config: _NoValidation())
     monkeypatch.setattr("tgad.benchmark.runner.make_extra", lambda config, row, show, plot: None)
     runner.run_benchmark(config)
     rows = ResultsCSV(config.out_dir / "results.csv").rows()
@@ -178,7 +178,7 @@ def test_benchmark_rows_record_the_prior(root, tmp_path, monkeypatch):
 
 
 class _NoValidation:
-    def columns(self, row, path):
+    def columns(self, row, dm, path):
         return {}
 
 

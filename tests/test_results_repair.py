@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+import tgad.benchmark.row_task as row_task
 import tgad.benchmark.runner as runner
 from tests.helpers.benchmark_stub import stub_columns, stub_config, stub_run_row
 from tests.helpers.datasets import write_mvtec
@@ -22,7 +23,7 @@ def uninterrupted(tmp_path_factory):
     write_mvtec(base / "data")
     config = stub_config(base / "data", base / "whole")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner, "run_row", stub_run_row)
+        patch.setattr(row_task, "run_row", stub_run_row)
         runner.run_benchmark(config)
     csv_bytes = (config.out_dir / "results.csv").read_bytes()
     return base / "data", csv_bytes, ResultsCSV(config.out_dir / "results.csv").rows()
@@ -72,7 +73,7 @@ def test_a_cut_row_is_recomputed_by_the_benchmark(where, uninterrupted, tmp_path
         calls.append(row.key())
         return stub_run_row(row, *args)
 
-    monkeypatch.setattr(runner, "run_row", counting)
+    monkeypatch.setattr(row_task, "run_row", counting)
     with caplog.at_level(logging.WARNING):
         result = runner.run_benchmark(config)
     assert len(calls) == 1 and not result.failures  # only the cut row ran again

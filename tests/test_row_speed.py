@@ -65,9 +65,10 @@ def test_patchcore_with_the_blocked_search_and_separable_blur_scores_and_maps_as
 
 
 def test_the_cached_validator_scores_extra_sets_as_a_recomputed_one(tmp_path):
+    from tests.helpers.benchmark_stub import row_datamodule
     from tests.helpers.datasets import write_mvtec
+    from tgad.benchmark.defect_check import DefectCheck
     from tgad.benchmark.plan import BenchmarkConfig, Row
-    from tgad.benchmark.validate import Validations
     from tgad.evaluation.validation import ValidationSettings
 
     write_mvtec(tmp_path / "data", n_train=14, size=64)
@@ -79,23 +80,24 @@ def test_the_cached_validator_scores_extra_sets_as_a_recomputed_one(tmp_path):
         results_dir=str(tmp_path / "results"),
         wandb=False,
     )
-    row = Row(
-        "mvtec", "widget", "patchcore", "tf_efficientnet_lite0", 1, 0, "shots", "", 0, "tiny", config.size
-    )
+    side = config.image_size
+    row = Row("mvtec", "widget", "patchcore", "tf_efficientnet_lite0", 1, 0, "shots", "", 0, "tiny", side)
     settings = ValidationSettings(n_normals=6)
-    computed = Validations(config, settings)._validator(row)
-    path = Validations(config, settings).state_path("widget", 1, 0)
+    dm = row_datamodule(row, config)
+    computed = DefectCheck(config, settings)._validator(row, dm)
+    path = DefectCheck(config, settings).state_path("widget", 1, 0)
     assert path.is_file()
     stamp = path.stat().st_mtime_ns
-    loaded = Validations(config, settings)._validator(row)  # a later command: the state comes from disk
+    loaded = DefectCheck(config, settings)._validator(row, dm)  # a later command: the state comes from disk
     assert path.stat().st_mtime_ns == stamp and loaded.defects is None
-    extra = torch.rand(3, 3, config.size, config.size, generator=torch.Generator().manual_seed(2))
+    extra = torch.rand(3, 3, side, side, generator=torch.Generator().manual_seed(2))
     assert loaded.evaluate(None) == computed.evaluate(None)
     assert loaded.evaluate(extra) == computed.evaluate(extra)
-    other = Validations(config, ValidationSettings(n_normals=5))._validator(row)  # another key: recomputed
+    other_settings = ValidationSettings(n_normals=5)  # another key: recomputed
+    other = DefectCheck(config, other_settings)._validator(row, dm)
     assert other.normal_features.shape[0] == 5 and path.stat().st_mtime_ns != stamp
     path.write_bytes(b"not a torch file")  # damaged: recomputed, not an error
-    again = Validations(config, settings)._validator(row)
+    again = DefectCheck(config, settings)._validator(row, dm)
     assert again.evaluate(extra) == computed.evaluate(extra)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import tgad.benchmark.row_task as row_task
 import tgad.benchmark.runner as runner
 from tests.helpers.benchmark_stub import stub_config, stub_run_row
 from tests.helpers.datasets import write_mvtec
@@ -223,11 +224,11 @@ def test_7_a_row_another_run_finished_meanwhile_is_not_appended(mvtec_root, tmp_
     csv = ResultsCSV(config.out_dir / "results.csv")
 
     def raced(row, *args):
-        out, evaluation = stub_run_row(row, *args)
+        out, evaluation, dm = stub_run_row(row, *args)
         assert csv.append(out)  # the other process, a moment earlier
-        return out, evaluation
+        return out, evaluation, dm
 
-    monkeypatch.setattr(runner, "run_row", raced)
+    monkeypatch.setattr(row_task, "run_row", raced)
     result = runner.run_benchmark(config)
     rows = csv.rows()
     assert len(rows) == 2 and len({(r["condition"], r["seed"]) for r in rows}) == 2
@@ -283,9 +284,9 @@ def test_6_a_run_writes_only_in_its_results_folder_and_the_cache(tmp_path, monke
     monkeypatch.setenv("TGAD_CACHE", str(cache))
     monkeypatch.chdir(base / "cwd")
     works: list[Path] = []
-    real = runner.run_row
+    real = row_task.run_row
     monkeypatch.setattr(
-        runner, "run_row", lambda row, c, e, work: works.append(Path(work)) or real(row, c, e, work)
+        row_task, "run_row", lambda row, c, e, work: works.append(Path(work)) or real(row, c, e, work)
     )
     before = _roots(base)
     argv = _benchmark(base / "data", results, "--categories", "widget", "widget", "--seeds", "0", "0", "--shots",

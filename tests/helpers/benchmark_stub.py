@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from tgad.benchmark.plan import BenchmarkConfig, Row
+from tgad.benchmark.row_task import make_datamodule
 from tgad.evaluation.scoring import Evaluation, Scores
 
 
@@ -33,6 +34,14 @@ def stub_columns(row: Row) -> dict:
     }
 
 
+def row_datamodule(row: Row, config):
+    """The row's datamodule, set up, as ``run_row`` returns it (the synthetic-defect check reads it)."""
+    dm = make_datamodule(config, row.category, row.shots, row.seed, [])
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
 def stub_run_row(row: Row, config, extra, work_dir):
     scores = Scores(0.6, None, 0.0, 0.0, 1.0, 1, 6)
-    return stub_columns(row), Evaluation(scores)
+    return stub_columns(row), Evaluation(scores), row_datamodule(row, config)

@@ -37,6 +37,18 @@ DEFAULT_TAG = "openai"
 _HF_DEFAULT_FILE = "open_clip_pytorch_model.bin"
 _HF_SAFE_FILE = "open_clip_model.safetensors"
 _BANNER = "!" * 78
+# OpenAI CLIP's input statistics, for an open_clip model whose config records none
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def preprocess_cfg(model: nn.Module) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """(input size, mean, std) of an open_clip model: its own preprocess config, OpenAI's stats if none."""
+    visual = model.visual
+    size = visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    cfg = getattr(visual, "preprocess_cfg", None) or {}
+    return int(size), tuple(cfg.get("mean", CLIP_MEAN)), tuple(cfg.get("std", CLIP_STD))
 
 
 @functools.cache
@@ -162,8 +174,6 @@ def _create(model_name: str, cfg: dict | None = None) -> nn.Module:
 
 def _finish(model: nn.Module, model_name: str, resolved: ResolvedWeights):
     import open_clip
-
-    from tgad.text.clip_embed import preprocess_cfg
 
     model.eval().requires_grad_(False)  # CLIP is a frozen judge everywhere in tgad
     _, mean, std = preprocess_cfg(model)  # what ``prepare_images`` normalises with, recorded with the weights

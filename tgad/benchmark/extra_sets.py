@@ -97,7 +97,7 @@ def ensure_extra_set(
         seed=seed,
         dataset=config.dataset,
         category=dm.category,
-        image_size=config.size,
+        image_size=config.image_size,
         key=key,
     )
     return ExtraSet(path, time.perf_counter() - start, load_manifest(path))
@@ -126,7 +126,7 @@ def _request_base(config: BenchmarkConfig, condition: str, dm, seed: int) -> dic
         "shot_sha256": [sha256_file(p) for p in dm.shot_paths],
         "seed": seed,
         "n": config.n_gen,
-        "image_size": config.size,
+        "image_size": config.image_size,
         "tgad_version": tgad.__version__,
     }
 
@@ -180,7 +180,7 @@ def _tgad_aug(config: BenchmarkConfig, dm, shots: int | None, seed: int, show, s
         "source_key": source.manifest["cache_key"],
         "source": source.path.name,
         "seed": seed,
-        "image_size": config.size,
+        "image_size": config.image_size,
         "augment": asdict(PlainAugConfig()),
     }
     key = cache_key(arguments)
@@ -188,7 +188,7 @@ def _tgad_aug(config: BenchmarkConfig, dm, shots: int | None, seed: int, show, s
     if is_complete(path, key):
         return ExtraSet(path, source.seconds, load_manifest(path))
     show("augmenting the generated set")
-    make_tgad_aug_set(path, source.path, seed=seed, image_size=config.size, key=key)
+    make_tgad_aug_set(path, source.path, seed=seed, image_size=config.image_size, key=key)
     return ExtraSet(path, time.perf_counter() - start, load_manifest(path))
 
 
@@ -222,7 +222,7 @@ def _selected(
         seed=seed,
         dataset=config.dataset,
         category=dm.category,
-        image_size=config.size,
+        image_size=config.image_size,
         generated=source.path if source else None,
         key=key,
     )

@@ -17,12 +17,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tgad.assets.clip import clip_weights_available
 from tgad.data.names import folder_name_problem
 from tgad.data.shots import MAX_SEED
+from tgad.generate.prior import prior_label
 from tgad.hardware import Hardware
 from tgad.models.integrator.names import SCORERS
+from tgad.models.integrator.scorers import resolve_scorer
 from tgad.recipe import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, PRESETS, Recipe
 
+MIB = 1 << 20
 CONDITIONS = ("shots", "plain_aug", "tgad", "tgad_aug", "aug_select", "tgad_select")
 DEFAULT_CONDITIONS = ("shots", "plain_aug", "tgad", "tgad_aug", "aug_select", "tgad_select")
 GENERATED = ("tgad", "tgad_aug", "tgad_select")  # conditions made with the generator: one row per scorer
@@ -67,7 +71,8 @@ class BenchmarkConfig:
     results_dir: str = "results"
     backbone: str | None = None  # None: each model's default
     backbone_weights: str | None = None  # a local timm state dict for that backbone (e.g. DINOv2)
-    image_size: int | None = None  # None: the preset's
+    # the detectors' image side; None on construction: the preset's (resolved then, so it always holds the side)
+    image_size: int | None = None
     clip_weights: str | None = None  # CLIP checkpoint file or open_clip tag for the tgad condition
     keywords: Mapping[str, str] = field(default_factory=dict)  # category -> object word (tgad condition)
     allow_random_clip: bool = False
@@ -82,7 +87,7 @@ class BenchmarkConfig:
     vqgan_iterations: int | None = None
     # the generated conditions' generator prior: none | other_categories | a VarianceVQGAN weight file
     prior: str = "none"
-    validate: bool = True  # the synthetic-defect validation columns, where the train split allows them
+    defect_check: bool = True  # the synthetic-defect check columns (val_*), where the train split allows them
     # Where the generator and the detectors run: resolved where the work runs (a Ray worker may have a GPU
     # its driver lacks); detectors use one device in float32, the generator fit all ``devices``.
     hardware: Hardware = field(default_factory=Hardware)
@@ -120,6 +125,7 @@ class BenchmarkConfig:
             raise BenchmarkError(f"--{'prior' if 'prior' in str(err) else 'set'}: {err}") from err
         if not self.categories:
             raise BenchmarkError("no categories: pass --categories (or a root holding category folders)")
+        object.__setattr__(self, "image_size", self.recipe.run.detector_image_size)
 
     def _check_names(self) -> None:
         """Categories and ``--name`` are folder names joined under the dataset root and ``--results-dir``:
@@ -154,11 +160,6 @@ class BenchmarkConfig:
             integrator=dict(self.integrator_overrides),
         )
 
-    @property
-    def size(self) -> int:
-        """The detector's image side."""
-        return self.recipe.run.detector_image_size
-
 
 @dataclass(frozen=True)
 class Row:
@@ -192,6 +193,7 @@ def row_key(values: Mapping[str, object]) -> tuple[str, ...]:
 
 
 def default_backbone(model: str) -> str:
+    # lazy: the registry imports anomalib (~2700 modules, 11 s of `tgad --help` on the 2-core dev machine)
     from tgad.baselines.registry import MODELS
 
     if model not in MODELS:
@@ -200,29 +202,22 @@ def default_backbone(model: str) -> str:
 
 
 @functools.cache
-def _real_clip(preset: str, clip_weights: str | None) -> bool:
-    from tgad.assets.clip import clip_weights_available
-    from tgad.models.prompt_selector import PromptSelectorConfig
-
-    return clip_weights_available(PromptSelectorConfig.preset(preset).clip_model, clip_weights)
+def _real_clip(clip_model: str, clip_weights: str | None) -> bool:
+    return clip_weights_available(clip_model, clip_weights)
 
 
 def plan_scorers(config: BenchmarkConfig) -> tuple[str, ...]:
     """The resolved scorers of the generated conditions, in order, without repeats (``auto`` answered)."""
-    from tgad.models.integrator.scorers import resolve_scorer
-
     if not set(config.conditions) & set(GENERATED):
         return ()
     scorers = config.scorers or (config.recipe.integrator.scorer,)
     needs_clip = "auto" in scorers
-    random_clip = not _real_clip(config.preset, config.clip_weights) if needs_clip else True
+    random_clip = not _real_clip(config.recipe.prompt.clip_model, config.clip_weights) if needs_clip else True
     return tuple(dict.fromkeys(resolve_scorer(s, random_clip)[0] for s in scorers))
 
 
 def full_plan(config: BenchmarkConfig) -> list[Row]:
     """Every row of the grid, once, grouped so each (category, shots, seed) builds its extra sets once."""
-    from tgad.generate.prior import prior_label
-
     rows: dict[Row, None] = {}  # ordered and without repeats (two backbones resolved alike, say)
     scorers = plan_scorers(config)
     for category in config.categories:
@@ -245,7 +240,7 @@ def full_plan(config: BenchmarkConfig) -> list[Row]:
                                     scorer=scorer,
                                     n_gen=0 if condition == "shots" else config.n_gen,
                                     preset=config.preset,
-                                    image_size=config.size,
+                                    image_size=config.image_size,
                                     prior=prior if condition in GENERATED else "none",
                                 )
                             )
@@ -256,3 +251,15 @@ def make_plan(config: BenchmarkConfig, done: Iterable[tuple[str, ...]] = ()) -> 
     """The rows of the grid whose key is not in ``done`` (keys of rows already in the results CSV)."""
     done = set(done)
     return [row for row in full_plan(config) if row.key() not in done]
+
+
+def image_bytes(n: int, side: int) -> int:
+    """Room for ``n`` PNGs of ``side`` px (uncompressed, the worst case) and a manifest and grid beside them."""
+    return n * side * side * 3 + 2 * MIB
+
+
+def benchmark_bytes(config: BenchmarkConfig, rows: list[Row]) -> int:
+    """About how much the remaining ``rows`` write: their extra sets' images, plots and CSV lines."""
+    side = max(config.image_size, config.recipe.run.generator_image_size)
+    sets = {(r.category, r.shots, r.seed, r.condition, r.scorer) for r in rows if r.condition != "shots"}
+    return len(sets) * image_bytes(config.n_gen, side) + len(rows) * MIB + MIB

@@ -17,6 +17,7 @@ import torch  # noqa: E402
 
 from tgad.assets.cache import atomic_file  # noqa: E402
 from tgad.data.images import read_rgb  # noqa: E402
+from tgad.generate.artifact import load_manifest  # noqa: E402
 
 CONDITION_COLOURS = {"shots": "#8c8c8c", "plain_aug": "#4c78a8", "tgad": "#e45756", "tgad_aug": "#f58518"}
 _EXTRA_COLOURS = ("#54a24b", "#b279a2", "#9d755d", "#72b7b2", "#eeca3b", "#ff9da6")
@@ -74,8 +75,6 @@ def save_bars(
 def save_extra_grid(folder: Path, shot_paths: Sequence[str | Path], path: Path, n: int = 15) -> Path:
     """The shots (the caller's: a manifest's ``shot_paths`` are a record, never opened), then the first ``n``
     images of an ExtraSet."""
-    from tgad.generate.artifact import load_manifest
-
     manifest = load_manifest(folder)  # every image file checked to lie inside ``folder``
     shots = [(read_rgb(p), f"shot {Path(p).stem}") for p in list(shot_paths)[:4]]
     extra = [(read_rgb(folder / r["file"]), _caption(r)) for r in manifest["images"][:n]]

@@ -27,8 +27,11 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
+from tgad.benchmark.defect_check import DefectCheck
 from tgad.benchmark.plan import BenchmarkConfig, BenchmarkError, Row
-from tgad.benchmark.row_task import compute_row, describe, extra_key, make_extra
+from tgad.benchmark.row_task import compute_row, describe, extra_key, make_extra, stops_the_grid
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +41,7 @@ WORKER_ENV = ("MALLOC_MMAP_THRESHOLD_", "HF_HUB_OFFLINE", "TGAD_OFFLINE", "WANDB
 DERIVED = ("tgad_aug", "tgad_select")  # ExtraSets made from the tgad set of the same scorer
 LOCAL_OBJECT_STORE = 256 * 1024**2  # tasks pass paths and rows, never images: a small store is plenty
 
-_validations: dict[
-    str, object
-] = {}  # per worker process: Validations by config (feature network loaded once)
+_checks: dict[str, DefectCheck] = {}  # per worker process, by config (feature network loaded once)
 
 
 def absolute(config: BenchmarkConfig) -> BenchmarkConfig:
@@ -62,8 +63,6 @@ def task_gpus(config: BenchmarkConfig, devices: int, cluster_gpus: float) -> int
 
 
 def _threads(config: BenchmarkConfig) -> None:
-    import torch
-
     torch.set_num_threads(task_cpus(config))
 
 
@@ -75,16 +74,14 @@ def extra_task(config: BenchmarkConfig, row: Row, plot: bool, *sources):
 
 def row_task(config: BenchmarkConfig, row: Row, extra, plot: bool) -> dict:
     """Ray task: the CSV row of ``row`` (``extra``: its finished ExtraSet, or None for ``shots``)."""
-    from tgad.benchmark.validate import Validations
-
     _threads(config)
-    validations = _validations.setdefault(repr(config), Validations(config))
-    return compute_row(row, config, extra, validations, plot=plot)
+    checks = _checks.setdefault(repr(config), DefectCheck(config))
+    return compute_row(row, config, extra, checks, plot=plot)
 
 
 def _cause(err: BaseException) -> BaseException:
     """The exception a task raised, under Ray's wrappers (a failed ExtraSet reaches its rows wrapped twice)."""
-    from ray.exceptions import RayTaskError
+    from ray.exceptions import RayTaskError  # optional (tgad[ray])
 
     while isinstance(err, RayTaskError) and getattr(err, "cause", None) is not None:
         err = err.cause
@@ -95,7 +92,7 @@ def start_ray(address: str | None, cpus: int | None = None) -> bool:
     """Join the cluster at ``address``, or start a local Ray with this machine's cores. True when this call
     started it (and the caller must shut it down)."""
     try:
-        import ray
+        import ray  # optional (tgad[ray])
     except ImportError as err:
         raise BenchmarkError(RAY_MISSING) from err
     if ray.is_initialized():
@@ -124,9 +121,7 @@ def run_on_ray(
     """Run ``plan`` as Ray tasks; ``on_row(row, csv_row)`` / ``on_failure(row, error)`` are called in the
     driver as tasks finish. An error that fails every row alike (a wrong setting, missing data or weights, a
     full disk) cancels the rest and is raised, as in the sequential run."""
-    import ray
-
-    from tgad.benchmark.runner import stops_the_grid
+    import ray  # optional (tgad[ray]): imported only for a Ray run
 
     config = absolute(config)
     started = start_ray(address, cpus)

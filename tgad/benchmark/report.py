@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tgad.assets.cache import atomic_file
-from tgad.benchmark.plan import GENERATED, BenchmarkConfig, full_plan, plan_scorers, row_key
+from tgad.benchmark.plan import GENERATED, BenchmarkConfig, Row, full_plan, plan_scorers, row_key
+from tgad.benchmark.plots import save_bars
 from tgad.benchmark.results import METRICS, to_float
+from tgad.models.integrator.scorers import scorer_description
 
 METRIC_NAMES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": "AUPRO", "spro": "sPRO"}
 # The controls each condition's delta is reported against (paired by seed); plain_aug - shots always.
@@ -172,8 +174,15 @@ def _validation_sizes(rows) -> str:
     )
 
 
-def build_summary(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: Path, seconds: float) -> str:
-    planned = {row.key() for row in full_plan(config)}
+def build_summary(
+    config: BenchmarkConfig,
+    rows: list[dict[str, str]],
+    out_dir: Path,
+    seconds: float,
+    planned_rows: list[Row] | None = None,
+) -> str:
+    """``planned_rows``: the run's plan (``prepare.PreparedRun.planned``), else planned again here."""
+    planned = {row.key() for row in (full_plan(config) if planned_rows is None else planned_rows)}
     rows = [row for row in rows if row_key(row) in planned]
     scorers = plan_scorers(config)
     seeds = ", ".join(str(s) for s in config.seeds)
@@ -184,7 +193,7 @@ def build_summary(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: 
         f"seeds {seeds}; conditions {', '.join(config.conditions)}"
         + (f" (scorers: {', '.join(scorers)})" if scorers else "")
         + f"; preset `{config.preset}`, "
-        f"image size {config.size}, {config.n_gen} extra images per extra set"
+        f"image size {config.image_size}, {config.n_gen} extra images per extra set"
         + (
             f"; generator prior `{config.prior}` (not pure k-shot: the generated conditions' fit starts from "
             "it, `prior` column)"
@@ -212,8 +221,6 @@ def build_summary(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: 
 
 def _model_section(config, subset, model: str, shots, scorers, out_dir: Path) -> list[str]:
     """One (model, k): a table per metric, the image AUROC bar plot, and the validation tables."""
-    from tgad.benchmark.plots import save_bars
-
     columns = [v.label for v in variants(config.conditions, scorers)]
     lines = ["", f"## {model}, k={shots or 'full'}"]
     for metric in METRICS:
@@ -320,8 +327,6 @@ def _cost_section(rows, seconds: float) -> list[str]:
 
 def _scorer_formula(config: BenchmarkConfig, rows: list[dict[str, str]], scorer: str, out_dir: Path) -> str:
     """What the scorer computed: the formula its extra sets' manifests recorded, else the preset's."""
-    from tgad.models.integrator.scorers import scorer_description
-
     for row in rows:
         if row.get("condition") == "tgad" and row.get("scorer") == scorer and row.get("extra_set"):
             manifest = Path(out_dir) / row["extra_set"] / "manifest.json"
@@ -335,10 +340,16 @@ def _scorer_formula(config: BenchmarkConfig, rows: list[dict[str, str]], scorer:
     )
 
 
-def write_report(config: BenchmarkConfig, rows: list[dict[str, str]], out_dir: Path, seconds: float) -> Path:
+def write_report(
+    config: BenchmarkConfig,
+    rows: list[dict[str, str]],
+    out_dir: Path,
+    seconds: float,
+    planned_rows: list[Row] | None = None,
+) -> Path:
     """Write ``<out_dir>/summary.md`` (and the bar plots it links) and ``recipe.yaml`` (the run's preset and
     overrides: ``Recipe.from_yaml`` rebuilds it) atomically; returns the summary's path."""
-    text = build_summary(config, rows, out_dir, seconds)
+    text = build_summary(config, rows, out_dir, seconds, planned_rows)
     path = out_dir / "summary.md"
     with atomic_file(path) as handle:
         handle.write(text)

@@ -18,6 +18,8 @@ import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from filelock import FileLock
+
 from tgad.assets.cache import atomic_file
 from tgad.benchmark.plan import KEY_COLUMNS, BenchmarkError, row_key
 
@@ -79,8 +81,6 @@ def _upgrade(row: dict[str, str]) -> dict[str, str]:
 def csv_lock(path: Path) -> Iterator[None]:
     """An exclusive lock on ``<path>.lock`` (``filelock``: flock on POSIX, msvcrt on Windows) while a row is
     appended or the file repaired, so several processes may share one results folder."""
-    from filelock import FileLock
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path.with_name(path.name + ".lock"))):
         yield

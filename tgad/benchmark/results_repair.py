@@ -26,7 +26,7 @@ from pathlib import Path
 from tgad.assets.cache import atomic_file, file_kind
 from tgad.benchmark.plan import KEY_COLUMNS, BenchmarkError
 from tgad.benchmark.results import COLUMNS, LEGACY_LAYOUTS, METRICS, csv_lock
-from tgad.generate.heal import damaged_path
+from tgad.generate.heal import damaged_path, heal_extra_sets, remove_stale_partials
 
 logger = logging.getLogger(__name__)
 
@@ -206,8 +206,6 @@ def check_results_folder(out_dir: str | Path) -> None:
 def heal_results_folder(out_dir: str | Path) -> None:
     """Before a benchmark plans its rows: repair its CSV, remove temporaries of killed runs, and move aside
     ExtraSets that do not load (they are made again when a row needs them)."""
-    from tgad.generate.heal import heal_extra_sets, remove_stale_partials
-
     out_dir = Path(out_dir)
     check_results_folder(out_dir)
     repair_results(out_dir / "results.csv")

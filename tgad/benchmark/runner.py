@@ -1,46 +1,34 @@
 """Run a benchmark plan row by row: extra sets, fit + test, one CSV line per row, then the report.
 
-``run_row`` is a pure function of its arguments (a row, the config, the extra-set folder) apart from the
-time it takes; the results CSV is the only state shared between rows, so rows could run anywhere. Extra sets
-are cached under ``<results>/extra_sets`` by a key of the arguments that make them.
+The rows themselves are computed by ``row_task`` (the same functions on a Ray worker); the results CSV is the
+only state shared between rows, so rows could run anywhere. Extra sets are cached under
+``<results>/extra_sets`` by a key of the arguments that make them. The checks, the healing of the results
+folder and the plan are ``prepare``'s, done once per run.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import platform
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import anomalib
 import torch
-from lightning.pytorch import seed_everything
 
 import tgad
-from tgad.assets import AssetError
+from tgad.benchmark.defect_check import DefectCheck
 from tgad.benchmark.extra_sets import ExtraSet
-from tgad.benchmark.plan import (
-    GENERATED,
-    BenchmarkConfig,
-    BenchmarkError,
-    Row,
-    full_plan,
-    make_plan,
-    plan_scorers,
-)
+from tgad.benchmark.plan import BenchmarkConfig, Row, plan_scorers
+from tgad.benchmark.prepare import PreparedRun, prepare_run
+from tgad.benchmark.ray_executor import run_on_ray
+from tgad.benchmark.report import write_report
 from tgad.benchmark.results import ResultsCSV
-from tgad.benchmark.results_repair import heal_results_folder, is_environment_error, located
-from tgad.benchmark.row_task import compute_row, describe, extra_key, make_extra
-from tgad.benchmark.validate import Validations
-from tgad.data import DATAMODULES, DataError
-from tgad.data.deep_check import decode_all
+from tgad.benchmark.results_repair import is_environment_error, located
+from tgad.benchmark.row_task import compute_row, describe, extra_key, git_commit, make_extra, stops_the_grid
+from tgad.benchmark.tracking import Tracker
 from tgad.generate.heal import complete_extra_sets
-from tgad.text.keywords import KeywordError
 
 log = logging.getLogger(__name__)
 
@@ -53,187 +41,6 @@ class BenchmarkResult:
     new_rows: int
     failures: list[str]
     seconds: float
-
-
-@functools.cache
-def git_commit(where: Path | None = None) -> str:
-    """Short commit of the tgad checkout (``-dirty`` with local changes), or ``unknown``; read once per process.
-
-    ``--no-optional-locks``: a plain ``git status`` refreshes the index and takes ``.git/index.lock`` in the
-    installed tree, which a git command of the user's running there at the same moment would trip over.
-    """
-    where = where or Path(tgad.__file__).parent
-    git = ["git", "--no-optional-locks"]
-    try:
-        commit = subprocess.run(
-            [*git, "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [*git, "status", "--porcelain", "--untracked-files=no"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def make_datamodule(
-    config: BenchmarkConfig,
-    category: str,
-    shots: int | None,
-    seed: int,
-    extra: list[str],
-    batch: int | None = None,
-):
-    run = config.recipe.run
-    return DATAMODULES[config.dataset](
-        root=config.root,
-        category=category,
-        shots=shots,
-        shot_seed=seed,
-        image_size=config.size,
-        extra_normal_dirs=extra,
-        train_batch_size=batch or run.train_batch_size,
-        eval_batch_size=run.eval_batch_size,
-    )
-
-
-def _weights_text(manifest: dict[str, Any], clip: bool) -> str:
-    parts = []
-    for name, value in sorted(manifest.get("weights", {}).items()):
-        if ("clip" in name.lower()) != clip:
-            continue
-        if value is None:  # no scorer read it, so it was never built
-            parts.append(f"{name}:not_built")
-        elif isinstance(value, dict) and value.get("describe"):
-            parts.append(str(value["describe"]))
-        elif isinstance(value, dict) and "source" in value:
-            ident = (
-                value.get("tag")
-                or (value.get("sha256") or "")[:8]
-                or ("RANDOM" if value["source"] == "random" else "")
-            )
-            parts.append(f"{value.get('name', name)}:{value['source']}:{ident}")
-        else:
-            parts.append(f"{name}:{value}")
-    return ";".join(parts)
-
-
-def run_row(row: Row, config: BenchmarkConfig, extra: ExtraSet | None, work_dir: str):
-    """Fit and test one model on one condition. Returns (the CSV row as a dict, the Evaluation)."""
-    from tgad.baselines.registry import build_model, memory_bank_size
-    from tgad.evaluation.scoring import evaluate
-
-    seed_everything(row.seed, verbose=False)
-    overrides = dict(config.model_overrides.get(row.model, {}))
-    built = build_model(
-        row.model,
-        backbone=row.backbone,
-        image_size=row.image_size,
-        preset=row.preset,
-        seed=row.seed,
-        allow_random_backbone=config.allow_random_backbone,
-        backbone_file=config.backbone_weights,
-        **overrides,
-    )
-    extra_dirs = [str(extra.path)] if extra else []
-    dm = make_datamodule(config, row.category, row.shots, row.seed, extra_dirs, built.train_batch_size)
-    dm.prepare_data()
-    dm.setup()
-    hardware = config.hardware.resolved()
-    evaluation = evaluate(
-        built.model, dm, work_dir, built.trainer_kwargs, n_examples=config.n_examples, hardware=hardware
-    )
-    scores = evaluation.scores
-    manifest = extra.manifest if extra else {}
-    out = {
-        **row.as_columns(),
-        "shot_ids": list(dm.shot_ids),
-        "n_real": len(dm.shot_ids),
-        "n_extra": scores.n_train - len(dm.shot_ids),
-        "n_test": scores.n_test,
-        "extra_set": str(extra.path.relative_to(config.out_dir))
-        if extra and extra.path.is_relative_to(config.out_dir)
-        else (str(extra.path) if extra else ""),
-        "image_auroc": scores.image_auroc,
-        "pixel_auroc": scores.pixel_auroc,
-        "aupro": scores.aupro,
-        "spro": scores.spro,
-        "backbone_weights": built.weights.describe(),
-        "clip_weights": _weights_text(manifest, clip=True),
-        "extra_weights": _weights_text(manifest, clip=False),
-        "model_settings": json.dumps({**built.settings, "accelerator": hardware.accelerator}, sort_keys=True),
-        "memory_bank": memory_bank_size(built.model),
-        "extra_seconds": extra.seconds if extra else 0.0,
-        "fit_seconds": scores.fit_seconds,
-        "test_seconds": scores.test_seconds,
-        "peak_rss_mb": scores.peak_rss_mb,
-        "torch_threads": torch.get_num_threads(),
-        "tgad_version": tgad.__version__,
-        "anomalib_version": anomalib.__version__,
-        "torch_version": torch.__version__,
-        "git_commit": git_commit(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    if out["memory_bank"] is not None:
-        log.info(
-            "%s/%s %s: PatchCore memory bank %d rows, peak RSS %.0f MB",
-            row.category,
-            row.condition,
-            row.model,
-            out["memory_bank"],
-            scores.peak_rss_mb,
-        )
-    return out, evaluation
-
-
-def check_models(config: BenchmarkConfig) -> None:
-    """Every model can use the backbone, and its weights are found (or random ones are allowed)."""
-    from tgad.baselines.registry import check_backbone, check_image_size, check_weights
-
-    for model in config.models:
-        try:
-            check_backbone(model, config.backbone)
-        except ValueError as err:
-            raise BenchmarkError(f"--models/--backbone: {err}") from err
-        try:
-            check_image_size(model, config.size)
-        except ValueError as err:
-            raise BenchmarkError(
-                f"--image-size {config.size}: {err}; pass a larger --image-size or leave {model} out of --models"
-            ) from err
-        check_weights(model, config.backbone, config.backbone_weights, config.allow_random_backbone)
-
-
-def check_final_memory(config: BenchmarkConfig) -> None:
-    """The generated conditions' final draw of ``n_gen`` images fits in memory (``tgad.generate.memory``)."""
-    from tgad.generate.memory import final_draw_problem
-
-    if set(config.conditions) & set(GENERATED):
-        problem = final_draw_problem(config.recipe, config.n_gen)
-        if problem:
-            raise BenchmarkError(f"--n-gen {config.n_gen}: {problem}")
-
-
-def preflight(config: BenchmarkConfig) -> None:
-    """Fail at once, before any row, on a model that cannot run, a category without a keyword (generated
-    conditions), a missing dataset/category, an image or mask that does not decode, or extra sets too large
-    for this machine's memory. The CLI's preflight runs it too, with its own checks."""
-    check_models(config)
-    if set(config.conditions) & set(GENERATED):
-        from tgad.text.keywords import resolve_keyword
-
-        for category in config.categories:
-            resolve_keyword(category, config.keywords.get(category))  # KeywordError: set --keywords
-    for category in config.categories:
-        dm = make_datamodule(config, category, config.shots[0], config.seeds[0], [])
-        dm.prepare_data()
-        # every image and mask decoded in full (cached by size and mtime): a truncated test JPEG otherwise
-        # failed after the generator, the Integrator and the detector's fit
-        decode_all(dm.index())
-    check_final_memory(config)
 
 
 class GridProgress:
@@ -281,24 +88,21 @@ def run_benchmark(
     progress: GridProgress | None = None,
     executor: str = "sequential",
     ray_address: str | None = None,
+    prepared: PreparedRun | None = None,
 ) -> BenchmarkResult:
     """Run the rows of ``config`` missing from its results CSV, then write the report.
 
     ``executor``: ``sequential`` (in this process, in plan order) or ``ray`` (a Ray task graph, local or on the
     cluster at ``ray_address``; ``ray_executor.py``). Either way this process alone writes the CSV, the report
-    and the W&B run, and the rows are the same."""
-    from tgad.benchmark.report import write_report
-    from tgad.benchmark.tracking import Tracker
-
+    and the W&B run, and the rows are the same. ``prepared``: the checks, healing and plan the caller already
+    made (``prepare.prepare_run``; the CLI's preflight); without it they are made here."""
     start = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
     out_dir = config.out_dir
     results = ResultsCSV(out_dir / "results.csv")
-    heal_results_folder(out_dir)
-    preflight(config)
-    plan = make_plan(config, results.done_keys())
-    total = len(full_plan(config))
+    prepared = prepared or prepare_run(config)
+    plan, total = prepared.todo, len(prepared.planned)
     progress = progress or GridProgress()
     scorers = f" (scorers: {', '.join(plan_scorers(config))})" if plan_scorers(config) else ""
     tracker = Tracker(
@@ -329,14 +133,12 @@ def run_benchmark(
             progress.advance(work[row.key()])
 
         if executor == "ray":
-            from tgad.benchmark.ray_executor import run_on_ray
-
             run_on_ray(config, plan, on_row, on_failure, address=ray_address)
         else:
             _run_sequential(config, plan, on_row, on_failure, progress.status)
         progress.close()
         rows = results.rows()
-        summary = write_report(config, rows, out_dir, time.perf_counter() - start)
+        summary = write_report(config, rows, out_dir, time.perf_counter() - start, prepared.planned)
         extra_dirs = complete_extra_sets(out_dir / "extra_sets")
         tracker.log_results(rows, summary, sorted((out_dir / "plots").glob("*.png")), extra_dirs)
     finally:
@@ -345,14 +147,9 @@ def run_benchmark(
     return BenchmarkResult(out_dir, results.path, summary, done, failures, time.perf_counter() - start)
 
 
-def stops_the_grid(err: BaseException) -> bool:
-    """A wrong setting or missing data/weights fails every row alike: stop and say so, do not go on."""
-    return isinstance(err, (BenchmarkError, DataError, AssetError, KeywordError)) or is_environment_error(err)
-
-
 def _run_sequential(config: BenchmarkConfig, plan: list[Row], on_row, on_failure, status) -> None:
     """The plan's rows in order in this process; each ExtraSet is made once (a failure is not retried)."""
-    first_seed, validations = min(config.seeds), Validations(config)
+    first_seed, checks = min(config.seeds), DefectCheck(config)
     extras: dict[tuple, ExtraSet | Exception] = {}
     for row in plan:
 
@@ -373,7 +170,7 @@ def _run_sequential(config: BenchmarkConfig, plan: list[Row], on_row, on_failure
                 if isinstance(extras[key], Exception):
                     raise RuntimeError(f"its extra set failed earlier ({extras[key]})")
                 extra = extras[key]
-            out = compute_row(row, config, extra, validations, plot=row.seed == first_seed, show=show)
+            out = compute_row(row, config, extra, checks, plot=row.seed == first_seed, show=show)
         except Exception as err:
             if is_environment_error(err):
                 raise located(err, config.out_dir) from err

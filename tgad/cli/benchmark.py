@@ -9,10 +9,16 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
-from tgad.benchmark.plan import CONDITIONS, DEFAULT_CONDITIONS
+from tgad.benchmark.plan import CONDITIONS, DEFAULT_CONDITIONS, BenchmarkConfig, BenchmarkError
+from tgad.cli.errors import Stopped, stop_on_signals
 from tgad.cli.hardware_args import add_hardware_arguments
 from tgad.cli.overrides import add_override_arguments, parse_overrides
+from tgad.cli.preflight import preflight_benchmark, threads_from_env
+from tgad.data.embedded_builder import EMBEDDED_CATEGORIES
+from tgad.hardware import Hardware
 from tgad.models.integrator.names import SCORERS
 from tgad.recipe import PRESETS
 
@@ -164,8 +170,7 @@ def _add_executor_arguments(p: argparse.ArgumentParser) -> None:
 def _categories(args: argparse.Namespace) -> tuple[str, ...]:
     if args.categories:
         return tuple(args.categories)
-    from tgad.data import DATAMODULES
-    from tgad.data.embedded_builder import EMBEDDED_CATEGORIES
+    from tgad.data import DATAMODULES  # lazy: the datamodules import anomalib (~1400 modules, 4 s)
 
     if args.dataset == "embedded":
         return tuple(EMBEDDED_CATEGORIES)
@@ -173,8 +178,6 @@ def _categories(args: argparse.Namespace) -> tuple[str, ...]:
     root = Path(args.root or os.environ.get(dm_class.root_env) or dm_class.default_root).expanduser()
     found = tuple(c for c in dm_class.categories if (root / c).is_dir())
     if not found:
-        from tgad.benchmark.plan import BenchmarkError
-
         raise BenchmarkError(
             f"no {args.dataset} categories found under {root}; pass --root (or set {dm_class.root_env}) and/or "
             f"--categories (data: {dm_class.where_to_get})"
@@ -183,8 +186,6 @@ def _categories(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _keywords(pairs: list[str]) -> dict[str, str]:
-    from tgad.benchmark.plan import BenchmarkError
-
     out = {}
     for pair in pairs:
         category, sep, word = pair.partition("=")
@@ -207,14 +208,6 @@ class RichGrid:
         self.console.print(
             f"{heading}: {todo} of {total} rows to run", highlight=False, style="bold", soft_wrap=True
         )
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         # The bar fills by work (a generated set weighs ~10 rows), so the ETA holds; the count is of rows.
         columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[rows]}"),
                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())  # fmt: skip
@@ -238,18 +231,24 @@ class RichGrid:
             self.bar = None
 
 
-def run_benchmark_command(args: argparse.Namespace, console: Console, err_console: Console) -> int:
-    """Run the benchmark; errors reach ``tgad.cli.errors.report_errors`` (one red line, exit code 2). SIGTERM
-    or SIGINT ends it with 143 or 130 and one line saying where it stopped and how to resume."""
-    from rich.text import Text
-
-    from tgad.cli.errors import Stopped, stop_on_signals
+def run_benchmark_cli(args: argparse.Namespace, console: Console, err_console: Console) -> int:
+    """``tgad benchmark``: the config from the arguments, the preflight (which also heals the results folder
+    and plans, once), the grid, the summary. Errors reach ``tgad.cli.errors.report_errors`` (one red line,
+    exit code 2); SIGTERM or SIGINT ends it with 143 or 130 and one line saying where it stopped and how to
+    resume."""
+    # lazy: the runner imports anomalib (~2700 modules, 11 s on the 2-core dev machine), which this module's
+    # parser (`tgad --help`) does not need
+    from tgad.benchmark.runner import run_benchmark
 
     grid = RichGrid(Console(stderr=True), enabled=not args.no_progress)
     results = Path(args.results_dir) / args.dataset / (args.name or args.preset) / "results.csv"
     try:
         with stop_on_signals():
-            return _run(args, console, grid)
+            config = config_from_args(args)
+            prepared = preflight_benchmark(config, args.executor, args.ray_address)  # before any model
+            result = run_benchmark(
+                config, progress=grid, executor=args.executor, ray_address=args.ray_address, prepared=prepared
+            )
     except Stopped as stop:
         grid.close()
         where = f"{grid.done} of {grid.todo} rows" if grid.todo else "no rows"
@@ -259,17 +258,16 @@ def run_benchmark_command(args: argparse.Namespace, console: Console, err_consol
         )
         err_console.print(Text.assemble(("stopped:", "red"), " ", line), highlight=False, soft_wrap=True)
         return stop.exit_code
+    console.print(Markdown(result.summary.read_text()))
+    console.print(f"\n{result.new_rows} new rows in {result.seconds:.0f} s; summary: {result.summary}")
+    for failure in result.failures:
+        console.print(f"[red]failed:[/red] {failure}", highlight=False, soft_wrap=True)
+    return 1 if result.failures else 0
 
 
-def _run(args: argparse.Namespace, console: Console, grid: RichGrid) -> int:
-    from tgad.benchmark.plan import BenchmarkConfig
-    from tgad.benchmark.runner import run_benchmark
-    from tgad.cli.preflight import preflight_benchmark
-    from tgad.hardware import Hardware
-
-    threads = int(os.environ["TGAD_THREADS"]) if os.environ.get("TGAD_THREADS") else None
-    overrides = parse_overrides(args.overrides)  # a UsageError: one line, exit 2
-    config = BenchmarkConfig(
+def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
+    """The ``BenchmarkConfig`` of the command line (``$TGAD_THREADS`` for the threads)."""
+    return BenchmarkConfig(
         dataset=args.dataset,
         categories=_categories(args),
         root=args.root,
@@ -290,19 +288,10 @@ def _run(args: argparse.Namespace, console: Console, grid: RichGrid) -> int:
         allow_random_clip=args.allow_random_clip,
         allow_random_backbone=args.allow_random_backbone,
         wandb=not args.no_wandb,
-        threads=threads,
-        integrator_overrides=overrides,
+        threads=threads_from_env(),
+        integrator_overrides=parse_overrides(args.overrides),  # a UsageError: one line, exit 2
         vqgan_iterations=args.vqgan_iterations,
         prior=args.prior,
-        validate=not args.no_validate,
+        defect_check=not args.no_validate,
         hardware=Hardware(args.accelerator, args.devices, args.precision),
     )
-    preflight_benchmark(
-        config, args.executor, args.ray_address
-    )  # before any model: arguments, outputs, weights
-    result = run_benchmark(config, progress=grid, executor=args.executor, ray_address=args.ray_address)
-    console.print(Markdown(result.summary.read_text()))
-    console.print(f"\n{result.new_rows} new rows in {result.seconds:.0f} s; summary: {result.summary}")
-    for failure in result.failures:
-        console.print(f"[red]failed:[/red] {failure}", highlight=False, soft_wrap=True)
-    return 1 if result.failures else 0

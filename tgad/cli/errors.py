@@ -18,6 +18,15 @@ from collections.abc import Callable, Iterator
 from rich.console import Console
 from rich.text import Text
 
+from tgad.assets.cache import file_kind
+from tgad.assets.weights import AssetError, unpickling_problem
+from tgad.benchmark.plan import BenchmarkError
+from tgad.data.errors import DataError
+from tgad.generate.artifact import ExtraSetError
+from tgad.hardware import HardwareError
+from tgad.models.presets import SettingError
+from tgad.text.keywords import KeywordError
+
 EXIT_USER_ERROR = 2
 DEBUG_HINT = "TGAD_DEBUG=1 shows the traceback"
 
@@ -28,15 +37,7 @@ class UsageError(ValueError):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """The exception types whose message is written for the user (imported late: the CLI starts fast)."""
-    from tgad.assets.weights import AssetError
-    from tgad.benchmark.plan import BenchmarkError
-    from tgad.data.errors import DataError
-    from tgad.generate.artifact import ExtraSetError
-    from tgad.hardware import HardwareError
-    from tgad.models.presets import SettingError
-    from tgad.text.keywords import KeywordError
-
+    """The exception types whose message is written for the user."""
     return (
         UsageError,
         DataError,
@@ -70,15 +71,11 @@ def one_line(text: str) -> str:
 def describe(err: BaseException) -> str:
     """The one-line message for ``err``: its own for known bad input, a plain account of OS errors."""
     if isinstance(err, FileExistsError) and err.filename:  # os.mkdir met a file: say so, not "[Errno 17]"
-        from tgad.assets.cache import file_kind
-
         kind = file_kind(err.filename)
         return one_line(f"{err.filename}: {kind} is in the way of a folder tgad makes there; move it away")
     if isinstance(err, _user_errors()):
         return one_line(str(err))
     if isinstance(err, pickle.UnpicklingError):  # torch's text advises weights_only=False: never repeat it
-        from tgad.cli.preflight import unpickling_problem
-
         return one_line(f"a checkpoint {unpickling_problem(err)} ({DEBUG_HINT} names the file)")
     if isinstance(err, OSError) and err.errno in _OS_FIXES:
         where = err.filename or "an output file"

@@ -138,11 +138,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return report_errors(lambda: run_import_check(args, console), err_console)
     if args.command == "benchmark":
-        from tgad.cli.benchmark import run_benchmark_command
+        from tgad.cli.benchmark import run_benchmark_cli
 
         def benchmark() -> int:
-            threads_from_env()  # the command reads $TGAD_THREADS; a bad value is one line, not a traceback
-            return run_benchmark_command(args, console, err_console)
+            return run_benchmark_cli(args, console, err_console)
 
         return report_errors(lambda: _in_own_tempdir("benchmark", benchmark), err_console)
     return 1

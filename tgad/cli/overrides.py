@@ -8,6 +8,9 @@ import argparse
 
 import yaml
 
+from tgad.cli.errors import UsageError
+from tgad.models.integrator.config import IntegratorConfig
+
 
 def add_override_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -27,9 +30,6 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
 def parse_overrides(pairs: list[str]) -> dict[str, object]:
     """``["tau=2", "calibrate_tau=true"]`` -> ``{"tau": 2.0, "calibrate_tau": True}``. A bad pair is a
     ``UsageError`` naming it (unknown key, wrong type, or a value the settings refuse), before any compute."""
-    from tgad.cli.errors import UsageError
-    from tgad.models.integrator.config import IntegratorConfig
-
     defaults = IntegratorConfig()
     fields = defaults.flat()  # by flat name: tau, defect_weight, ... (config.py groups them)
     out: dict[str, object] = {}

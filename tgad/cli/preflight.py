@@ -8,19 +8,28 @@ and, once every check has passed, the healing of what a killed run left (``tgad.
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import os
 import shutil
-import struct
 import tempfile
-import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import yaml
+
 from tgad.assets.cache import file_kind
+from tgad.assets.clip import CHECKPOINT_SUFFIXES, clip_weights_available
+from tgad.assets.weights import weight_file_problem, weights_only_problem
+from tgad.benchmark.plan import GENERATED, BenchmarkError, benchmark_bytes, image_bytes
 from tgad.cli.errors import UsageError
-from tgad.data.shots import MAX_SEED
-from tgad.recipe import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from tgad.cli.hardware_args import hardware_from_args
+from tgad.cli.overrides import parse_overrides
+from tgad.data.leaks import check_no_leak
+from tgad.data.shots import MAX_SEED, choose_shots
+from tgad.generate.chain_writer import check_out_dir
+from tgad.generate.heal import heal_extra_set, remove_stale_partials_of
+from tgad.generate.memory import final_draw_problem
+from tgad.recipe import Recipe
 
 MIB = 1 << 20
 LIGHTNING_CKPT_WORDS = ("best", "last", "hpc")  # ckpt_path values Lightning resolves itself
@@ -73,47 +82,10 @@ def _size(n: int) -> str:
 
 
 def check_weight_file(path: str | Path, option: str) -> None:
-    """A weight or checkpoint file is present and whole: a torch zip's members pass their CRCs, a safetensors
-    header parses; nothing is unpickled."""
+    """A weight or checkpoint file is present and whole (``tgad.assets.weights.weight_file_problem``)."""
     path = Path(path).expanduser()
-    if not path.exists():
-        raise UsageError(f"{option} {path}: no such file; fix the path")
-    if not path.is_file():
-        raise UsageError(f"{option} {path}: {file_kind(path)}, not a checkpoint file; name the file")
-    if path.stat().st_size == 0:
-        raise UsageError(f"{option} {path}: the file is empty; replace it with a whole checkpoint")
-    if path.suffix == ".safetensors":
-        _check_safetensors(path, option)
-        return
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
-    legacy = magic[:3] == b"\x80\x02\x8a"  # torch's pre-1.6 format: pickle protocol 2, then its magic number
-    if magic == b"PK\x03\x04" or zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                bad = archive.testzip()
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
-            raise UsageError(
-                f"{option} {path}: a damaged or truncated checkpoint ({err}); replace it with a whole file"
-            ) from err
-        if bad is not None:
-            raise UsageError(f"{option} {path}: member {bad} is corrupt; replace it with a whole file")
-    elif not legacy:
-        raise UsageError(f"{option} {path}: not a PyTorch checkpoint (unknown format); name a .ckpt/.pt file")
-
-
-def _check_safetensors(path: Path, option: str) -> None:
-    try:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-        if path.stat().st_size < 8 + length + end:
-            raise ValueError("shorter than its header says")
-    except (struct.error, ValueError, KeyError, TypeError, MemoryError, OverflowError) as err:
-        raise UsageError(
-            f"{option} {path}: not a whole safetensors file ({err}); replace it with a whole file"
-        ) from err
+    if problem := weight_file_problem(path):
+        raise UsageError(f"{option} {path}: {problem}")
 
 
 # Scorers that read CLIP when it has real weights; the others (defect_safe, shot_fidelity, none) never build it,
@@ -121,14 +93,11 @@ def _check_safetensors(path: Path, option: str) -> None:
 SCORERS_READING_CLIP = ("auto", "clip_text", "combined")
 
 
-def check_clip(preset: str, weights: str | None, allow_random: bool) -> None:
-    """The CLIP weights of ``preset`` can be had as asked (a whole file, a known tag), or random is allowed."""
-    from open_clip import list_pretrained_tags_by_model
+def check_clip(model: str, weights: str | None, allow_random: bool) -> None:
+    """The weights of the CLIP ``model`` (a recipe's ``prompt.clip_model``) can be had as asked (a whole file, a
+    known tag), or random is allowed."""
+    from open_clip import list_pretrained_tags_by_model  # open_clip: ~2 s, only for runs that read CLIP
 
-    from tgad.assets.clip import CHECKPOINT_SUFFIXES, clip_weights_available
-    from tgad.models.prompt_selector import PromptSelectorConfig
-
-    model = PromptSelectorConfig.preset(preset).clip_model
     text = str(weights) if weights else None
     if text and Path(text).expanduser().exists():
         check_weight_file(text, "--clip-weights")
@@ -157,9 +126,6 @@ def check_clip(preset: str, weights: str | None, allow_random: bool) -> None:
 def check_shot_grid(dm, shots: Iterable[int | None], seeds: Iterable[int]) -> None:
     """Every (k, seed) draws from the category's train set (``dm`` indexed, not set up), and no shot it draws
     is a test image by content (``tgad.data.leaks``)."""
-    from tgad.data.leaks import check_no_leak
-    from tgad.data.shots import choose_shots
-
     samples = dm.index()
     train = list(samples[samples.split == "train"].image_path)
     names = [Path(p).name for p in train]
@@ -195,43 +161,20 @@ def check_seeds(seeds: Sequence[int], option: str = "--seeds") -> None:
         )
 
 
-def check_image_size(size: int | None, option: str = "--image-size") -> None:
-    if size is not None and not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
-        raise UsageError(
-            f"{option} {size}: an image side in pixels in {MIN_IMAGE_SIZE} .. {MAX_IMAGE_SIZE} (e.g. 256), or "
-            "leave it out for the preset's"
-        )
-
-
-def _image_bytes(n: int, side: int) -> int:
-    """Room for ``n`` PNGs of ``side`` px (uncompressed, the worst case) and a manifest and grid beside them."""
-    return n * side * side * 3 + 2 * MIB
-
-
-def benchmark_bytes(config, rows) -> int:
-    """About how much the remaining ``rows`` write: their extra sets' images, plots and CSV lines."""
-    side = max(config.size, config.recipe.run.generator_image_size)
-    sets = {(r.category, r.shots, r.seed, r.condition, r.scorer) for r in rows if r.condition != "shots"}
-    return len(sets) * _image_bytes(config.n_gen, side) + len(rows) * MIB + MIB
-
-
-def runner_preflight(config) -> None:
-    """The benchmark's own checks (models and their weights, keywords, categories), a BenchmarkError as a
-    usage error."""
-    from tgad.benchmark.plan import BenchmarkError
-    from tgad.benchmark.runner import preflight
+def benchmark_checks(config, datamodules=None) -> None:
+    """The benchmark's own checks (models and their weights, keywords, categories: what a library caller gets
+    too, ``tgad.benchmark.prepare.check_benchmark``), a BenchmarkError as a usage error."""
+    from tgad.benchmark.prepare import check_benchmark  # lazy: see preflight_benchmark
 
     try:
-        preflight(config)
+        check_benchmark(config, datamodules)
     except BenchmarkError as err:
         raise UsageError(str(err)) from err
 
 
 def check_executor(executor: str, ray_address: str | None) -> None:
     if executor == "ray":
-        import importlib.util
-
-        from tgad.benchmark.ray_executor import RAY_MISSING
+        from tgad.benchmark.ray_executor import RAY_MISSING  # lazy: see preflight_benchmark
 
         if importlib.util.find_spec("ray") is None:
             raise UsageError(RAY_MISSING)
@@ -239,45 +182,40 @@ def check_executor(executor: str, ray_address: str | None) -> None:
         raise UsageError(f"--ray-address {ray_address}: only with --executor ray; add it or drop the address")
 
 
-def preflight_benchmark(config, executor: str = "sequential", ray_address: str | None = None) -> None:
+def preflight_benchmark(config, executor: str = "sequential", ray_address: str | None = None):
     """Check a ``BenchmarkConfig`` as a whole before its first row: numbers, the results folder, every
-    category and (k, seed), CLIP for the generated conditions, Ray for ``--executor ray``, then room for what
-    is left to run."""
-    from tgad.benchmark.plan import GENERATED, make_plan
-    from tgad.benchmark.results import ResultsCSV
-    from tgad.benchmark.results_repair import heal_results_folder
-    from tgad.benchmark.runner import make_datamodule
+    category and (k, seed), CLIP for the generated conditions, Ray for ``--executor ray``; then heal the
+    results folder, plan, and check the room for what is left to run. Returns the ``PreparedRun``, for
+    ``run_benchmark(..., prepared=...)``: none of it is done twice."""
+    # lazy: the row functions import anomalib (~2700 modules, 11 s on the 2-core dev machine), which
+    # `tgad --help` and `tgad generate` (this module is imported by tgad.cli.main) do not need
+    from tgad.benchmark.prepare import plan_run
+    from tgad.benchmark.row_task import make_datamodule
 
     check_seeds(config.seeds)
-    check_image_size(config.image_size)
     check_executor(executor, ray_address)
     if not ray_address:  # on a cluster the workers, not this driver, must have the accelerator
         config.hardware.resolved()
-    dms = [make_datamodule(config, category, None, 0, []) for category in config.categories]
-    for dm in dms:  # before the write probe: not even that goes into a dataset
+    dms = {category: make_datamodule(config, category, None, 0, []) for category in config.categories}
+    for dm in dms.values():  # before the write probe: not even that goes into a dataset
         check_outside_dataset(config.out_dir, "--results-dir", dm, config.results_dir)
     check_output_dir(config.out_dir, "--results-dir", given=config.results_dir)
-    for dm in dms:
+    for dm in dms.values():
         dm.prepare_data()
         check_shot_grid(dm, config.shots, config.seeds)
-    runner_preflight(config)  # models, keywords, categories: the checks a library caller gets too
+    benchmark_checks(config, dms)  # models, keywords, categories: the checks a library caller gets too
     scorers = config.scorers or (config.recipe.integrator.scorer,)
     if set(config.conditions) & set(GENERATED) and set(scorers) & set(SCORERS_READING_CLIP):
-        check_clip(config.preset, config.clip_weights, config.allow_random_clip)
-    heal_results_folder(config.out_dir)  # every check passed: a damaged CSV or ExtraSet is moved aside
-    rows = make_plan(config, ResultsCSV(config.out_dir / "results.csv").done_keys())
-    check_output_dir(config.out_dir, "--results-dir", benchmark_bytes(config, rows), given=config.results_dir)
+        check_clip(config.recipe.prompt.clip_model, config.clip_weights, config.allow_random_clip)
+    prepared = plan_run(config)  # every check passed: a damaged CSV or ExtraSet is moved aside, then planned
+    need = benchmark_bytes(config, prepared.todo)
+    check_output_dir(config.out_dir, "--results-dir", need, given=config.results_dir)
+    return prepared
 
 
 def preflight_generate(args) -> None:
     """Check ``tgad generate``'s arguments, ``--out`` and CLIP; then clear what a killed run left at ``--out``."""
-    from tgad.cli.hardware_args import hardware_from_args
-    from tgad.cli.overrides import parse_overrides
-    from tgad.data import DATAMODULES
-    from tgad.generate.chain_writer import check_out_dir
-    from tgad.generate.heal import heal_extra_set, remove_stale_partials_of
-    from tgad.generate.memory import final_draw_problem
-    from tgad.recipe import Recipe
+    from tgad.data import DATAMODULES  # lazy: the datamodules import anomalib (~1400 modules, 4 s)
 
     for option, value in (("--shots", args.shots), ("--n", args.n)):
         if value < 1:
@@ -305,13 +243,13 @@ def preflight_generate(args) -> None:
     out = Path(args.out).expanduser()
     dm = DATAMODULES[args.dataset](root=args.root, category=args.category, download=False)
     check_outside_dataset(out, "--out", dm)  # before the write probe: not even that goes into a dataset
-    check_output_dir(out, "--out", _image_bytes(args.n, recipe.run.generator_image_size))
+    check_output_dir(out, "--out", image_bytes(args.n, recipe.run.generator_image_size))
     check_out_dir(out)  # new, empty, or an ExtraSet with none of the user's files in it
     if args.dataset == "embedded":
         dm.prepare_data()
     check_shot_grid(dm, [args.shots], [args.seed])
     if recipe.integrator.scorer in SCORERS_READING_CLIP:
-        check_clip(args.preset, args.clip_weights, args.allow_random_clip)
+        check_clip(recipe.prompt.clip_model, args.clip_weights, args.allow_random_clip)
     remove_stale_partials_of(out)
     if (out / "manifest.json").is_file():
         heal_extra_set(out)
@@ -332,8 +270,6 @@ def _option_values(argv: Sequence[str], names: Sequence[str]) -> list[str]:
 def preflight_lightning(argv: Sequence[str]) -> None:
     """``tgad fit|validate|test|predict``: each ``--config`` is a YAML file that parses, and ``--ckpt_path``
     (when a file) is a whole checkpoint, before Lightning builds anything."""
-    import yaml
-
     for config in _option_values(argv, ("--config", "-c")):
         path = Path(config).expanduser()
         if not path.is_file():
@@ -358,35 +294,8 @@ def preflight_lightning(argv: Sequence[str]) -> None:
 
 
 def check_unpickles(path: str | Path, option: str) -> None:
-    """The checkpoint loads with ``weights_only=True`` (tensors, numbers, containers), as Lightning will load
-    it; otherwise one line naming the file and the foreign object, never torch's advice to unpickle it."""
-    import pickle
-
-    import torch
-
+    """The checkpoint loads with ``weights_only=True``, as Lightning will load it; otherwise one line naming the
+    file and the foreign object, never torch's advice to unpickle it."""
     path = Path(path).expanduser()
-    try:
-        try:
-            torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # mmap: tensors stay on disk
-        except RuntimeError as err:  # the legacy (pre-1.6) format cannot be memory-mapped
-            if "mmap" not in str(err):
-                raise
-            torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise UsageError(f"{option} {path}: {unpickling_problem(err)}") from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise UsageError(f"{option} {path}: does not load as a checkpoint ({first}); replace it") from err
-
-
-def unpickling_problem(err: BaseException) -> str:
-    """torch's weights_only refusal as what it is, with the object it met; its advice to re-run with
-    ``weights_only=False`` (run the file's code) is never repeated."""
-    import re
-
-    found = re.search(r"GLOBAL ([\w.]+)", str(err))
-    what = f" ({found.group(1)})" if found else ""
-    return (
-        f"holds pickled Python objects{what} besides tensors, which tgad does not unpickle (unpickling runs "
-        "code); use a checkpoint written by tgad, or save only its tensors (state_dict)"
-    )
+    if problem := weights_only_problem(path):
+        raise UsageError(f"{option} {path}: {problem}")

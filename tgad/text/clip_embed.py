@@ -14,13 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tgad.assets.clip import preprocess_cfg  # the weights' statistics: recorded by assets, read here
+
 _TEXT_CACHE: OrderedDict[tuple[str, tuple[str, ...]], torch.Tensor] = OrderedDict()
 _TEXT_CACHE_SIZE = 32
 _stats = {"hits": 0, "misses": 0}
-
-# CLIP's (OpenAI) preprocessing, used when a model carries no preprocess config of its own.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def model_fingerprint(model: nn.Module, samples_per_tensor: int = 64) -> str:
@@ -81,15 +79,6 @@ def encode_text(
         while len(_TEXT_CACHE) > _TEXT_CACHE_SIZE:
             _TEXT_CACHE.popitem(last=False)
     return out
-
-
-def preprocess_cfg(model: nn.Module) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
-    """(input size, mean, std) of an open_clip model: its own preprocess config, OpenAI's stats if none."""
-    visual = model.visual
-    size = visual.image_size
-    size = size[0] if isinstance(size, (tuple, list)) else size
-    cfg = getattr(visual, "preprocess_cfg", None) or {}
-    return int(size), tuple(cfg.get("mean", CLIP_MEAN)), tuple(cfg.get("std", CLIP_STD))
 
 
 def prepare_images(model: nn.Module, images: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:

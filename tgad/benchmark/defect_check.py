@@ -1,5 +1,7 @@
-"""The benchmark's validation columns: the synthetic-defect validation (``tgad.evaluation.validation``) of
-each row's extra set, with one validator per (category, shots, seed) and results cached per ExtraSet.
+"""The benchmark's synthetic-defect check columns (``val_*``): the synthetic-defect validation
+(``tgad.evaluation.validation``) of each row's extra set, with one validator per (category, shots, seed) and
+results cached per ExtraSet. (Named a check, not "validate": it is neither Lightning's validation loop nor
+the data checks of ``tgad.data``.)
 
 The validator itself (the features of the shots, the held-out normals and their synthetic defects, and their
 distances to the shots' patches) is cached too, under ``extra_sets/validation/shots_*.pt``, keyed by everything
@@ -18,12 +20,14 @@ from pathlib import Path
 
 import torch
 
+from tgad.assets import LITE0, resolve_backbone_weights
 from tgad.assets.cache import atomic_file
 from tgad.benchmark.plan import BenchmarkConfig, Row
 from tgad.benchmark.results_repair import shots_text
 from tgad.data.images import read_resized as load_images
 from tgad.evaluation.validation import COLUMNS, ExtraSetValidator, ValidationSettings, held_out_names
 from tgad.features.patches import detector_features
+from tgad.generate.artifact import load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +35,19 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 
 
-class Validations:
-    """Validation columns for benchmark rows (empty where the class has too few held-out normals)."""
+class DefectCheck:
+    """Synthetic-defect check columns for benchmark rows (empty where the class has too few held-out normals)."""
 
     def __init__(self, config: BenchmarkConfig, settings: ValidationSettings = ValidationSettings()) -> None:
         self.config, self.settings = config, settings
         self._features = None
         self._validators: dict[tuple, ExtraSetValidator | None] = {}
 
-    def _validator(self, row: Row) -> ExtraSetValidator | None:
+    def _validator(self, row: Row, dm) -> ExtraSetValidator | None:
+        """``dm``: the row's datamodule, set up (its shots and train split; extra folders do not enter)."""
         key = (row.category, row.shots, row.seed)
         if key not in self._validators:
-            self._validators[key] = self._build(*key)
+            self._validators[key] = self._build(row.category, row.shots, row.seed, dm)
         return self._validators[key]
 
     def _detector(self):
@@ -50,14 +55,9 @@ class Validations:
             self._features = detector_features()
         return self._features
 
-    def _build(self, category: str, shots: int | None, seed: int) -> ExtraSetValidator | None:
-        """The validator of (category, shots, seed): from its cached state when that matches, else computed
-        (and cached)."""
-        from tgad.benchmark.runner import make_datamodule
-
-        dm = make_datamodule(self.config, category, shots, seed, [])
-        dm.prepare_data()
-        dm.setup()
+    def _build(self, category: str, shots: int | None, seed: int, dm) -> ExtraSetValidator | None:
+        """The validator of (category, shots, seed) from ``dm`` (set up): from its cached state when that
+        matches, else computed (and cached)."""
         train = dm.samples[dm.samples.split == "train"]
         names = [Path(p).name for p in train.image_path]
         held = held_out_names(names, dm.shot_ids, self.settings.n_normals)
@@ -69,7 +69,7 @@ class Validations:
             "version": STATE_VERSION,
             "dataset": self.config.dataset,
             "category": category,
-            "image_size": self.config.size,
+            "image_size": self.config.image_size,
             "shots": list(dm.shot_ids),
             "held_out": held,
             "settings": _settings_dict(self.settings),
@@ -80,8 +80,8 @@ class Validations:
         if state is not None:
             return ExtraSetValidator.from_state(features, state, self.settings)
         by_name = dict(zip(names, train.image_path, strict=True))
-        shot_images = load_images(dm.shot_paths, self.config.size)
-        normals = load_images([by_name[n] for n in held], self.config.size)
+        shot_images = load_images(dm.shot_paths, self.config.image_size)
+        normals = load_images([by_name[n] for n in held], self.config.image_size)
         validator = ExtraSetValidator(features, shot_images, normals, self.settings)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path, "wb") as handle:
@@ -93,9 +93,10 @@ class Validations:
         name = f"shots_{category}_k{shots_text(shots)}_seed{seed}.pt"
         return self.config.out_dir / "extra_sets" / "validation" / name
 
-    def columns(self, row: Row, extra_path: Path | None) -> dict[str, float]:
-        """The ``val_*`` cells of ``row`` whose extra set is ``extra_path`` (None: the shots alone)."""
-        if not self.config.validate:
+    def columns(self, row: Row, dm, extra_path: Path | None) -> dict[str, float]:
+        """The ``val_*`` cells of ``row`` whose extra set is ``extra_path`` (None: the shots alone); ``dm``:
+        the row's datamodule, set up."""
+        if not self.config.defect_check:
             return {}
         cache = None
         if extra_path is not None:
@@ -109,15 +110,13 @@ class Validations:
                 saved = json.loads(cache.read_text())
                 if saved.get("settings") == _settings_dict(self.settings):
                     return saved["columns"]
-        validator = self._validator(row)
+        validator = self._validator(row, dm)
         if validator is None:
             return {}
         extra = None
         if extra_path is not None:
-            from tgad.generate.artifact import load_manifest
-
             files = [extra_path / record["file"] for record in load_manifest(extra_path)["images"]]
-            extra = load_images(files, self.config.size)
+            extra = load_images(files, self.config.image_size)
         columns = validator.evaluate(extra)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -128,8 +127,6 @@ class Validations:
 
 def _detector_weights() -> str:
     """The weights of the validation's feature extractor (``detector_features``' default backbone)."""
-    from tgad.assets import LITE0, resolve_backbone_weights
-
     return resolve_backbone_weights(LITE0, None, False).describe()
 
 
@@ -149,4 +146,4 @@ def _settings_dict(settings: ValidationSettings) -> dict:
     return json.loads(json.dumps(asdict(settings)))
 
 
-__all__ = ["COLUMNS", "Validations"]
+__all__ = ["COLUMNS", "DefectCheck"]
