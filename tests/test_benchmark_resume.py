@@ -24,7 +24,7 @@ from tgad.evaluation.scoring import Evaluation, Scores
 
 
 def _config(root, results, **kwargs):
-    return BenchmarkConfig(
+    return BenchmarkConfig.of(
         dataset="mvtec",
         categories=("widget",),
         root=str(root),
@@ -139,7 +139,7 @@ def test_csv_append_is_atomic(tmp_path, monkeypatch):
 
 
 def test_plan_skips_rows_in_the_csv(tmp_path):
-    config = BenchmarkConfig(categories=("brick", "grass"), shots=(1, None), seeds=(0,), n_gen=8)
+    config = BenchmarkConfig.of(categories=("brick", "grass"), shots=(1, None), seeds=(0,), n_gen=8)
     rows = make_plan(config)
     # categories x shots x conditions (one model, one seed, one scorer: the cpu recipe's defect_safe)
     assert len(rows) == 2 * 2 * 6
@@ -153,7 +153,7 @@ def test_plan_skips_rows_in_the_csv(tmp_path):
         table.append(row.as_columns())  # read back as strings ("full", "256", ...)
     assert make_plan(config, table.done_keys()) == rows[5:]
     with pytest.raises(BenchmarkError, match="--conditions"):
-        BenchmarkConfig(categories=("brick",), conditions=("gan",))
+        BenchmarkConfig.of(categories=("brick",), conditions=("gan",))
 
 
 def test_summary_means_stds_and_paired_deltas():

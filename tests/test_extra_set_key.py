@@ -70,7 +70,9 @@ def test_the_benchmark_and_the_chain_key_one_request_alike(widget):
     assert (
         extra_sets.extra_set_key is artifact.extra_set_key and chain.extra_set_key is artifact.extra_set_key
     )
-    config = BenchmarkConfig(dataset="mvtec", root=str(root), categories=("widget",), preset="tiny", n_gen=4)
+    config = BenchmarkConfig.of(
+        dataset="mvtec", root=str(root), categories=("widget",), preset="tiny", n_gen=4
+    )
     key, path, request = extra_sets.extra_set_request(config, "tgad", dm, 1, 0, "shot_fidelity")
     flags = chain.request_from_flags(
         "mvtec", root, "widget", 1, 0, 4, "tiny", integrator_overrides={"scorer": "shot_fidelity"}
@@ -83,13 +85,13 @@ def test_what_does_not_shape_the_images_keeps_the_key(widget, tmp_path):
     """Results folder, run name, threads, W&B, detector settings: the same generated set."""
     root, dm = widget
     base = dict(dataset="mvtec", root=str(root), categories=("widget",), preset="tiny", n_gen=4)
-    plain = extra_sets.extra_set_request(BenchmarkConfig(**base), "tgad", dm, 1, 0, "defect_safe")
-    moved = BenchmarkConfig(
+    plain = extra_sets.extra_set_request(BenchmarkConfig.of(**base), "tgad", dm, 1, 0, "defect_safe")
+    moved = BenchmarkConfig.of(
         **base, results_dir=str(tmp_path / "elsewhere"), name="run2", threads=3, wandb=False, image_size=128
     )
     other = extra_sets.extra_set_request(moved, "tgad", dm, 1, 0, "defect_safe")
     assert other.key == plain.key and other.path != plain.path
-    scorer = extra_sets.extra_set_request(BenchmarkConfig(**base), "tgad", dm, 1, 0, "shot_fidelity")
+    scorer = extra_sets.extra_set_request(BenchmarkConfig.of(**base), "tgad", dm, 1, 0, "shot_fidelity")
     assert scorer.key != plain.key
 
 
@@ -149,7 +151,7 @@ def test_the_chain_reports_reuse_and_skips_the_fit(widget, tmp_path, monkeypatch
     fits = []
     fit = chain._fit_generator
     monkeypatch.setattr(chain, "_fit_generator", lambda *args: fits.append(1) or fit(*args))
-    config = BenchmarkConfig(
+    config = BenchmarkConfig.of(
         dataset="mvtec", root=str(root), categories=("widget",), preset="tiny", n_gen=4, vqgan_iterations=2,
         integrator_overrides=SMALL, allow_random_clip=True, results_dir=str(tmp_path / "results"),
     )  # fmt: skip

@@ -34,14 +34,16 @@ def _documented_recipe() -> dict:
 def test_the_defaults_are_the_recipe_the_readme_documents():
     documented = _documented_recipe()
     recipe = Recipe.build(documented["preset"])
-    assert documented["preset"] == BenchmarkConfig(categories=("brick",)).preset  # the main job's preset
+    assert (
+        documented["preset"] == BenchmarkConfig.of(categories=("brick",)).grid.preset
+    )  # the main job's preset
     for part in ("run", "integrator"):
         # the README writes the integrator's settings by their flat names, as a recipe's overrides do
         settings = recipe.integrator.flat() if part == "integrator" else vars(recipe.run)
         for field, value in documented[part].items():
             assert settings[field] == value, (part, field)
     assert tuple(documented["conditions"]) == DEFAULT_CONDITIONS
-    main_job = BenchmarkConfig(categories=("brick",))  # `make benchmark`: no --scorers given
+    main_job = BenchmarkConfig.of(categories=("brick",))  # `make benchmark`: no --scorers given
     assert plan_scorers(main_job) == (documented["integrator"]["scorer"],)
 
 
@@ -170,7 +172,7 @@ def test_the_progress_bar_weighs_each_extra_set_once_by_its_cost():
     from tgad.benchmark.plan import full_plan
     from tgad.benchmark.runner import EXTRA_SET_WORK, row_work
 
-    plan = full_plan(BenchmarkConfig(categories=("brick",), seeds=(0, 1), models=("patchcore", "padim")))
+    plan = full_plan(BenchmarkConfig.of(categories=("brick",), seeds=(0, 1), models=("patchcore", "padim")))
     work = row_work(plan)
     assert len(work) == len(plan) == 2 * 6 * 2  # seeds x conditions x models
     per_seed = sum(EXTRA_SET_WORK.values())  # each of the five extra sets made once per seed

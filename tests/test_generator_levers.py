@@ -100,7 +100,7 @@ def test_overrides_change_the_extra_set_key(tmp_path):
     dm.setup()
 
     def request(**kwargs):
-        config = BenchmarkConfig(dataset="mvtec", categories=("widget",), preset="tiny", **kwargs)
+        config = BenchmarkConfig.of(dataset="mvtec", categories=("widget",), preset="tiny", **kwargs)
         return extra_set_request(config, "tgad", dm, 1, 0, "defect_safe")
 
     plain, tau, again = request(), request(integrator_overrides={"tau": 2.0}), request()

@@ -4,7 +4,6 @@ and cached by its inputs, the chain starts from it and records it, and benchmark
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 
 import numpy as np
@@ -145,7 +144,7 @@ def test_start_from_prior_rescales_the_codebook_statistics(root):
 
 
 def test_benchmark_rows_record_the_prior(root, tmp_path, monkeypatch):
-    config = BenchmarkConfig(
+    config = BenchmarkConfig.of(
         dataset="mvtec",
         categories=("hazelnut",),
         root=str(root),
@@ -159,7 +158,7 @@ def test_benchmark_rows_record_the_prior(root, tmp_path, monkeypatch):
     )
     plan = {row.condition: row.prior for row in full_plan(config)}
     assert plan == {"shots": "none", "plain_aug": "none", "tgad": "other_categories:bottle+screw"}
-    without = {r.key() for r in full_plan(dataclasses.replace(config, prior="none"))}
+    without = {r.key() for r in full_plan(config.replace(prior="none"))}
     assert len(without & {r.key() for r in full_plan(config)}) == 2  # the controls are shared
 
     def stub(row, config, extra, work_dir):

@@ -72,7 +72,7 @@ def test_the_cached_validator_scores_extra_sets_as_a_recomputed_one(tmp_path):
     from tgad.evaluation.validation import ValidationSettings
 
     write_mvtec(tmp_path / "data", n_train=14, size=64)
-    config = BenchmarkConfig(
+    config = BenchmarkConfig.of(
         dataset="mvtec",
         root=str(tmp_path / "data"),
         categories=("widget",),
@@ -80,7 +80,7 @@ def test_the_cached_validator_scores_extra_sets_as_a_recomputed_one(tmp_path):
         results_dir=str(tmp_path / "results"),
         wandb=False,
     )
-    side = config.image_size
+    side = config.detectors.image_size
     row = Row("mvtec", "widget", "patchcore", "tf_efficientnet_lite0", 1, 0, "shots", "", 0, "tiny", side)
     settings = ValidationSettings(n_normals=6)
     dm = row_datamodule(row, config)

@@ -69,7 +69,7 @@ def test_1_a_traversing_category_is_refused(category, tmp_path, capsys):
     write_mvtec(elsewhere)  # a real category the traversal would reach
     before = _files(tmp_path)
     with pytest.raises(BenchmarkError, match="--categories"):
-        BenchmarkConfig(categories=(category,))
+        BenchmarkConfig.of(categories=(category,))
     with pytest.raises(DataError, match="folder name under the dataset root"):
         MVTecAD(root=str(data), category=category)
     results = tmp_path / "results"
@@ -87,13 +87,13 @@ def test_1_a_traversing_category_is_refused(category, tmp_path, capsys):
 @pytest.mark.parametrize("name", ["../../escape", "/tmp/tgad-escape", "a/b", ".."])
 def test_2_a_name_that_is_a_path_is_refused(name, mvtec_root, tmp_path, capsys):
     with pytest.raises(BenchmarkError, match="--name"):
-        BenchmarkConfig(categories=("widget",), name=name)
+        BenchmarkConfig.of(categories=("widget",), name=name)
     before = _files(tmp_path)
     results = tmp_path / "r" / "esc" / "rd"
     assert main(_benchmark(mvtec_root, results, "--categories", "widget", "--name", name)) == 2
     _one_line_error(capsys, f"--name {name!r}")
     assert _files(tmp_path) == before and not Path("/tmp/tgad-escape").exists()
-    assert BenchmarkConfig(categories=("widget",), name="run1", results_dir="rd").out_dir == Path(
+    assert BenchmarkConfig.of(categories=("widget",), name="run1", results_dir="rd").out_dir == Path(
         "rd/embedded/run1"
     )
 
@@ -188,10 +188,10 @@ def test_5_git_commit_is_read_once_and_never_writes_the_index(tmp_path):
 
 # 7. No row twice -------------------------------------------------------------------------------------------
 def test_7_repeated_arguments_plan_each_row_once():
-    config = BenchmarkConfig(
+    config = BenchmarkConfig.of(
         categories=("brick", "brick"), shots=(1, 1), seeds=(0, 0), conditions=("shots", "plain_aug", "shots")
     )
-    assert config.seeds == (0,) and config.shots == (1,) and config.categories == ("brick",)
+    assert config.grid.seeds == (0,) and config.grid.shots == (1,) and config.grid.categories == ("brick",)
     rows = full_plan(config)
     assert len(rows) == 2 and len({r.key() for r in rows}) == 2
 

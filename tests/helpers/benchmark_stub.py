@@ -12,7 +12,7 @@ from tgad.evaluation.scoring import Evaluation, Scores
 
 def stub_config(root, results, **kwargs) -> BenchmarkConfig:
     settings = dict(seeds=(0, 1), conditions=("shots", "plain_aug"), preset="tiny", n_gen=3, wandb=False)
-    return BenchmarkConfig(
+    return BenchmarkConfig.of(
         dataset="mvtec",
         categories=("widget",),
         root=str(root),

@@ -67,9 +67,9 @@ class DefectCheck:
         features = self._detector()  # first: a first-ever run converts the weights into the cache it names
         depends = {
             "version": STATE_VERSION,
-            "dataset": self.config.dataset,
+            "dataset": self.config.grid.dataset,
             "category": category,
-            "image_size": self.config.image_size,
+            "image_size": self.config.detectors.image_size,
             "shots": list(dm.shot_ids),
             "held_out": held,
             "settings": _settings_dict(self.settings),
@@ -80,8 +80,8 @@ class DefectCheck:
         if state is not None:
             return ExtraSetValidator.from_state(features, state, self.settings)
         by_name = dict(zip(names, train.image_path, strict=True))
-        shot_images = load_images(dm.shot_paths, self.config.image_size)
-        normals = load_images([by_name[n] for n in held], self.config.image_size)
+        shot_images = load_images(dm.shot_paths, self.config.detectors.image_size)
+        normals = load_images([by_name[n] for n in held], self.config.detectors.image_size)
         validator = ExtraSetValidator(features, shot_images, normals, self.settings)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path, "wb") as handle:
@@ -96,7 +96,7 @@ class DefectCheck:
     def columns(self, row: Row, dm, extra_path: Path | None) -> dict[str, float]:
         """The ``val_*`` cells of ``row`` whose extra set is ``extra_path`` (None: the shots alone); ``dm``:
         the row's datamodule, set up."""
-        if not self.config.defect_check:
+        if not self.config.output.defect_check:
             return {}
         cache = None
         if extra_path is not None:
@@ -116,7 +116,7 @@ class DefectCheck:
         extra = None
         if extra_path is not None:
             files = [extra_path / record["file"] for record in load_manifest(extra_path)["images"]]
-            extra = load_images(files, self.config.image_size)
+            extra = load_images(files, self.config.detectors.image_size)
         columns = validator.evaluate(extra)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)

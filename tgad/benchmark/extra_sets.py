@@ -93,11 +93,11 @@ def ensure_extra_set(
         path,
         dm.shot_paths,
         dm.shot_ids,
-        n=config.n_gen,
+        n=config.grid.n_gen,
         seed=seed,
-        dataset=config.dataset,
+        dataset=config.grid.dataset,
         category=dm.category,
-        image_size=config.image_size,
+        image_size=config.detectors.image_size,
         key=key,
     )
     return ExtraSet(path, time.perf_counter() - start, load_manifest(path))
@@ -120,13 +120,13 @@ def _request_base(config: BenchmarkConfig, condition: str, dm, seed: int) -> dic
     N and size."""
     return {
         "kind": condition,
-        "dataset": config.dataset,
+        "dataset": config.grid.dataset,
         "category": dm.category,
         "shot_ids": list(dm.shot_ids),
         "shot_sha256": [sha256_file(p) for p in dm.shot_paths],
         "seed": seed,
-        "n": config.n_gen,
-        "image_size": config.image_size,
+        "n": config.grid.n_gen,
+        "image_size": config.detectors.image_size,
         "tgad_version": tgad.__version__,
     }
 
@@ -143,11 +143,11 @@ def tgad_request(config: BenchmarkConfig, dm, seed: int, scorer: str = "") -> Ex
     """The chain's request for the datamodule's shots: the run's recipe with ``scorer`` and the CLIP
     settings, the category's keyword and the run's hardware."""
     recipe = chain.with_clip(
-        _with_scorer(config.recipe, scorer), config.clip_weights, config.allow_random_clip
+        _with_scorer(config.recipe, scorer), config.generator.clip_weights, config.generator.allow_random_clip
     )
-    chosen = ChosenShots.from_datamodule(config.dataset, dm)
+    chosen = ChosenShots.from_datamodule(config.grid.dataset, dm)
     return chain.make_request(
-        chosen, seed, config.n_gen, recipe, config.keywords.get(dm.category), config.hardware
+        chosen, seed, config.grid.n_gen, recipe, config.generator.keywords.get(dm.category), config.hardware
     )
 
 
@@ -180,7 +180,7 @@ def _tgad_aug(config: BenchmarkConfig, dm, shots: int | None, seed: int, show, s
         "source_key": source.manifest["cache_key"],
         "source": source.path.name,
         "seed": seed,
-        "image_size": config.image_size,
+        "image_size": config.detectors.image_size,
         "augment": asdict(PlainAugConfig()),
     }
     key = cache_key(arguments)
@@ -188,7 +188,7 @@ def _tgad_aug(config: BenchmarkConfig, dm, shots: int | None, seed: int, show, s
     if is_complete(path, key):
         return ExtraSet(path, source.seconds, load_manifest(path))
     show("augmenting the generated set")
-    make_tgad_aug_set(path, source.path, seed=seed, image_size=config.image_size, key=key)
+    make_tgad_aug_set(path, source.path, seed=seed, image_size=config.detectors.image_size, key=key)
     return ExtraSet(path, time.perf_counter() - start, load_manifest(path))
 
 
@@ -218,11 +218,11 @@ def _selected(
         path,
         dm.shot_paths,
         dm.shot_ids,
-        n=config.n_gen,
+        n=config.grid.n_gen,
         seed=seed,
-        dataset=config.dataset,
+        dataset=config.grid.dataset,
         category=dm.category,
-        image_size=config.image_size,
+        image_size=config.detectors.image_size,
         generated=source.path if source else None,
         key=key,
     )

@@ -12,9 +12,10 @@ scorer.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from tgad.assets.clip import clip_weights_available
@@ -53,8 +54,8 @@ class BenchmarkError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class BenchmarkConfig:
-    """Everything a benchmark run depends on (the CLI's arguments)."""
+class Grid:
+    """Which rows: the axes of the grid and the values every row's key shares (``full_plan``)."""
 
     dataset: str = "embedded"
     categories: tuple[str, ...] = ()
@@ -67,98 +68,164 @@ class BenchmarkConfig:
     scorers: tuple[str, ...] = ()
     preset: str = "cpu"
     n_gen: int = 64
-    name: str | None = None  # results/<dataset>/<name>; default: the preset
-    results_dir: str = "results"
+
+    def __post_init__(self) -> None:
+        # a value given twice (``--seeds 0 0``) would plan one row twice: each axis keeps its first
+        for axis in ("categories", "models", "shots", "seeds", "conditions", "scorers"):
+            object.__setattr__(self, axis, tuple(dict.fromkeys(getattr(self, axis))))
+
+
+@dataclass(frozen=True)
+class Detectors:
+    """How the detectors (``tgad.baselines``) are built: backbone, its weights, the image side."""
+
     backbone: str | None = None  # None: each model's default
     backbone_weights: str | None = None  # a local timm state dict for that backbone (e.g. DINOv2)
-    # the detectors' image side; None on construction: the preset's (resolved then, so it always holds the side)
-    image_size: int | None = None
-    clip_weights: str | None = None  # CLIP checkpoint file or open_clip tag for the tgad condition
-    keywords: Mapping[str, str] = field(default_factory=dict)  # category -> object word (tgad condition)
-    allow_random_clip: bool = False
     allow_random_backbone: bool = False
-    wandb: bool = True
-    threads: int | None = None
-    n_examples: int = 4  # test images per anomaly-map overlay
-    model_overrides: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
-    # Generator settings over the preset (IntegratorConfig fields, e.g. tau, patch_fraction, rounds) and the
-    # VarianceVQGAN fit's iterations; both enter the generated ExtraSets' keys.
+    # the detectors' image side; None on construction: the preset's (resolved by ``BenchmarkConfig``, so a
+    # built config always holds the side)
+    image_size: int | None = None
+    model_overrides: Mapping[str, Mapping[str, object]] = field(default_factory=dict)  # model -> its settings
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """The generated conditions' settings over the preset; all enter the generated ExtraSets' keys."""
+
+    # IntegratorConfig fields (e.g. tau, patch_fraction, rounds) and the VarianceVQGAN fit's iterations
     integrator_overrides: Mapping[str, object] = field(default_factory=dict)
     vqgan_iterations: int | None = None
-    # the generated conditions' generator prior: none | other_categories | a VarianceVQGAN weight file
+    # where the generator fit starts: none | other_categories | a VarianceVQGAN weight file
     prior: str = "none"
+    clip_weights: str | None = None  # CLIP checkpoint file or open_clip tag
+    allow_random_clip: bool = False
+    keywords: Mapping[str, str] = field(default_factory=dict)  # category -> object word
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where and what a run writes beside the rows' metrics."""
+
+    name: str | None = None  # results/<dataset>/<name>; default: the preset
+    results_dir: str = "results"
+    wandb: bool = True
+    n_examples: int = 4  # test images per anomaly-map overlay
     defect_check: bool = True  # the synthetic-defect check columns (val_*), where the train split allows them
+
+
+GROUPS = {"grid": Grid, "detectors": Detectors, "generator": GeneratorSettings, "output": Output}
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Everything a benchmark run depends on (the CLI's arguments), in groups that each have one reader:
+    the plan reads ``grid``, the rows ``detectors``, the extra sets ``generator``, the runner ``output``.
+    ``BenchmarkConfig.of(dataset=..., seeds=...)`` builds one from the flat names."""
+
+    grid: Grid = field(default_factory=Grid)
+    detectors: Detectors = field(default_factory=Detectors)
+    generator: GeneratorSettings = field(default_factory=GeneratorSettings)
+    output: Output = field(default_factory=Output)
     # Where the generator and the detectors run: resolved where the work runs (a Ray worker may have a GPU
     # its driver lacks); detectors use one device in float32, the generator fit all ``devices``.
     hardware: Hardware = field(default_factory=Hardware)
+    threads: int | None = None
+
+    @classmethod
+    def of(cls, **flat: object) -> BenchmarkConfig:
+        """The config from flat names (``dataset=``, ``seeds=``, ``backbone=``, ``hardware=``, ...), each
+        sorted into its group; an unknown name is a TypeError, as for a constructor."""
+        parts: dict[str, dict[str, object]] = {group: {} for group in GROUPS}
+        top = {}
+        for name, value in flat.items():
+            group = _GROUP_OF.get(name)
+            if group is None and name not in ("hardware", "threads"):
+                raise TypeError(f"BenchmarkConfig.of() got an unexpected keyword argument {name!r}")
+            (parts[group] if group else top)[name] = value
+        return cls(**{group: GROUPS[group](**values) for group, values in parts.items()}, **top)
+
+    def flat(self) -> dict[str, object]:
+        """Every setting by its flat name (the inverse of ``of``; the W&B run config)."""
+        out: dict[str, object] = {}
+        for group in GROUPS:
+            out |= {f.name: getattr(getattr(self, group), f.name) for f in fields(GROUPS[group])}
+        return out | {"hardware": self.hardware, "threads": self.threads}
+
+    def replace(self, **flat: object) -> BenchmarkConfig:
+        """This config with some settings changed, by flat name (checked again)."""
+        return BenchmarkConfig.of(**(self.flat() | flat))
 
     def __post_init__(self) -> None:
-        # a value given twice (``--seeds 0 0``) would plan one row twice: each grid axis keeps its first
-        for axis in ("categories", "models", "shots", "seeds", "conditions", "scorers"):
-            object.__setattr__(self, axis, tuple(dict.fromkeys(getattr(self, axis))))
+        grid, generator = self.grid, self.generator
         self._check_names()
-        if self.preset not in PRESETS:
-            raise BenchmarkError(f"--preset {self.preset!r}: choose one of {list(PRESETS)}")
-        unknown = [c for c in self.conditions if c not in CONDITIONS]
-        if unknown or not self.conditions:
-            raise BenchmarkError(f"--conditions {list(self.conditions)}: choose from {list(CONDITIONS)}")
-        bad = [s for s in self.scorers if s not in SCORERS]
+        if grid.preset not in PRESETS:
+            raise BenchmarkError(f"--preset {grid.preset!r}: choose one of {list(PRESETS)}")
+        unknown = [c for c in grid.conditions if c not in CONDITIONS]
+        if unknown or not grid.conditions:
+            raise BenchmarkError(f"--conditions {list(grid.conditions)}: choose from {list(CONDITIONS)}")
+        bad = [s for s in grid.scorers if s not in SCORERS]
         if bad:
-            raise BenchmarkError(f"--scorers {list(self.scorers)}: choose from {list(SCORERS)}")
-        if self.n_gen < 1 and any(c != "shots" for c in self.conditions):
-            raise BenchmarkError(f"--n-gen {self.n_gen}: extra-set conditions need at least one image")
-        if self.vqgan_iterations is not None and self.vqgan_iterations < 1:
-            raise BenchmarkError(f"--vqgan-iterations {self.vqgan_iterations}: must be >= 1")
-        bad_seeds = [s for s in self.seeds if not 0 <= s <= MAX_SEED]
+            raise BenchmarkError(f"--scorers {list(grid.scorers)}: choose from {list(SCORERS)}")
+        if grid.n_gen < 1 and any(c != "shots" for c in grid.conditions):
+            raise BenchmarkError(f"--n-gen {grid.n_gen}: extra-set conditions need at least one image")
+        if generator.vqgan_iterations is not None and generator.vqgan_iterations < 1:
+            raise BenchmarkError(f"--vqgan-iterations {generator.vqgan_iterations}: must be >= 1")
+        bad_seeds = [s for s in grid.seeds if not 0 <= s <= MAX_SEED]
         if bad_seeds:
             raise BenchmarkError(
                 f"--seeds {' '.join(map(str, bad_seeds))}: seeds are whole numbers in 0 .. {MAX_SEED}, e.g. 0 1 2"
             )
-        if self.image_size is not None and not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE:
+        size = self.detectors.image_size
+        if size is not None and not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
             raise BenchmarkError(
-                f"--image-size {self.image_size}: an image side in pixels in {MIN_IMAGE_SIZE} .. {MAX_IMAGE_SIZE} "
+                f"--image-size {size}: an image side in pixels in {MIN_IMAGE_SIZE} .. {MAX_IMAGE_SIZE} "
                 "(e.g. 256), or leave it out for the preset's"
             )
         try:
             self.recipe  # noqa: B018 (built once here: a bad --set fails before any work)
         except (TypeError, ValueError) as err:
             raise BenchmarkError(f"--{'prior' if 'prior' in str(err) else 'set'}: {err}") from err
-        if not self.categories:
+        if not grid.categories:
             raise BenchmarkError("no categories: pass --categories (or a root holding category folders)")
-        object.__setattr__(self, "image_size", self.recipe.run.detector_image_size)
+        resolved = dataclasses.replace(self.detectors, image_size=self.recipe.run.detector_image_size)
+        object.__setattr__(self, "detectors", resolved)
 
     def _check_names(self) -> None:
         """Categories and ``--name`` are folder names joined under the dataset root and ``--results-dir``:
         a path there would read or write outside them."""
-        for category in self.categories:
+        for category in self.grid.categories:
             if problem := folder_name_problem(category):
                 raise BenchmarkError(
                     f"--categories {category!r} {problem}; a category is a folder name under the dataset root "
                     "(e.g. hazelnut), not a path"
                 )
-        if self.name is not None and (problem := folder_name_problem(self.name)):
+        name = self.output.name
+        if name is not None and (problem := folder_name_problem(name)):
             raise BenchmarkError(
-                f"--name {self.name!r} {problem}; --name is a folder name under <results-dir>/<dataset>/ "
+                f"--name {name!r} {problem}; --name is a folder name under <results-dir>/<dataset>/ "
                 "(e.g. --name run1); put the path in --results-dir"
             )
 
     @property
     def out_dir(self) -> Path:
-        return Path(self.results_dir) / self.dataset / (self.name or self.preset)
+        return Path(self.output.results_dir) / self.grid.dataset / (self.output.name or self.grid.preset)
 
     @functools.cached_property
     def recipe(self) -> Recipe:
         """The preset with this run's overrides, resolved once; the chain gets it as is (the scorer of a
         generated condition is set per row)."""
         return Recipe.build(
-            self.preset,
+            self.grid.preset,
             run={
-                "vqgan_iterations": self.vqgan_iterations,
-                "detector_image_size": self.image_size,
-                "prior": self.prior,
+                "vqgan_iterations": self.generator.vqgan_iterations,
+                "detector_image_size": self.detectors.image_size,
+                "prior": self.generator.prior,
             },
-            integrator=dict(self.integrator_overrides),
+            integrator=dict(self.generator.integrator_overrides),
         )
+
+
+_GROUP_OF = {f.name: group for group, cls in GROUPS.items() for f in fields(cls)}  # flat name -> its group
 
 
 @dataclass(frozen=True)
@@ -208,39 +275,43 @@ def _real_clip(clip_model: str, clip_weights: str | None) -> bool:
 
 def plan_scorers(config: BenchmarkConfig) -> tuple[str, ...]:
     """The resolved scorers of the generated conditions, in order, without repeats (``auto`` answered)."""
-    if not set(config.conditions) & set(GENERATED):
+    if not set(config.grid.conditions) & set(GENERATED):
         return ()
-    scorers = config.scorers or (config.recipe.integrator.scorer,)
+    scorers = config.grid.scorers or (config.recipe.integrator.scorer,)
     needs_clip = "auto" in scorers
-    random_clip = not _real_clip(config.recipe.prompt.clip_model, config.clip_weights) if needs_clip else True
+    random_clip = (
+        not _real_clip(config.recipe.prompt.clip_model, config.generator.clip_weights) if needs_clip else True
+    )
     return tuple(dict.fromkeys(resolve_scorer(s, random_clip)[0] for s in scorers))
 
 
 def full_plan(config: BenchmarkConfig) -> list[Row]:
     """Every row of the grid, once, grouped so each (category, shots, seed) builds its extra sets once."""
     rows: dict[Row, None] = {}  # ordered and without repeats (two backbones resolved alike, say)
-    scorers = plan_scorers(config)
-    for category in config.categories:
-        generated = set(config.conditions) & set(GENERATED)
-        prior = prior_label(config.prior, config.dataset, config.root, category) if generated else "none"
-        for shots in config.shots:
-            for seed in config.seeds:
-                for condition in config.conditions:
+    grid, scorers = config.grid, plan_scorers(config)
+    for category in grid.categories:
+        generated = set(grid.conditions) & set(GENERATED)
+        prior = (
+            prior_label(config.generator.prior, grid.dataset, grid.root, category) if generated else "none"
+        )
+        for shots in grid.shots:
+            for seed in grid.seeds:
+                for condition in grid.conditions:
                     for scorer in scorers if condition in GENERATED else ("",):
-                        for model in config.models:
+                        for model in grid.models:
                             rows.setdefault(
                                 Row(
-                                    dataset=config.dataset,
+                                    dataset=grid.dataset,
                                     category=category,
                                     model=model,
-                                    backbone=config.backbone or default_backbone(model),
+                                    backbone=config.detectors.backbone or default_backbone(model),
                                     shots=shots,
                                     seed=seed,
                                     condition=condition,
                                     scorer=scorer,
-                                    n_gen=0 if condition == "shots" else config.n_gen,
-                                    preset=config.preset,
-                                    image_size=config.image_size,
+                                    n_gen=0 if condition == "shots" else grid.n_gen,
+                                    preset=grid.preset,
+                                    image_size=config.detectors.image_size,
                                     prior=prior if condition in GENERATED else "none",
                                 )
                             )
@@ -260,6 +331,6 @@ def image_bytes(n: int, side: int) -> int:
 
 def benchmark_bytes(config: BenchmarkConfig, rows: list[Row]) -> int:
     """About how much the remaining ``rows`` write: their extra sets' images, plots and CSV lines."""
-    side = max(config.image_size, config.recipe.run.generator_image_size)
+    side = max(config.detectors.image_size, config.recipe.run.generator_image_size)
     sets = {(r.category, r.shots, r.seed, r.condition, r.scorer) for r in rows if r.condition != "shots"}
-    return len(sets) * image_bytes(config.n_gen, side) + len(rows) * MIB + MIB
+    return len(sets) * image_bytes(config.grid.n_gen, side) + len(rows) * MIB + MIB

@@ -31,27 +31,32 @@ class PreparedRun:
 
 def check_models(config: BenchmarkConfig) -> None:
     """Every model can use the backbone, and its weights are found (or random ones are allowed)."""
-    for model in config.models:
+    for model in config.grid.models:
         try:
-            check_backbone(model, config.backbone)
+            check_backbone(model, config.detectors.backbone)
         except ValueError as err:
             raise BenchmarkError(f"--models/--backbone: {err}") from err
         try:
-            check_image_size(model, config.image_size)
+            check_image_size(model, config.detectors.image_size)
         except ValueError as err:
             raise BenchmarkError(
-                f"--image-size {config.image_size}: {err}; pass a larger --image-size or leave {model} out of "
+                f"--image-size {config.detectors.image_size}: {err}; pass a larger --image-size or leave {model} out of "
                 "--models"
             ) from err
-        check_weights(model, config.backbone, config.backbone_weights, config.allow_random_backbone)
+        check_weights(
+            model,
+            config.detectors.backbone,
+            config.detectors.backbone_weights,
+            config.detectors.allow_random_backbone,
+        )
 
 
 def check_final_memory(config: BenchmarkConfig) -> None:
     """The generated conditions' final draw of ``n_gen`` images fits in memory (``tgad.generate.memory``)."""
-    if set(config.conditions) & set(GENERATED):
-        problem = final_draw_problem(config.recipe, config.n_gen)
+    if set(config.grid.conditions) & set(GENERATED):
+        problem = final_draw_problem(config.recipe, config.grid.n_gen)
         if problem:
-            raise BenchmarkError(f"--n-gen {config.n_gen}: {problem}")
+            raise BenchmarkError(f"--n-gen {config.grid.n_gen}: {problem}")
 
 
 def check_benchmark(config: BenchmarkConfig, datamodules: Mapping[str, object] | None = None) -> None:
@@ -60,13 +65,13 @@ def check_benchmark(config: BenchmarkConfig, datamodules: Mapping[str, object] |
     for this machine's memory. ``datamodules``: a datamodule per category the caller already built (any
     shots: only the category's index is read), else one is built here."""
     check_models(config)
-    if set(config.conditions) & set(GENERATED):
-        for category in config.categories:
-            resolve_keyword(category, config.keywords.get(category))  # KeywordError: set --keywords
-    for category in config.categories:
+    if set(config.grid.conditions) & set(GENERATED):
+        for category in config.grid.categories:
+            resolve_keyword(category, config.generator.keywords.get(category))  # KeywordError: set --keywords
+    for category in config.grid.categories:
         dm = (datamodules or {}).get(category)
         if dm is None:
-            dm = make_datamodule(config, category, config.shots[0], config.seeds[0], [])
+            dm = make_datamodule(config, category, config.grid.shots[0], config.grid.seeds[0], [])
         dm.prepare_data()
         # every image and mask decoded in full (cached by size and mtime): a truncated test JPEG otherwise
         # failed after the generator, the Integrator and the detector's fit

@@ -47,8 +47,8 @@ _checks: dict[str, DefectCheck] = {}  # per worker process, by config (feature n
 def absolute(config: BenchmarkConfig) -> BenchmarkConfig:
     """The config with the results folder and the dataset root as absolute paths: a worker's working folder
     is not the driver's."""
-    root = str(Path(config.root).resolve()) if config.root else None
-    return replace(config, results_dir=str(Path(config.results_dir).resolve()), root=root)
+    root = str(Path(config.grid.root).resolve()) if config.grid.root else None
+    return config.replace(results_dir=str(Path(config.output.results_dir).resolve()), root=root)
 
 
 def task_cpus(config: BenchmarkConfig) -> int:
@@ -136,7 +136,7 @@ def run_on_ray(
         make_row = ray.remote(row_task).options(
             name="tgad-row", num_gpus=task_gpus(config, 1, gpus), **resources
         )
-        first_seed = min(config.seeds)
+        first_seed = min(config.grid.seeds)
         extras: dict[tuple, ray.ObjectRef] = {}
 
         def extra_ref(row: Row) -> ray.ObjectRef:

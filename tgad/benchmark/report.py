@@ -185,19 +185,19 @@ def build_summary(
     planned = {row.key() for row in (full_plan(config) if planned_rows is None else planned_rows)}
     rows = [row for row in rows if row_key(row) in planned]
     scorers = plan_scorers(config)
-    seeds = ", ".join(str(s) for s in config.seeds)
+    seeds = ", ".join(str(s) for s in config.grid.seeds)
     lines = [
-        f"# tgad benchmark: {config.dataset} / {config.name or config.preset}",
+        f"# tgad benchmark: {config.grid.dataset} / {config.output.name or config.grid.preset}",
         "",
-        f"Models {', '.join(config.models)}; shots {', '.join(str(s or 'full') for s in config.shots)}; "
-        f"seeds {seeds}; conditions {', '.join(config.conditions)}"
+        f"Models {', '.join(config.grid.models)}; shots {', '.join(str(s or 'full') for s in config.grid.shots)}; "
+        f"seeds {seeds}; conditions {', '.join(config.grid.conditions)}"
         + (f" (scorers: {', '.join(scorers)})" if scorers else "")
-        + f"; preset `{config.preset}`, "
-        f"image size {config.image_size}, {config.n_gen} extra images per extra set"
+        + f"; preset `{config.grid.preset}`, "
+        f"image size {config.detectors.image_size}, {config.grid.n_gen} extra images per extra set"
         + (
-            f"; generator prior `{config.prior}` (not pure k-shot: the generated conditions' fit starts from "
+            f"; generator prior `{config.generator.prior}` (not pure k-shot: the generated conditions' fit starts from "
             "it, `prior` column)"
-            if config.prior != "none"
+            if config.generator.prior != "none"
             else ""
         )
         + ". "
@@ -205,8 +205,8 @@ def build_summary(
         "Cells: mean ± std over seeds; deltas are paired by seed; **mean** is the mean over categories "
         "(per seed, then mean ± std over seeds).",
     ]
-    for model in config.models:
-        for shots in config.shots:
+    for model in config.grid.models:
+        for shots in config.grid.shots:
             subset = [r for r in rows if r["model"] == model and r["shots"] == str(shots or "full")]
             if subset:
                 lines += _model_section(config, subset, model, shots, scorers, out_dir)
@@ -221,19 +221,19 @@ def build_summary(
 
 def _model_section(config, subset, model: str, shots, scorers, out_dir: Path) -> list[str]:
     """One (model, k): a table per metric, the image AUROC bar plot, and the validation tables."""
-    columns = [v.label for v in variants(config.conditions, scorers)]
+    columns = [v.label for v in variants(config.grid.conditions, scorers)]
     lines = ["", f"## {model}, k={shots or 'full'}"]
     for metric in METRICS:
         if not any(r.get(metric) for r in subset):
             continue
-        table, stats = metric_table(subset, metric, config.categories, config.conditions, scorers)
+        table, stats = metric_table(subset, metric, config.grid.categories, config.grid.conditions, scorers)
         lines += ["", f"### {METRIC_NAMES[metric]}", "", table]
         if metric == "image_auroc" and stats:
             plot = save_bars(
                 dict(stats),
                 columns,
                 out_dir / "plots" / f"bars_{model}_k{shots or 'full'}_{metric}.png",
-                f"{config.dataset} {model} k={shots or 'full'}: {METRIC_NAMES[metric]} (± std over seeds)",
+                f"{config.grid.dataset} {model} k={shots or 'full'}: {METRIC_NAMES[metric]} (± std over seeds)",
                 METRIC_NAMES[metric],
             )
             lines += ["", f"![{METRIC_NAMES[metric]}]({plot.relative_to(out_dir).as_posix()})"]
@@ -243,7 +243,7 @@ def _model_section(config, subset, model: str, shots, scorers, out_dir: Path) ->
 
 
 def _validation_section(config, subset, scorers) -> list[str]:
-    table, _ = metric_table(subset, "val_auroc", config.categories, config.conditions, scorers)
+    table, _ = metric_table(subset, "val_auroc", config.grid.categories, config.grid.conditions, scorers)
     return [
         "",
         "### Synthetic-defect validation (analysis only; never used to choose anything)",
@@ -256,7 +256,7 @@ def _validation_section(config, subset, scorers) -> list[str]:
         "of the held-out normals' / synthetic defects' PatchCore image score when the set joins the "
         "bank. A useful set has normal cov well above defect cov.",
         "",
-        validation_table(subset, config.categories, variants(config.conditions, scorers)),
+        validation_table(subset, config.grid.categories, variants(config.grid.conditions, scorers)),
         "",
         "Validation AUROC (held-out normals vs synthetic defects):",
         "",
@@ -267,7 +267,7 @@ def _validation_section(config, subset, scorers) -> list[str]:
 def _weights_section(config, rows, scorers, out_dir: Path) -> list[str]:
     """Every weight the rows used; random ones said loudly."""
     lines = ["", "## Weights", ""]
-    for model in config.models:
+    for model in config.grid.models:
         weights = _unique([r for r in rows if r["model"] == model], "backbone_weights")
         loud = " (**RANDOM detector weights: these rows do not measure the real model**)"
         lines.append(

@@ -92,12 +92,12 @@ def make_datamodule(
 ):
     """The datamodule of (category, shots, seed) at the run's image size, with ``extra`` normal folders."""
     run = config.recipe.run
-    return DATAMODULES[config.dataset](
-        root=config.root,
+    return DATAMODULES[config.grid.dataset](
+        root=config.grid.root,
         category=category,
         shots=shots,
         shot_seed=seed,
-        image_size=config.image_size,
+        image_size=config.detectors.image_size,
         extra_normal_dirs=extra,
         train_batch_size=batch or run.train_batch_size,
         eval_batch_size=run.eval_batch_size,
@@ -129,15 +129,15 @@ def run_row(row: Row, config: BenchmarkConfig, extra: ExtraSet | None, work_dir:
     """Fit and test one model on one condition. Returns (the CSV row as a dict, the Evaluation, the row's
     datamodule, set up: the synthetic-defect check reads its shots and train split from it)."""
     seed_everything(row.seed, verbose=False)
-    overrides = dict(config.model_overrides.get(row.model, {}))
+    overrides = dict(config.detectors.model_overrides.get(row.model, {}))
     built = build_model(
         row.model,
         backbone=row.backbone,
         image_size=row.image_size,
         preset=row.preset,
         seed=row.seed,
-        allow_random_backbone=config.allow_random_backbone,
-        backbone_file=config.backbone_weights,
+        allow_random_backbone=config.detectors.allow_random_backbone,
+        backbone_file=config.detectors.backbone_weights,
         **overrides,
     )
     extra_dirs = [str(extra.path)] if extra else []
@@ -146,7 +146,12 @@ def run_row(row: Row, config: BenchmarkConfig, extra: ExtraSet | None, work_dir:
     dm.setup()
     hardware = config.hardware.resolved()
     evaluation = evaluate(
-        built.model, dm, work_dir, built.trainer_kwargs, n_examples=config.n_examples, hardware=hardware
+        built.model,
+        dm,
+        work_dir,
+        built.trainer_kwargs,
+        n_examples=config.output.n_examples,
+        hardware=hardware,
     )
     scores = evaluation.scores
     manifest = extra.manifest if extra else {}

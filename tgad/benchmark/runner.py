@@ -106,8 +106,8 @@ def run_benchmark(
     progress = progress or GridProgress()
     scorers = f" (scorers: {', '.join(plan_scorers(config))})" if plan_scorers(config) else ""
     tracker = Tracker(
-        config.wandb,
-        f"{config.dataset}-{config.name or config.preset}",
+        config.output.wandb,
+        f"{config.grid.dataset}-{config.output.name or config.grid.preset}",
         _config_dict(config, platform.node()),
         out_dir,
     )
@@ -115,7 +115,7 @@ def run_benchmark(
     done = 0
     try:
         work = row_work(plan)
-        heading = f"tgad benchmark {config.dataset} -> {out_dir}{scorers}"
+        heading = f"tgad benchmark {config.grid.dataset} -> {out_dir}{scorers}"
         progress.start(len(plan), total, heading, work=sum(work.values()))
 
         def on_row(row: Row, out: dict) -> None:
@@ -149,7 +149,7 @@ def run_benchmark(
 
 def _run_sequential(config: BenchmarkConfig, plan: list[Row], on_row, on_failure, status) -> None:
     """The plan's rows in order in this process; each ExtraSet is made once (a failure is not retried)."""
-    first_seed, checks = min(config.seeds), DefectCheck(config)
+    first_seed, checks = min(config.grid.seeds), DefectCheck(config)
     extras: dict[tuple, ExtraSet | Exception] = {}
     for row in plan:
 
@@ -183,7 +183,9 @@ def _run_sequential(config: BenchmarkConfig, plan: list[Row], on_row, on_failure
 
 
 def _config_dict(config: BenchmarkConfig, host: str) -> dict[str, Any]:
-    out = asdict(config)
+    out = config.flat() | {
+        "hardware": asdict(config.hardware)
+    }  # flat names: W&B runs compare across versions
     out |= {
         "host": host,
         "tgad_version": tgad.__version__,

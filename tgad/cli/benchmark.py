@@ -267,7 +267,7 @@ def run_benchmark_cli(args: argparse.Namespace, console: Console, err_console: C
 
 def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
     """The ``BenchmarkConfig`` of the command line (``$TGAD_THREADS`` for the threads)."""
-    return BenchmarkConfig(
+    return BenchmarkConfig.of(
         dataset=args.dataset,
         categories=_categories(args),
         root=args.root,

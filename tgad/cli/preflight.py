@@ -192,24 +192,26 @@ def preflight_benchmark(config, executor: str = "sequential", ray_address: str |
     from tgad.benchmark.prepare import plan_run
     from tgad.benchmark.row_task import make_datamodule
 
-    check_seeds(config.seeds)
+    check_seeds(config.grid.seeds)
     check_executor(executor, ray_address)
     if not ray_address:  # on a cluster the workers, not this driver, must have the accelerator
         config.hardware.resolved()
-    dms = {category: make_datamodule(config, category, None, 0, []) for category in config.categories}
+    dms = {category: make_datamodule(config, category, None, 0, []) for category in config.grid.categories}
     for dm in dms.values():  # before the write probe: not even that goes into a dataset
-        check_outside_dataset(config.out_dir, "--results-dir", dm, config.results_dir)
-    check_output_dir(config.out_dir, "--results-dir", given=config.results_dir)
+        check_outside_dataset(config.out_dir, "--results-dir", dm, config.output.results_dir)
+    check_output_dir(config.out_dir, "--results-dir", given=config.output.results_dir)
     for dm in dms.values():
         dm.prepare_data()
-        check_shot_grid(dm, config.shots, config.seeds)
+        check_shot_grid(dm, config.grid.shots, config.grid.seeds)
     benchmark_checks(config, dms)  # models, keywords, categories: the checks a library caller gets too
-    scorers = config.scorers or (config.recipe.integrator.scorer,)
-    if set(config.conditions) & set(GENERATED) and set(scorers) & set(SCORERS_READING_CLIP):
-        check_clip(config.recipe.prompt.clip_model, config.clip_weights, config.allow_random_clip)
+    scorers = config.grid.scorers or (config.recipe.integrator.scorer,)
+    if set(config.grid.conditions) & set(GENERATED) and set(scorers) & set(SCORERS_READING_CLIP):
+        check_clip(
+            config.recipe.prompt.clip_model, config.generator.clip_weights, config.generator.allow_random_clip
+        )
     prepared = plan_run(config)  # every check passed: a damaged CSV or ExtraSet is moved aside, then planned
     need = benchmark_bytes(config, prepared.todo)
-    check_output_dir(config.out_dir, "--results-dir", need, given=config.results_dir)
+    check_output_dir(config.out_dir, "--results-dir", need, given=config.output.results_dir)
     return prepared
 
 
