@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         "shots": [p.name for p in dm.shot_paths],
         "heldout": [f"{p.parent.parent.name}/good/{p.name}" for p in good],
         "preset": "cpu",
-        "config": {k: v for k, v in vars(module.config).items()},
+        "config": module.config.flat(),  # by flat name, as the earlier results hold it
         "iterations": len(iters),
         "fit_s": round(fit_s, 1),
         "iterations_per_s": round(len(iters) / sum(iters), 3),

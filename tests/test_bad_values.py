@@ -60,7 +60,7 @@ def test_9_every_config_refuses_nan_inf_and_out_of_range():
         lambda: IntegratorConfig.preset("tiny", learning_rate=math.inf),  # the recipe and --set entry
         lambda: IntegratorConfig(patch_fraction=1.5),
         lambda: UpdateSettings(guidance_weight=-0.5),
-        lambda: VQGANConfig(ema_decay=math.nan),
+        lambda: VQGANConfig().override(ema_decay=math.nan),  # in its group (training)
         lambda: VQGANConfig(channel_mult=(1, 0)),
         lambda: Recipe.build("tiny", run={"detector_image_size": 100_000}),
         lambda: Recipe.build("tiny", prompt={"text_batch_size": 0}),

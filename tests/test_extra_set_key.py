@@ -25,6 +25,7 @@ from tgad.generate.artifact import (
     load_manifest,
 )
 from tgad.hardware import Hardware
+from tgad.models.presets import flat_names, flatten
 from tgad.recipe import Recipe
 
 SMALL = {"rounds": 1, "samples_per_round": 4, "update_steps": 1}
@@ -60,8 +61,13 @@ def _other(value):
 
 
 def _with_field(recipe: Recipe, part: str, name: str) -> Recipe:
+    """``recipe`` with the setting of flat name ``name`` of ``part`` changed (in its group, if it has one)."""
     config = copy.copy(getattr(recipe, part))
-    object.__setattr__(config, name, _other(getattr(config, name)))
+    group = flat_names(type(config))[name]
+    owner = copy.copy(getattr(config, group)) if group else config
+    object.__setattr__(owner, name, _other(getattr(owner, name)))
+    if group:
+        object.__setattr__(config, group, owner)
     return dataclasses.replace(recipe, **{part: config})
 
 
@@ -99,11 +105,11 @@ def test_what_does_not_shape_the_images_keeps_the_key(widget, tmp_path):
 def test_every_recipe_field_that_shapes_the_images_changes_the_key(shots, part):
     recipe = Recipe.build("tiny")
     plain = extra_set_key(ExtraSetRequest(shots, 0, 8, recipe, Hardware("cpu")))
-    for field in dataclasses.fields(getattr(recipe, part)):
+    for name in flatten(getattr(recipe, part)):  # every setting, those in groups too
         changed = extra_set_key(
-            ExtraSetRequest(shots, 0, 8, _with_field(recipe, part, field.name), Hardware("cpu"))
+            ExtraSetRequest(shots, 0, 8, _with_field(recipe, part, name), Hardware("cpu"))
         )
-        assert (changed == plain) == (part == "run" and field.name in DETECTOR_ONLY), (part, field.name)
+        assert (changed == plain) == (part == "run" and name in DETECTOR_ONLY), (part, name)
 
 
 def test_the_request_beside_the_recipe_enters_the_key(shots, tmp_path):

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 import timm
 import torch
 
+from tgad.models.presets import SettingError, from_plain
 from tgad.models.variance_vqgan import (
+    PRESETS,
     AugmentConfig,
     PatchDiscriminator,
     VarianceVQGANModel,
     VQGANConfig,
+    VQGANTraining,
     make_views,
 )
 from tgad.models.variance_vqgan.loss import (
@@ -47,12 +53,12 @@ def test_every_parameter_gets_a_gradient():
     cfg = VQGANConfig.preset("tiny")
     model, disc = VarianceVQGANModel(cfg), PatchDiscriminator(cfg.disc_channels, cfg.disc_layers)
     perceptual = PerceptualLoss(timm.create_model("resnet10t", pretrained=False, features_only=True))
-    x = make_views(_images(2), cfg.views).flatten(0, 1)  # (2*V, 3, 32, 32)
+    x = make_views(_images(2), cfg.training.views).flatten(0, 1)  # (2*V, 3, 32, 32)
     out = model(x)
     losses = generator_loss(
         x,
         out,
-        cfg.views,
+        cfg.training.views,
         model.decoder.conv_out.weight,
         perceptual=perceptual,
         logits_fake=disc(out.reconstruction),
@@ -167,6 +173,30 @@ def test_config_presets_and_errors():
         VQGANConfig.preset("tiny", codebok_size=3)
     with pytest.raises(ValueError, match="divisible"):
         VarianceVQGANModel(tiny).encode(torch.rand(1, 3, 30, 30))
+
+
+def test_config_groups_keep_one_flat_name_per_setting():
+    """The fit's settings sit in the groups ``training`` and ``loss``, yet each keeps the flat name users write:
+    a preset override, ``override``, ``flat`` and ``from_plain`` (nested, as a checkpoint holds it now; flat, as
+    one written before the groups holds it; or both) all give the same config."""
+    tiny = VQGANConfig.preset("tiny", disc_start=3, commitment_beta=0.5, latent_dim=4)
+    assert (tiny.training.disc_start, tiny.loss.commitment_beta, tiny.latent_dim) == (3, 0.5, 4)
+    assert tiny.training.learning_rate == PRESETS["tiny"].training.learning_rate == 2e-3  # the rest stays
+    assert tiny == PRESETS["tiny"].override(disc_start=3, commitment_beta=0.5, latent_dim=4)
+    flat = tiny.flat()
+    assert len(flat) == 22 and flat["disc_start"] == 3 and not {"training", "loss"} & set(flat)
+    assert from_plain(VQGANConfig, json.loads(json.dumps(dataclasses.asdict(tiny)))) == tiny  # lists: tuples
+    assert from_plain(VQGANConfig, json.loads(json.dumps(flat))) == tiny
+    mixed = {"channel_mult": [1, 2], "training": {"views": 2}, "disc_start": 9}
+    assert from_plain(VQGANConfig, mixed) == VQGANConfig(
+        channel_mult=(1, 2), training=VQGANTraining(views=2, disc_start=9)
+    )
+    with pytest.raises(
+        ValueError, match=r"VQGANConfig: unknown field\(s\) \['disc_stat'\]; see tgad/models/var"
+    ):
+        PRESETS["tiny"].override(disc_stat=1)
+    with pytest.raises(SettingError, match="learning_rate=0.0 is out of range"):
+        VQGANConfig.preset("tiny", learning_rate=0.0)
 
 
 @pytest.mark.parametrize("jitter", [0.0, 1.0])

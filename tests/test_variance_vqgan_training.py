@@ -80,6 +80,11 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
     assert raw["hyper_parameters"]["config"] == dataclasses.asdict(config)  # plain data, not the class
     loaded = VarianceVQGAN.load_from_checkpoint(path, weights_only=True, map_location="cpu")
     assert loaded.config == config
+    # a checkpoint written before the config's groups holds it by flat name: it loads as the same config
+    raw["hyper_parameters"]["config"] = config.flat()
+    torch.save(raw, tmp_path / "flat.ckpt")
+    old = VarianceVQGAN.load_from_checkpoint(tmp_path / "flat.ckpt", weights_only=True, map_location="cpu")
+    assert old.config == config and old.config.training.disc_start == 50
     assert loaded.hparams.tau_values == [0.3, 1.5] and loaded.hparams.sample_mode == "direct"
     module.eval(), loaded.eval()
     assert torch.equal(loaded.model.quantizer.codebook, module.model.quantizer.codebook)
@@ -174,3 +179,17 @@ def test_k_shot_fit_registers_a_turned_shot_and_records_it(tmp_path):
         copies, DataLoader(TensorDataset(image.repeat(2, 1, 1, 1)), batch_size=2)
     )
     assert [s["registered"] for s in copies.registration_record()["shots"]] == [False, False]
+
+
+def test_the_plateau_weighs_the_perceptual_term_as_the_fit_does():
+    """The plateau's loss is l1 + the config's ``loss.perceptual_weight`` x perceptual, as in the fit's loss (a
+    lookup by the flat name on the grouped config would weigh it 0 without a word)."""
+    from types import SimpleNamespace
+
+    from tgad.models.variance_vqgan.plateau import ReconstructionPlateau
+
+    module = VarianceVQGAN(config=VQGANConfig.preset("tiny", perceptual_weight=0.25), perceptual_backbone="")
+    plateau = ReconstructionPlateau(0.1)
+    metrics = {"train/l1": torch.tensor(1.0), "train/perceptual": torch.tensor(2.0)}
+    plateau.on_train_batch_end(SimpleNamespace(callback_metrics=metrics, global_step=2), module)
+    assert plateau.ema == pytest.approx(1.0 + 0.25 * 2.0)

@@ -16,7 +16,6 @@ benchmark's table, the registry and ``conf/``). Now:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import yaml
 
 from tgad.data.images import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from tgad.models.integrator.config import IntegratorConfig
-from tgad.models.presets import check_ranges, from_preset
+from tgad.models.presets import check_ranges, flatten, from_preset
 from tgad.models.prompt_selector.config import PromptSelectorConfig
 from tgad.models.variance_vqgan.config import VQGANConfig
 
@@ -132,7 +131,7 @@ class Recipe:
         plain = Recipe.build(self.preset)
         changed: dict[str, dict[str, Any]] = {}
         for part in ("run", "vqgan", "integrator", "prompt"):
-            mine, base = _fields(getattr(self, part)), _fields(getattr(plain, part))
+            mine, base = flatten(getattr(self, part)), flatten(getattr(plain, part))
             diff = {k: v for k, v in mine.items() if v != base[k]}
             if diff:
                 changed[part] = diff
@@ -155,11 +154,6 @@ class Recipe:
             )
         parts = {k: _tuples(v) for k, v in data.items() if k != "preset"}
         return cls.build(data.get("preset", "cpu"), **parts)
-
-
-def _fields(config: Any) -> dict[str, Any]:
-    """A config's settings by the names overrides use (``IntegratorConfig`` groups its own: flat names)."""
-    return config.flat() if isinstance(config, IntegratorConfig) else dataclasses.asdict(config)
 
 
 def _plain(value: Any) -> Any:

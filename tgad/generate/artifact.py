@@ -139,10 +139,9 @@ class ExtraSetRequest:
             "preset": recipe.preset,
             "recipe": {
                 "run": run,
-                **{
-                    part: dataclasses.asdict(getattr(recipe, part))
-                    for part in ("vqgan", "integrator", "prompt")
-                },
+                "vqgan": recipe.vqgan.flat(),  # by flat name, as before its groups: the same keys
+                "integrator": dataclasses.asdict(recipe.integrator),
+                "prompt": dataclasses.asdict(recipe.prompt),
             },
             "clip_weights_file": _file_stamp(recipe.prompt.clip_weights),
             "hardware": dataclasses.asdict(self.hardware),

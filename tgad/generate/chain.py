@@ -189,7 +189,7 @@ def generate_extra_set(
         meta = {
             "arguments": arguments,
             **run._asdict(),
-            "vqgan_config": dataclasses.asdict(run.vqgan.config),
+            "vqgan_config": run.vqgan.config.flat(),
             "iterations": recipe.run.vqgan_iterations,
             "recipe": recipe.to_dict(),
             "hardware": hw.describe(),

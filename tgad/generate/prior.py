@@ -158,7 +158,7 @@ def describe_prior(recipe: Recipe, dataset: str, root: str | Path | None, catego
         "categories": corpus.names,
         "files": [[f.relative_to(corpus.root).as_posix(), *_stamp(f)] for f in corpus.files],
         "preset": recipe.preset,
-        "vqgan": dataclasses.asdict(recipe.vqgan),
+        "vqgan": recipe.vqgan.flat(),  # by flat name, as before its groups: the same key
         "iterations": run.prior_iterations,
         "batch_size": run.prior_batch_size,
         "image_size": run.generator_image_size,
@@ -221,7 +221,7 @@ def fit_prior(
     from tgad.models.variance_vqgan.lightning_model import VarianceVQGAN
 
     run = recipe.run
-    config = dataclasses.replace(recipe.vqgan, register_shots="none", cross_shot_weight=0.0)
+    config = recipe.vqgan.override(register_shots="none", cross_shot_weight=0.0)
     L.seed_everything(PRIOR_SEED, verbose=False)
     vqgan = VarianceVQGAN(config=config, perceptual_backbone=LITE0)
     vqgan.attach_perceptual(judges.perceptual.backbone, judges.backbone_weights)

@@ -1,13 +1,18 @@
 """Named presets of the models' frozen config dataclasses, one lookup for all three (VarianceVQGAN, Integrator,
 PromptSelector): a preset name plus field overrides, with one-line errors that name the class and its file;
 and the range check every config runs in ``__post_init__``, so a NaN, an infinity or an out-of-range number is
-refused wherever a config is built (``--set``, a LightningCLI YAML, Python) before any compute."""
+refused wherever a config is built (``--set``, a LightningCLI YAML, Python) before any compute.
+
+A config may nest frozen groups of settings (``VQGANConfig.training``, ``IntegratorConfig.update``) whose leaf
+names are unique, so every setting keeps one flat name: ``flatten``, ``replace_flat`` and ``from_plain`` translate
+between the flat names users write and the nested config."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
-from dataclasses import MISSING, fields, replace
+from dataclasses import MISSING, fields, is_dataclass, replace
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -19,28 +24,92 @@ class SettingError(ValueError):
 
 
 def from_preset(cls: type[T], presets: Mapping[str, T], name: str, overrides: Mapping[str, Any]) -> T:
-    """``presets[name]`` with fields replaced by ``overrides``; an unknown preset or field is a ValueError."""
+    """``presets[name]`` with settings replaced by flat name (``replace_flat``); an unknown preset or setting is a
+    ValueError."""
     if name not in presets:
         raise ValueError(f"{cls.__name__}: unknown preset {name!r}; choose one of {sorted(presets)}")
+    return replace_flat(presets[name], overrides)
+
+
+@functools.cache
+def groups(cls: type) -> dict[str, type]:
+    """The nested setting groups of a config class: its fields whose default is built by a dataclass
+    (``field(default_factory=VQGANTraining)``), by field name."""
+    return {f.name: f.default_factory for f in fields(cls) if is_dataclass(f.default_factory)}
+
+
+@functools.cache
+def flat_names(cls: type) -> dict[str, str | None]:
+    """Every leaf setting's name -> its group (None: a field of ``cls`` itself). The names a user writes
+    (``--set``, a recipe's overrides, ``preset(name, **flat)``) are these, so they must be unique."""
+    out: dict[str, str | None] = {}
+    for f in fields(cls):
+        leaves = [g.name for g in fields(groups(cls)[f.name])] if f.name in groups(cls) else [f.name]
+        for leaf in leaves:
+            if leaf in out:
+                raise TypeError(f"{cls.__name__}: the setting name {leaf!r} appears twice among its groups")
+            out[leaf] = f.name if f.name in groups(cls) else None
+    return out
+
+
+def flatten(config: object) -> dict[str, Any]:
+    """Every setting of ``config`` by its flat name, groups expanded in place (a config without groups: its
+    fields)."""
+    out: dict[str, Any] = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        out |= (
+            {g.name: getattr(value, g.name) for g in fields(value)}
+            if f.name in groups(type(config))
+            else {f.name: value}
+        )
+    return out
+
+
+def replace_flat(config: T, overrides: Mapping[str, Any]) -> T:
+    """``config`` with settings replaced by flat name (``disc_start=0`` lands in its group).
+
+    Raises:
+        ValueError: an unknown name (the message names the class's file), or a value out of range.
+    """
+    cls = type(config)
+    names = flat_names(cls)
     _known_fields(cls, overrides)
-    return replace(presets[name], **overrides)
+    top = {k: v for k, v in overrides.items() if names[k] is None}
+    for group in groups(cls):
+        given = {k: v for k, v in overrides.items() if names[k] == group}
+        if given:
+            top[group] = replace(getattr(config, group), **given)
+    return replace(config, **top)
 
 
 def from_plain(cls: type[T], data: T | Mapping[str, Any]) -> T:
-    """``data`` as a ``cls``: the config itself, or its fields as plain data (a checkpoint's hyperparameters
-    hold them so, as they load with ``weights_only=True``), lists read back as the tuples the configs hold."""
+    """``data`` as a ``cls``: the config itself, or its settings as plain data (a checkpoint's hyperparameters
+    hold them so, as they load with ``weights_only=True``): groups as nested mappings (``dataclasses.asdict``)
+    or by flat name (checkpoints written before the groups), lists read back as the tuples the configs hold."""
     if isinstance(data, cls):
         return data
     if not isinstance(data, Mapping):
         raise TypeError(
             f"{cls.__name__}: expected the config or a mapping of its fields, got {type(data).__name__}"
         )
-    _known_fields(cls, data)
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    sub, names = groups(cls), flat_names(cls)
+    _known_fields(cls, {k: v for k, v in data.items() if k not in sub})
+    kwargs = {k: _tuple(v) for k, v in data.items() if names.get(k, "") is None}
+    for group, group_cls in sub.items():
+        leaves = {k: v for k, v in data.items() if names.get(k) == group}
+        if group in data or leaves:
+            base = from_plain(group_cls, data.get(group, {}))  # nested (or the group itself)
+            kwargs[group] = replace(base, **{k: _tuple(v) for k, v in leaves.items()})  # by flat name
+    return cls(**kwargs)
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _known_fields(cls: type, names: Mapping[str, Any]) -> None:
-    unknown = set(names) - {f.name for f in fields(cls)}
+    unknown = set(names) - set(flat_names(cls))
     if unknown:
         where = cls.__module__.replace(".", "/") + ".py"
         raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}; see {where}")

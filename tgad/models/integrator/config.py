@@ -10,11 +10,10 @@ CLIP that chose P* is the one that scores it.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from tgad.models.presets import SettingError, check_ranges
+from tgad.models.presets import SettingError, check_ranges, flatten, replace_flat
 from tgad.seeds import MAX_ROUNDS
 
 from .names import SCORERS
@@ -154,11 +153,7 @@ class IntegratorConfig:
 
     def flat(self) -> dict[str, Any]:
         """Every setting by its flat name (the names ``--set`` and a recipe's overrides use)."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            out |= dataclasses.asdict(value) if f.name in GROUPS else {f.name: value}
-        return out
+        return flatten(self)
 
     def override(self, **flat: Any) -> IntegratorConfig:
         """This config with settings replaced by flat name (``tau=2``, ``defect_weight=3``).
@@ -166,17 +161,7 @@ class IntegratorConfig:
         Raises:
             ValueError: an unknown name (the message names this file), or a value out of range.
         """
-        unknown = set(flat) - set(FLAT_FIELDS)
-        if unknown:
-            raise ValueError(
-                f"IntegratorConfig: unknown field(s) {sorted(unknown)}; see tgad/models/integrator/config.py"
-            )
-        top = {k: v for k, v in flat.items() if FLAT_FIELDS[k] is None}
-        for group in GROUPS:
-            given = {k: v for k, v in flat.items() if FLAT_FIELDS[k] == group}
-            if given:
-                top[group] = dataclasses.replace(getattr(self, group), **given)
-        return dataclasses.replace(self, **top)
+        return replace_flat(self, flat)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> IntegratorConfig:
@@ -185,17 +170,6 @@ class IntegratorConfig:
             raise ValueError(f"IntegratorConfig: unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return PRESETS[name].override(**{k: v for k, v in overrides.items() if v is not None})
 
-
-GROUPS = {
-    "update": UpdateSettings,
-    "scoring": ScorerSettings,
-    "calibration": TauCalibration,
-    "levers": Levers,
-}
-# flat name -> its group (None: a field of IntegratorConfig itself); the names are unique across groups
-FLAT_FIELDS: dict[str, str | None] = {
-    name: None for name in (f.name for f in dataclasses.fields(IntegratorConfig)) if name not in GROUPS
-} | {f.name: group for group, cls in GROUPS.items() for f in dataclasses.fields(cls)}
 
 PRESETS: dict[str, IntegratorConfig] = {
     # Tests at 32 px with a tiny random CLIP: strong steps, so a short real run moves the scores.

@@ -136,7 +136,7 @@ class Integrator(LightningModule):
                 "`tgad fit --config conf/variance_vqgan/tiny.yaml`) or call attach_generator()"
             )
         if self._judges is None:
-            features_for = (self.config, self.generator.config.perceptual_weight, hp.diversity_space)
+            features_for = (self.config, self.generator.config.loss.perceptual_weight, hp.diversity_space)
             real_clip = clip_weights_available(clip.clip_model, clip.clip_weights)
             self._judges = Judges.resolve(
                 clip.clip_model,

@@ -53,11 +53,11 @@ def integrator_loss(
     generator: torch.Generator | None,
 ) -> IntegratorLossOutput:
     """One update step's loss, weighted by ``cfg.update``. Reconstruction and fidelity see one shared random crop
-    (``model.config.crop_size``, as the generator was fitted); the guidance term sees whole samples at ``tau``
-    (CLIP resizes them itself; shot fidelity compares them with whole shots). ``variance_grad=False`` keeps the
-    guidance away from the variance head (see ``differentiable_samples``)."""
+    (``model.config.training.crop_size``, as the generator was fitted); the guidance term sees whole samples at
+    ``tau`` (CLIP resizes them itself; shot fidelity compares them with whole shots). ``variance_grad=False``
+    keeps the guidance away from the variance head (see ``differentiable_samples``)."""
     weights, levers = cfg.update, cfg.levers
-    crop, perceptual_weight = model.config.crop_size, model.config.perceptual_weight
+    crop, perceptual_weight = model.config.training.crop_size, model.config.loss.perceptual_weight
     zero = shots.new_zeros(())
     rec = fid = guide = zero
     if weights.reconstruction_weight > 0 and len(kept):

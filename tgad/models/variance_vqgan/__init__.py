@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .augment import AugmentConfig, make_views
-from .config import PRESETS, VQGANConfig
+from .config import PRESETS, VQGANConfig, VQGANLoss, VQGANTraining
 from .taming_import import TamingCheckpointError, load_taming_checkpoint
 from .torch_model import PatchDiscriminator, SampleOutput, VarianceVQGANModel
 
@@ -23,6 +23,8 @@ __all__ = [
     "SampleOutput",
     "TamingCheckpointError",
     "VQGANConfig",
+    "VQGANLoss",
+    "VQGANTraining",
     "VarianceVQGAN",
     "VarianceVQGANModel",
     "load_taming_checkpoint",

@@ -154,7 +154,7 @@ class VarianceVQGAN(LightningModule):
         return net
 
     def setup(self, stage: str) -> None:
-        wanted = stage != "fit" or self.config.perceptual_weight > 0
+        wanted = stage != "fit" or self.config.loss.perceptual_weight > 0
         if self._aux["perceptual"] is None and self.hparams.perceptual_backbone and wanted:
             backbone, resolved = create_backbone(
                 self.hparams.perceptual_backbone,
@@ -193,7 +193,7 @@ class VarianceVQGAN(LightningModule):
 
     # ----- training -----
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        lr, betas = self.config.learning_rate, (0.5, 0.9)  # taming's betas for GAN training
+        lr, betas = self.config.training.learning_rate, (0.5, 0.9)  # taming's betas for GAN training
         gen = torch.optim.Adam(self.model.parameters(), lr=lr, betas=betas)
         disc = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)
         return [gen, disc]
@@ -204,11 +204,11 @@ class VarianceVQGAN(LightningModule):
 
     @torch.no_grad()
     def register(self, shots: torch.Tensor) -> list[ShotRegistration]:
-        """Register ``shots`` (k, 3, H, W) to shot 0 as ``config.register_shots`` says, and keep the record
-        (``registration``, ``registration_record``). A pure function of the shots and the setting, so a
+        """Register ``shots`` (k, 3, H, W) to shot 0 as ``config.training.register_shots`` says, and keep the
+        record (``registration``, ``registration_record``). A pure function of the shots and the setting, so a
         generator loaded from a cache can be given its record again."""
         with torch.autocast(shots.device.type, enabled=False):
-            self.registration = register_shots(shots.float(), self.config.register_shots)
+            self.registration = register_shots(shots.float(), self.config.training.register_shots)
         return self.registration
 
     def registration_record(self) -> dict[str, Any] | None:
@@ -217,7 +217,7 @@ class VarianceVQGAN(LightningModule):
         if self.registration is None:
             return None
         return {
-            "mode": self.config.register_shots,
+            "mode": self.config.training.register_shots,
             "reference_shot": 0,
             "shots": [r.as_dict() for r in self.registration],
         }
@@ -239,15 +239,16 @@ class VarianceVQGAN(LightningModule):
     def _discriminator_matters(self) -> bool:
         """Whether the GAN term can still switch on in this fit (``trainer.max_steps`` counts two per
         iteration; -1 is open-ended)."""
-        cfg, max_steps = self.config, self.trainer.max_steps
-        return cfg.disc_weight > 0 and (max_steps < 0 or cfg.disc_start < max_steps // 2)
+        max_steps = self.trainer.max_steps
+        disc_start, disc_weight = self.config.training.disc_start, self.config.loss.disc_weight
+        return disc_weight > 0 and (max_steps < 0 or disc_start < max_steps // 2)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         del batch_idx
-        cfg = self.config
+        cfg, train, weights = self.config, self.config.training, self.config.loss
         shots = _images(batch)
         companions = self._companions(shots)
-        made = make_view_batch(shots, cfg.views, cfg.crop_size, self.augment, companions=companions)
+        made = make_view_batch(shots, train.views, train.crop_size, self.augment, companions=companions)
         views = made.views  # (k, V, 3, c, c)
         x = views.flatten(0, 1)  # (k*V, 3, c, c), views of a shot consecutive
         g_opt, d_opt = self.optimizers()
@@ -256,25 +257,25 @@ class VarianceVQGAN(LightningModule):
         out = self.model(x)
         aligned = None
         if made.companions is not None:
-            z_clean = out.encoded.z_e.detach().view(len(views), cfg.views, *out.encoded.z_e.shape[1:])[:, 0]
+            z_clean = out.encoded.z_e.detach().view(len(views), train.views, *out.encoded.z_e.shape[1:])[:, 0]
             aligned = aligned_latents(
                 lambda images: self.model.encoder(images * 2 - 1).z_e,
                 z_clean,
                 made.companions,
                 cfg.downsample,
             )
-        use_gan = self.iteration >= cfg.disc_start and cfg.disc_weight > 0
+        use_gan = self.iteration >= train.disc_start and weights.disc_weight > 0
         losses = generator_loss(
             x,
             out,
-            cfg.views,
+            train.views,
             self.model.decoder.conv_out.weight,
             perceptual=self.perceptual,
-            perceptual_weight=cfg.perceptual_weight,
+            perceptual_weight=weights.perceptual_weight,
             logits_fake=self.discriminator(out.reconstruction) if use_gan else None,
-            disc_weight=cfg.disc_weight,
-            nll_weight=cfg.nll_weight,
-            cross_shot_weight=cfg.cross_shot_weight,
+            disc_weight=weights.disc_weight,
+            nll_weight=weights.nll_weight,
+            cross_shot_weight=weights.cross_shot_weight,
             aligned=aligned,
         )
         g_opt.zero_grad()

@@ -13,6 +13,8 @@ import math
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from .config import VQGANConfig
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,7 +47,8 @@ class ReconstructionPlateau(Callback):
         metrics = trainer.callback_metrics
         if "train/l1" not in metrics:
             return
-        weight = getattr(getattr(pl_module, "config", None), "perceptual_weight", 0.0)
+        config = getattr(pl_module, "config", None)
+        weight = config.loss.perceptual_weight if isinstance(config, VQGANConfig) else 0.0
         loss = float(metrics["train/l1"]) + weight * float(metrics.get("train/perceptual", 0.0))
         self.ema = loss if self.ema is None else (1 - self.smoothing) * self.ema + self.smoothing * loss
         iteration = trainer.global_step // 2  # two optimiser steps per iteration

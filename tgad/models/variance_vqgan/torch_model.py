@@ -134,9 +134,9 @@ class VectorQuantizer(nn.Module):
         super().__init__()
         self.num_codes, self.dim = cfg.codebook_size, cfg.latent_dim
         self.decay, self.beta, self.dead_threshold, self.eps = (
-            cfg.ema_decay,
-            cfg.commitment_beta,
-            cfg.dead_code_threshold,
+            cfg.training.ema_decay,
+            cfg.loss.commitment_beta,
+            cfg.training.dead_code_threshold,
             eps,
         )
         self.register_buffer("codebook", torch.randn(self.num_codes, self.dim))
