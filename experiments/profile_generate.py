@@ -86,16 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
     profile = cProfile.Profile()
     try:
         profile.enable()
-        request = request_from_flags(
-            args.dataset,
-            args.root,
-            args.category,
-            args.shots,
-            args.seed,
-            args.n,
-            recipe,
-            allow_random_clip=True,
-        )
+        where = [getattr(args, name) for name in ("dataset", "root", "category", "shots", "seed", "n")]
+        request = request_from_flags(*where, recipe, allow_random_clip=True)
         out_dir = generate_extra_set(request, work / "set", threads=args.threads, reporter=reporter).path
         profile.disable()
         manifest = json.loads((out_dir / "manifest.json").read_text())

@@ -60,6 +60,17 @@ class _StageText:
         self.show(f"tgad generate: {stage} done ({seconds:.0f} s)")
 
 
+def _set_settings(config: BenchmarkConfig, dm, seed: int) -> dict[str, Any]:
+    """What a plain-augmentation or selected set is made with, besides its shots and key."""
+    return {
+        "n": config.grid.n_gen,
+        "seed": seed,
+        "dataset": config.grid.dataset,
+        "category": dm.category,
+        "image_size": config.detectors.image_size,
+    }
+
+
 def ensure_extra_set(
     config: BenchmarkConfig,
     condition: str,
@@ -89,17 +100,7 @@ def ensure_extra_set(
         return ExtraSet(made.path, seconds, load_manifest(made.path))
     if is_complete(path, key):
         return ExtraSet(path, 0.0, load_manifest(path))
-    make_plain_aug_set(
-        path,
-        dm.shot_paths,
-        dm.shot_ids,
-        n=config.grid.n_gen,
-        seed=seed,
-        dataset=config.grid.dataset,
-        category=dm.category,
-        image_size=config.detectors.image_size,
-        key=key,
-    )
+    make_plain_aug_set(path, dm.shot_paths, dm.shot_ids, **_set_settings(config, dm, seed), key=key)
     return ExtraSet(path, time.perf_counter() - start, load_manifest(path))
 
 
@@ -214,16 +215,8 @@ def _selected(
     if is_complete(path, key):
         return ExtraSet(path, source.seconds if source else 0.0, load_manifest(path))
     show(f"{condition}: scoring candidates")
+    generated = source.path if source else None
     make_selected_set(
-        path,
-        dm.shot_paths,
-        dm.shot_ids,
-        n=config.grid.n_gen,
-        seed=seed,
-        dataset=config.grid.dataset,
-        category=dm.category,
-        image_size=config.detectors.image_size,
-        generated=source.path if source else None,
-        key=key,
+        path, dm.shot_paths, dm.shot_ids, **_set_settings(config, dm, seed), generated=generated, key=key
     )
     return ExtraSet(path, time.perf_counter() - start, load_manifest(path))

@@ -13,7 +13,7 @@ import functools
 import math
 from collections.abc import Mapping
 from dataclasses import MISSING, fields, is_dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -81,6 +81,23 @@ def replace_flat(config: T, overrides: Mapping[str, Any]) -> T:
         if given:
             top[group] = replace(getattr(config, group), **given)
     return replace(config, **top)
+
+
+class FlatSettings:
+    """``flat()`` and ``override(**flat)`` for a frozen config whose settings sit in named groups: the flat
+    names are what ``--set``, a recipe's overrides and ``preset(name, **flat)`` use."""
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its flat name."""
+        return flatten(self)
+
+    def override(self, **flat: Any) -> Self:
+        """This config with settings replaced by flat name (``tau=2``, ``disc_start=0``).
+
+        Raises:
+            ValueError: an unknown name (the message names the config's file), or a value out of range.
+        """
+        return replace_flat(self, flat)
 
 
 def from_plain(cls: type[T], data: T | Mapping[str, Any]) -> T:

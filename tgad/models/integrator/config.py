@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tgad.models.presets import SettingError, check_ranges, flatten, replace_flat
+from tgad.models.presets import FlatSettings, SettingError, check_ranges
 from tgad.seeds import MAX_ROUNDS
 
 from .names import SCORERS
@@ -114,7 +114,7 @@ class Levers:
 
 
 @dataclass(frozen=True)
-class IntegratorConfig:
+class IntegratorConfig(FlatSettings):
     """One round: draw ``samples_per_round`` images at noise ``tau``, score them (``scorer``, see ``scorers.py``),
     keep ``keep_fraction`` of them (score threshold, then diversity), then ``update`` the generator.
 
@@ -150,18 +150,6 @@ class IntegratorConfig:
     def keep(self) -> int:
         """Images kept per round (at least one)."""
         return max(1, round(self.keep_fraction * self.samples_per_round))
-
-    def flat(self) -> dict[str, Any]:
-        """Every setting by its flat name (the names ``--set`` and a recipe's overrides use)."""
-        return flatten(self)
-
-    def override(self, **flat: Any) -> IntegratorConfig:
-        """This config with settings replaced by flat name (``tau=2``, ``defect_weight=3``).
-
-        Raises:
-            ValueError: an unknown name (the message names this file), or a value out of range.
-        """
-        return replace_flat(self, flat)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> IntegratorConfig:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tgad.models.presets import SettingError, check_ranges, flatten, from_preset, replace_flat
+from tgad.models.presets import FlatSettings, SettingError, check_ranges, from_preset
 
 PresetName = Literal["tiny", "cpu", "paper", "taming_tiny", "taming_f16_1024"]
 Architecture = Literal["tgad", "taming"]
@@ -72,7 +72,7 @@ class VQGANLoss:
 
 
 @dataclass(frozen=True)
-class VQGANConfig:
+class VQGANConfig(FlatSettings):
     """The architecture, with the fit's settings in two groups: ``training`` (:class:`VQGANTraining`) and
     ``loss`` (:class:`VQGANLoss`). Augmentation lives in :class:`~.augment.AugmentConfig`.
 
@@ -133,18 +133,6 @@ class VQGANConfig:
     def encoder_channels(self) -> int:
         """Width of the encoder's output before the projection to the codebook (taming's ``z_channels``)."""
         return self.z_channels or self.latent_dim
-
-    def flat(self) -> dict[str, Any]:
-        """Every setting by its flat name (the names a recipe's overrides and ``preset`` use)."""
-        return flatten(self)
-
-    def override(self, **flat: Any) -> VQGANConfig:
-        """This config with settings replaced by flat name (``latent_dim=4``, ``disc_start=0``).
-
-        Raises:
-            ValueError: an unknown name (the message names this file), or a value out of range.
-        """
-        return replace_flat(self, flat)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> VQGANConfig:
