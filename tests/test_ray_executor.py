@@ -128,12 +128,12 @@ def test_a_failing_task_names_its_row_and_the_other_rows_are_written(
     tmp_path, two_classes, local_ray, capsys
 ):
     """A file where gadget's plain_aug set must go: that task raises; the grid goes on. Budget: 105 s with the
-    local Ray's start (measured, see the module docstring); the run times out at 300 s."""
+    local Ray's start (measured, see the module docstring); the run times out at 900 s (it took 330 s once beside two benchmarks)."""
     blocker = tmp_path / "r" / "mvtec" / "tiny" / "extra_sets" / "plain_aug" / "gadget"
     blocker.parent.mkdir(parents=True)
     blocker.write_text("not a folder")
     argv = _argv(two_classes, tmp_path / "r", "--conditions", "shots", "plain_aug", "--executor", "ray")
-    with _within(300, "the Ray run"):
+    with _within(900, "the Ray run"):
         assert main(argv) == 1
     rows = _rows(tmp_path / "r")
     assert {(r["category"], r["condition"]) for r in rows.values()} == {
