@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from dataclasses import MISSING, fields, is_dataclass, replace
+from dataclasses import MISSING, dataclass, fields, is_dataclass, replace
 from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
@@ -83,9 +83,12 @@ def replace_flat(config: T, overrides: Mapping[str, Any]) -> T:
     return replace(config, **top)
 
 
+@dataclass(frozen=True)
 class FlatSettings:
     """``flat()`` and ``override(**flat)`` for a frozen config whose settings sit in named groups: the flat
-    names are what ``--set``, a recipe's overrides and ``preset(name, **flat)`` use."""
+    names are what ``--set``, a recipe's overrides and ``preset(name, **flat)`` use. A (field-less) dataclass
+    itself, because jsonargparse treats a dataclass with a plain base class as a subclass type and would print
+    ``class_path``/``init_args`` into the Lightning CLI configs."""
 
     def flat(self) -> dict[str, Any]:
         """Every setting by its flat name."""
