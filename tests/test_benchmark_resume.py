@@ -17,8 +17,8 @@ import tgad.benchmark.row_task as row_task
 import tgad.benchmark.runner as runner
 from tests.helpers.benchmark_stub import row_datamodule
 from tgad.benchmark.plan import BenchmarkConfig, BenchmarkError, Row, make_plan
-from tgad.benchmark.report import metric_table
 from tgad.benchmark.results import COLUMNS, ResultsCSV
+from tgad.benchmark.tables import metric_table
 from tgad.benchmark.tracking import Tracker
 from tgad.evaluation.scoring import Evaluation, Scores
 
@@ -297,3 +297,25 @@ def test_processes_sharing_a_results_csv_lose_no_row(tmp_path):
     assert {(r["category"], r["seed"]) for r in rows} == {
         (f"w{w}", str(i)) for w in range(2) for i in range(25)
     }
+
+
+def test_gap_closed_reads_each_condition_against_the_full_shot_row():
+    """(condition - shots) / (full - shots) per seed; a category whose full row barely beats the shots (a
+    ceiling) has no gap to close and says "-" instead of dividing by ~0."""
+    values = {  # (category, seed) -> (shots, plain_aug)
+        ("a", 0): (0.6, 0.7),
+        ("a", 1): (0.8, 0.85),
+        ("b", 0): (0.99, 0.99),
+    }
+    rows = [
+        {"category": c, "seed": str(s), "condition": cond, "scorer": "", "image_auroc": str(v[i])}
+        for (c, s), v in values.items()
+        for i, cond in enumerate(("shots", "plain_aug"))
+    ]
+    table, _ = metric_table(rows, "image_auroc", ["a", "b"], ["shots", "plain_aug"], full={"a": 1.0, "b": 0.992})
+    gaps = table.splitlines()[table.splitlines().index("| category | full | plain_aug |") :]
+    # a: seed 0 (0.7 - 0.6) / 0.4 = 0.25, seed 1 (0.85 - 0.8) / 0.2 = 0.25
+    assert gaps[2] == "| a | 1.000 | +0.250 ± 0.000 |"
+    assert gaps[3] == "| b | 0.992 | - |"  # full - shots = 0.002 < MIN_GAP
+    no_full, _ = metric_table(rows, "image_auroc", ["a", "b"], ["shots", "plain_aug"])
+    assert "Gap closed" not in no_full

@@ -10,157 +10,14 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from tgad.assets.cache import atomic_file
-from tgad.benchmark.plan import GENERATED, BenchmarkConfig, Row, full_plan, plan_scorers, row_key
+from tgad.benchmark.plan import BenchmarkConfig, Row, full_plan, plan_scorers, row_key
 from tgad.benchmark.plots import save_bars
 from tgad.benchmark.results import METRICS, to_float
+from tgad.benchmark.tables import METRIC_NAMES, metric_table, validation_table, variants
 from tgad.models.integrator.scorers import scorer_description
-
-METRIC_NAMES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": "AUPRO", "spro": "sPRO"}
-# The controls each condition's delta is reported against (paired by seed); plain_aug - shots always.
-CONTROLS = {
-    "tgad": ("shots", "plain_aug"),
-    "tgad_aug": ("plain_aug",),
-    "aug_select": ("plain_aug",),
-    "tgad_select": ("plain_aug",),
-}
-VALIDATION_PARTS = (
-    ("val_spread", "spread"),
-    ("val_normal_cov", "normal cov"),
-    ("val_defect_cov", "defect cov"),
-)
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
-    """(mean, sample std (0 for one value), count)."""
-    values = list(values)
-    if not values:
-        return float("nan"), 0.0, 0
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
-
-
-def _fmt(stat: tuple[float, float, int], signed: bool = False) -> str:
-    mean, std, n = stat
-    if n == 0:
-        return "-"
-    return f"{mean:+.3f} ± {std:.3f}" if signed else f"{mean:.3f} ± {std:.3f}"
-
-
-class Variant(NamedTuple):
-    """One column of the tables: a condition, with its scorer for the generated ones."""
-
-    label: str  # ``plain_aug``, or ``tgad (shot_fidelity)``: a generated condition always names its scorer
-    condition: str
-    scorer: str
-
-
-def variants(conditions: Sequence[str], scorers: Sequence[str]) -> list[Variant]:
-    out = []
-    for condition in conditions:
-        if condition in GENERATED:
-            for scorer in scorers:
-                out.append(Variant(f"{condition} ({scorer})", condition, scorer))
-        else:
-            out.append(Variant(condition, condition, ""))
-    return out
-
-
-def _by_seed(rows, metric) -> dict[tuple[str, str, str], dict[int, float]]:
-    """(category, condition, scorer) -> {seed: value}."""
-    out: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
-    for row in rows:
-        value = to_float(row.get(metric))
-        if value is not None:
-            out[(row["category"], row["condition"], row.get("scorer", ""))][int(row["seed"])] = value
-    return out
-
-
-def _deltas(columns: Sequence[Variant]) -> list[tuple[Variant, Variant]]:
-    """(minuend, control) pairs: each tgad variant over shots and plain_aug, each tgad_aug variant over
-    plain_aug; without generated conditions, plain_aug over shots."""
-    by_condition = {v.condition: v for v in columns if not v.scorer}
-    pairs = []
-    if {"plain_aug", "shots"} <= set(by_condition):
-        pairs.append((by_condition["plain_aug"], by_condition["shots"]))
-    for v in columns:
-        controls = CONTROLS.get(v.condition, ())
-        pairs += [(v, by_condition[c]) for c in controls if c in by_condition]
-    return pairs
-
-
-def metric_table(
-    rows, metric: str, categories: Sequence[str], conditions: Sequence[str], scorers: Sequence[str] = ()
-) -> tuple[str, dict]:
-    """A markdown table of one metric per condition, then a table of the deltas (paired by seed), and the
-    stats ``{category: {label: (mean, std, n)}}`` for plots."""
-    by_seed = _by_seed(rows, metric)
-    columns = variants(conditions, scorers)
-    pairs = _deltas(columns)
-    header = ["category", *[v.label for v in columns]]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    delta_header = ["category", *[f"{a.label} − {b.label}" for a, b in pairs]]
-    delta_lines = ["| " + " | ".join(delta_header) + " |", "|" + "---|" * len(delta_header)]
-    stats: dict[str, dict[str, tuple[float, float, int]]] = {}
-    for category in [*categories, "mean"]:
-        if category == "mean":  # per seed, the mean over categories; then mean +- std over seeds
-            per_seed = {
-                v.label: {
-                    s: statistics.fmean(by_seed[(c, v.condition, v.scorer)][s] for c in categories)
-                    for s in set.intersection(*[set(by_seed[(c, v.condition, v.scorer)]) for c in categories])
-                }
-                for v in columns
-            }
-        else:
-            per_seed = {v.label: by_seed.get((category, v.condition, v.scorer), {}) for v in columns}
-        cells = {v.label: mean_std(per_seed[v.label].values()) for v in columns}
-        deltas = [
-            mean_std(
-                [
-                    per_seed[a.label][s] - per_seed[b.label][s]
-                    for s in per_seed[a.label]
-                    if s in per_seed[b.label]
-                ]
-            )
-            for a, b in pairs
-        ]
-        name = "**mean**" if category == "mean" else category
-        lines.append("| " + " | ".join([name, *[_fmt(cells[v.label]) for v in columns]]) + " |")
-        delta_lines.append("| " + " | ".join([name, *[_fmt(d, True) for d in deltas]]) + " |")
-        if any(stat[2] for stat in cells.values()):
-            stats[category] = cells
-    text = "\n".join(lines)
-    if pairs:
-        text += "\n\nDeltas (paired by seed):\n\n" + "\n".join(delta_lines)
-    return text, stats
-
-
-def validation_table(rows, categories: Sequence[str], columns: Sequence[Variant]) -> str:
-    """Spread, normal and defect coverage (means over seeds) per category and condition, then the validation
-    AUROC table (held-out normals vs synthetic defects) with its deltas."""
-    header = ["category", *[v.label for v in columns]]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for category in [*categories, "mean"]:
-        cells = []
-        for v in columns:
-            chosen = [
-                r
-                for r in rows
-                if r["condition"] == v.condition
-                and r.get("scorer", "") == v.scorer
-                and (category == "mean" or r["category"] == category)
-            ]
-            parts = []
-            for column, name in VALIDATION_PARTS:
-                values = [x for r in chosen if (x := to_float(r.get(column))) is not None and x == x]
-                if values:
-                    parts.append(f"{name} {statistics.fmean(values):.2f}")
-            cells.append(" · ".join(parts) or "-")
-        lines.append("| " + " | ".join(["**mean**" if category == "mean" else category, *cells]) + " |")
-    return "\n".join(lines)
 
 
 def _unique(rows, column: str) -> list[str]:
@@ -183,6 +40,7 @@ def build_summary(
 ) -> str:
     """``planned_rows``: the run's plan (``prepare.PreparedRun.planned``), else planned again here."""
     planned = {row.key() for row in (full_plan(config) if planned_rows is None else planned_rows)}
+    full = _full_shot_values(rows, config)
     rows = [row for row in rows if row_key(row) in planned]
     scorers = plan_scorers(config)
     seeds = ", ".join(str(s) for s in config.grid.seeds)
@@ -209,7 +67,7 @@ def build_summary(
         for shots in config.grid.shots:
             subset = [r for r in rows if r["model"] == model and r["shots"] == str(shots or "full")]
             if subset:
-                lines += _model_section(config, subset, model, shots, scorers, out_dir)
+                lines += _model_section(config, subset, model, shots, scorers, out_dir, full.get(model, {}))
     lines += _weights_section(config, rows, scorers, out_dir)
     lines += _cost_section(rows, seconds)
     figures = sorted((out_dir / "plots").glob("extra_*.png")) + sorted((out_dir / "plots").glob("maps_*.png"))
@@ -219,14 +77,38 @@ def build_summary(
     return "\n".join(lines) + "\n"
 
 
-def _model_section(config, subset, model: str, shots, scorers, out_dir: Path) -> list[str]:
-    """One (model, k): a table per metric, the image AUROC bar plot, and the validation tables."""
+def _full_shot_values(rows, config: BenchmarkConfig) -> dict[str, dict[str, dict[str, float]]]:
+    """{model: {metric: {category: mean over seeds}}} of the ``shots`` rows fitted on every training normal
+    (shots ``full``) at this run's preset and image size, from any run in the CSV: the gap-closed reference."""
+    values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for r in rows:
+        if (
+            r["shots"] == "full"
+            and r["condition"] == "shots"
+            and r.get("preset") == config.grid.preset
+            and r.get("image_size") == str(config.detectors.image_size)
+        ):
+            for metric in METRICS:
+                if (x := to_float(r.get(metric))) is not None:
+                    values[(r["model"], metric, r["category"])].append(x)
+    out: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    for (model, metric, category), xs in values.items():
+        out[model][metric][category] = statistics.fmean(xs)
+    return out
+
+
+def _model_section(config, subset, model: str, shots, scorers, out_dir: Path, full=None) -> list[str]:
+    """One (model, k): a table per metric (with the gap closed where a full-shot row exists), the image AUROC
+    bar plot, and the validation tables."""
     columns = [v.label for v in variants(config.grid.conditions, scorers)]
     lines = ["", f"## {model}, k={shots or 'full'}"]
     for metric in METRICS:
         if not any(r.get(metric) for r in subset):
             continue
-        table, stats = metric_table(subset, metric, config.grid.categories, config.grid.conditions, scorers)
+        reference = (full or {}).get(metric) if shots else None
+        table, stats = metric_table(
+            subset, metric, config.grid.categories, config.grid.conditions, scorers, reference
+        )
         lines += ["", f"### {METRIC_NAMES[metric]}", "", table]
         if metric == "image_auroc" and stats:
             plot = save_bars(
