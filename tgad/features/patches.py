@@ -49,21 +49,28 @@ class PatchFeatures(nn.Module):
         return torch.cat(smoothed, dim=1).flatten(2).transpose(1, 2)  # (B, C, h, w) -> (B, h*w, C)
 
 
-def nearest_distances(features: torch.Tensor, bank: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
-    """(B, P, C) patch features, (N, C) bank -> (B, P) Euclidean distance of each patch to its nearest
-    bank row. Chunked over the bank so memory stays at P x chunk floats per image; differentiable."""
-    rows = []
+def nearest_distances(
+    features: torch.Tensor, bank: torch.Tensor, chunk: int = 16384, block: int = 4096
+) -> torch.Tensor:
+    """(B, P, C) patch features, (N, C) bank -> (B, P) Euclidean distance of each patch to its nearest bank
+    row; differentiable. |x - b|^2 = |x|^2 - 2 x.b + |b|^2, and |x|^2 is the same for every bank row, so it is
+    added after the min: per (block of patches, chunk of bank rows) one fused matmul-add and a min, 2-3x faster
+    than forming the full squared distances (``experiments/results/first_run/README.md``). Memory stays at
+    block x chunk floats."""
     bank_sq = bank.pow(2).sum(1)  # (N,)
-    for image in features:  # (P, C)
-        sq = image.pow(2).sum(1, keepdim=True)  # (P, 1)
-        best = None
+    flat = features.reshape(-1, features.shape[-1])  # (B, P, C) -> (B*P, C)
+    lows = []
+    for row in range(0, len(flat), block):
+        patches, best = flat[row : row + block], None
         for start in range(0, len(bank), chunk):
             part = bank[start : start + chunk]
-            d2 = (sq - 2 * image @ part.T + bank_sq[start : start + chunk]).clamp_min(0)  # (P, n)
-            low = d2.min(dim=1).values
+            low = torch.addmm(bank_sq[start : start + chunk], patches, part.T, alpha=-2).amin(
+                dim=1
+            )  # (block,)
             best = low if best is None else torch.minimum(best, low)
-        rows.append(best)
-    return torch.stack(rows).add(1e-12).sqrt()
+        lows.append(best)
+    squared = torch.cat(lows).reshape(features.shape[:-1]) + features.pow(2).sum(-1)  # (B, P)
+    return squared.clamp_min(0).add(1e-12).sqrt()
 
 
 # The layers tgad's PatchCore uses (stride 8 and 16) as timm ``features_only`` out_indices, per backbone.
