@@ -83,6 +83,16 @@ def test_nearest_distances_and_tail_mean_match_brute_force():
     expected = torch.cdist(features, bank[None].expand(3, -1, -1)).min(dim=2).values  # (3, 50)
     got = nearest_distances(features, bank, chunk=64)  # several chunks
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    # the no-grad path in several blocks of patches, and the gradient path, agree with it
+    torch.testing.assert_close(
+        nearest_distances(features, bank, chunk=64, block=40), got, atol=1e-5, rtol=1e-5
+    )
+    leaf = features.clone().requires_grad_(True)
+    with_grad = nearest_distances(leaf, bank, chunk=64)
+    torch.testing.assert_close(with_grad.detach(), got, atol=1e-5, rtol=1e-5)
+    with_grad.sum().backward()  # d|x - b*|/dx = (x - b*) / |x - b*| for the nearest row b*
+    nearest = bank[torch.cdist(features, bank[None].expand(3, -1, -1)).argmin(dim=2)]  # (3, 50, 7)
+    torch.testing.assert_close(leaf.grad, (features - nearest) / expected[..., None], atol=1e-4, rtol=1e-4)
     # tail mean: the mean of the largest 10 % (5 of 50), at least one value
     torch.testing.assert_close(tail_mean(got, 0.1), got.topk(5, dim=1).values.mean(1))
     torch.testing.assert_close(tail_mean(got, 0.001), got.max(dim=1).values)

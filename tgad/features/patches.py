@@ -53,10 +53,16 @@ def nearest_distances(
     features: torch.Tensor, bank: torch.Tensor, chunk: int = 16384, block: int = 4096
 ) -> torch.Tensor:
     """(B, P, C) patch features, (N, C) bank -> (B, P) Euclidean distance of each patch to its nearest bank
-    row; differentiable. |x - b|^2 = |x|^2 - 2 x.b + |b|^2, and |x|^2 is the same for every bank row, so it is
-    added after the min: per (block of patches, chunk of bank rows) one fused matmul-add and a min, 2-3x faster
-    than forming the full squared distances (``experiments/results/first_run/README.md``). Memory stays at
-    block x chunk floats."""
+    row; differentiable. Memory stays at block (or P) x chunk floats.
+
+    Without gradients (scoring, selection, the validation): |x - b|^2 = |x|^2 - 2 x.b + |b|^2, and |x|^2 is
+    the same for every bank row, so it is added after the min: one fused matmul-add and a min per (block of
+    patches, chunk of bank rows), 2-3x faster and equal to ~1e-7 relative. With gradients (the Integrator's
+    guided update) the full squared distances are formed as before: the generator's update amplifies even
+    float-level differences, and this keeps its images bit-identical to the ones the committed rows measured.
+    """
+    if torch.is_grad_enabled() and (features.requires_grad or bank.requires_grad):
+        return _nearest_distances_with_grad(features, bank, chunk)
     bank_sq = bank.pow(2).sum(1)  # (N,)
     flat = features.reshape(-1, features.shape[-1])  # (B, P, C) -> (B*P, C)
     lows = []
@@ -71,6 +77,21 @@ def nearest_distances(
         lows.append(best)
     squared = torch.cat(lows).reshape(features.shape[:-1]) + features.pow(2).sum(-1)  # (B, P)
     return squared.clamp_min(0).add(1e-12).sqrt()
+
+
+def _nearest_distances_with_grad(features: torch.Tensor, bank: torch.Tensor, chunk: int) -> torch.Tensor:
+    rows = []
+    bank_sq = bank.pow(2).sum(1)  # (N,)
+    for image in features:  # (P, C)
+        sq = image.pow(2).sum(1, keepdim=True)  # (P, 1)
+        best = None
+        for start in range(0, len(bank), chunk):
+            part = bank[start : start + chunk]
+            d2 = (sq - 2 * image @ part.T + bank_sq[start : start + chunk]).clamp_min(0)  # (P, n)
+            low = d2.min(dim=1).values
+            best = low if best is None else torch.minimum(best, low)
+        rows.append(best)
+    return torch.stack(rows).add(1e-12).sqrt()
 
 
 # The layers tgad's PatchCore uses (stride 8 and 16) as timm ``features_only`` out_indices, per backbone.
