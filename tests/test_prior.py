@@ -17,6 +17,7 @@ from tgad.assets.cache import cache_dir
 from tgad.benchmark import runner
 from tgad.benchmark.plan import BenchmarkConfig, full_plan
 from tgad.benchmark.results import COLUMNS, LEGACY_LAYOUTS, ResultsCSV
+from tgad.benchmark.row_task import variant
 from tgad.generate import load_manifest, prior
 from tgad.generate.chain import generate_extra_set, request_from_flags
 from tgad.recipe import Recipe
@@ -160,6 +161,11 @@ def test_benchmark_rows_record_the_prior(root, tmp_path, monkeypatch):
     assert plan == {"shots": "none", "plain_aug": "none", "tgad": "other_categories:bottle+screw"}
     without = {r.key() for r in full_plan(config.replace(prior="none"))}
     assert len(without & {r.key() for r in full_plan(config)}) == 2  # the controls are shared
+    # plots name the prior, so a prior run never overwrites the pure k-shot run's figures in the same folder
+    names = {variant(r) for r in full_plan(config)} | {
+        variant(r) for r in full_plan(config.replace(prior="none"))
+    }
+    assert names == {"shots", "plain_aug", "tgad_shot_fidelity", "tgad_shot_fidelity_prior_other_categories"}
 
     def stub(row, config, extra, work_dir):
         from tgad.evaluation.scoring import Evaluation, Scores

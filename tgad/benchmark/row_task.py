@@ -38,8 +38,10 @@ log = logging.getLogger(__name__)
 
 
 def variant(row: Row) -> str:
-    """The condition as file names show it: ``tgad_shot_fidelity``, ``plain_aug``."""
-    return f"{row.condition}_{row.scorer}" if row.scorer else row.condition
+    """The condition as file names show it: ``tgad_shot_fidelity``, ``plain_aug``, and with a generator prior
+    ``tgad_defect_safe_prior_other_categories`` (so a prior run's plots never overwrite the pure k-shot ones)."""
+    name = f"{row.condition}_{row.scorer}" if row.scorer else row.condition
+    return name if row.prior in ("", "none") else f"{name}_prior_{row.prior.split(':')[0]}"
 
 
 def describe(row: Row) -> str:
