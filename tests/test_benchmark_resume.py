@@ -312,7 +312,9 @@ def test_gap_closed_reads_each_condition_against_the_full_shot_row():
         for (c, s), v in values.items()
         for i, cond in enumerate(("shots", "plain_aug"))
     ]
-    table, _ = metric_table(rows, "image_auroc", ["a", "b"], ["shots", "plain_aug"], full={"a": 1.0, "b": 0.992})
+    table, _ = metric_table(
+        rows, "image_auroc", ["a", "b"], ["shots", "plain_aug"], full={"a": 1.0, "b": 0.992}
+    )
     gaps = table.splitlines()[table.splitlines().index("| category | full | plain_aug |") :]
     # a: seed 0 (0.7 - 0.6) / 0.4 = 0.25, seed 1 (0.85 - 0.8) / 0.2 = 0.25
     assert gaps[2] == "| a | 1.000 | +0.250 ± 0.000 |"
