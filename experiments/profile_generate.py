@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import io
 import json
 import os
@@ -38,6 +39,14 @@ def _value(text: str):
         except ValueError:
             pass
     return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _fingerprint(folder: Path) -> str:
+    """sha256 over the set's PNGs (name and bytes, sorted): equal digests, the same generated images."""
+    digest = hashlib.sha256()
+    for png in sorted(folder.rglob("*.png")):
+        digest.update(png.relative_to(folder).as_posix().encode() + b"\0" + png.read_bytes())
+    return digest.hexdigest()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -91,6 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
         out_dir = generate_extra_set(request, work / "set", threads=args.threads, reporter=reporter).path
         profile.disable()
         manifest = json.loads((out_dir / "manifest.json").read_text())
+        images = _fingerprint(out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     stats = io.StringIO()
@@ -110,6 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "mean_abs_diff_to_shot": manifest.get("collapse", {}).get("mean_abs_diff_to_shot"),
         "tau": manifest.get("tau"),
+        "images_sha256": images,
         "generator": manifest.get("generator"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
