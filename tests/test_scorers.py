@@ -167,3 +167,36 @@ def test_random_choice_is_uniform_seeded_and_respects_eligibility():
     assert counts[~eligible].sum() == 0 and (share - 8 / 30).abs().max() < 0.05
     with pytest.raises(ValueError, match="no eligible"):
         random_choice(4, 2, torch.zeros(4, dtype=torch.bool), torch.Generator())
+
+
+def test_one_backbone_pass_gives_the_parts_and_diversity_vectors_of_separate_passes(features):
+    """``Scorer.parts_and_vectors`` runs the backbone once per batch for shot fidelity, defect_safe and the
+    diversity vectors (issue 24: three passes and two nearest-patch searches before), with the same values."""
+    from tgad.models.integrator.defect_safe import DefectSafe
+    from tgad.models.integrator.torch_model import feature_vectors, vectors_from_maps
+    from tgad.models.variance_vqgan.loss import PerceptualLoss
+
+    photo = _photo("brick")
+    shot = _crop(photo, 0, 0)
+    candidates = torch.cat([_crop(photo, 16 * i, 24 * i) for i in range(1, 11)])  # 10: batches of 8 and 2
+    fidelity = ShotFidelity(features, shot, views=2, tail=0.01, seed=0)
+    safe = DefectSafe(features, fidelity.bank, shot, n_defects=2, seed=0)
+    scorer = Scorer("defect_safe", fidelity=fidelity, safe=safe)
+    separate = {"shot_fidelity": fidelity.score(candidates), **safe.score_parts(candidates)}
+    stats = (tuple(features.mean.flatten().tolist()), tuple(features.std.flatten().tolist()))
+    perceptual = PerceptualLoss(features.backbone, *stats)
+    calls = []
+    hook = features.backbone.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        shared, vectors = scorer.parts_and_vectors(candidates, vectors_from_maps)
+    finally:
+        hook.remove()
+    assert len(calls) == 2  # one pass per batch of 8 (was 3 per batch)
+    assert list(shared) == list(separate)  # the same parts, in the same order
+    for name, values in separate.items():
+        assert torch.equal(shared[name], values), name  # the same batches and functions: bit-identical
+    assert torch.allclose(vectors, feature_vectors(perceptual, candidates), atol=1e-6)
+    assert scorer.parts(candidates).keys() == separate.keys()
+    # a scorer whose judges do not share one bank falls back to separate passes and gives no vectors
+    other = Scorer("defect_safe", fidelity=ShotFidelity(features, shot, views=1, seed=1), safe=safe)
+    assert other.patch_features is None and other.parts_and_vectors(candidates, vectors_from_maps)[1] is None

@@ -40,11 +40,20 @@ class PatchFeatures(nn.Module):
         return super().train(False)  # pretrained BatchNorm statistics never move
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        maps = self.backbone((images - self.mean) / self.std)[-2:]
-        size = maps[0].shape[-2:]
+        return self.from_maps(self.maps(images))
+
+    def maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Every map the backbone returns for [0, 1] ``images``: whoever also needs the other maps (the
+        Integrator's diversity vectors) runs the backbone once and derives both."""
+        return self.backbone((images - self.mean) / self.std)
+
+    @staticmethod
+    def from_maps(maps: list[torch.Tensor]) -> torch.Tensor:
+        """The backbone's maps -> (B, h*w, C) patch features (the last two maps, smoothed and stacked)."""
+        size = maps[-2].shape[-2:]
         smoothed = [
             F.interpolate(F.avg_pool2d(m, 3, 1, 1), size=size, mode="bilinear", align_corners=False)
-            for m in maps
+            for m in maps[-2:]
         ]
         return torch.cat(smoothed, dim=1).flatten(2).transpose(1, 2)  # (B, C, h, w) -> (B, h*w, C)
 

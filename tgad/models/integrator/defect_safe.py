@@ -106,7 +106,12 @@ class DefectSafe:
     def parts(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, 3, H, W) -> the three (B,) parts; differentiable with respect to ``images``."""
         feats = self.features(images)  # (B, P, C)
-        distances = nearest_distances(feats, self.bank) / self.radius  # (B, P), 1 = the shot's own radius
+        return self.parts_from(feats, nearest_distances(feats, self.bank))
+
+    def parts_from(self, feats: torch.Tensor, nearest: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The parts from the candidates' (B, P, C) patch features and their (B, P) nearest distances to
+        ``bank``: a scorer that already searched the same bank for shot fidelity hands both in."""
+        distances = nearest / self.radius  # (B, P), 1 = the shot's own radius
         novelty = distances.clamp(max=1).mean(1)
         implausible = tail_mean((distances - 1).clamp_min(0), IMPLAUSIBLE_TAIL)
         scores = self.defect_scores_with(feats)  # (J, B)

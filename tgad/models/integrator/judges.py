@@ -34,7 +34,7 @@ from .scorers import (
     resolve_scorer,
     scorer_description,
 )
-from .torch_model import clip_image_embeddings, feature_vectors
+from .torch_model import clip_image_embeddings, feature_vectors, vectors_from_maps
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +199,18 @@ class Judges:
         if space == "clip" or self.perceptual is None:
             return clip_image_embeddings(self._needs_clip("CLIP-space diversity"), images)
         return feature_vectors(self.perceptual, images)
+
+    @torch.no_grad()
+    def parts_and_features(
+        self, scorer: Scorer, images: torch.Tensor, space: str = "perceptual"
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """``scorer``'s parts of ``images`` and their (B, F) diversity vectors (:meth:`features`), from one
+        backbone pass where the scorer's patch features run this feature network (``Scorer.parts_and_vectors``)."""
+        net = scorer.patch_features
+        shares = space == "perceptual" and self.perceptual is not None and net is not None
+        shares = shares and net.backbone is self.perceptual.backbone
+        parts, vectors = scorer.parts_and_vectors(images, vectors_from_maps if shares else None)
+        return parts, vectors if vectors is not None else self.features(images, space)
 
     # ----- the scorer -----
     def scorer(self, shots: torch.Tensor, prompt: str | None, cfg: IntegratorConfig, seed: int) -> Scorer:

@@ -34,6 +34,7 @@ from .records import (
     FinalSet,
     KeptBank,
     RoundRecord,
+    batch_images,
     choose,
     choose_final,
     pool_statistics,
@@ -51,16 +52,6 @@ __all__ = ["PERCEPTUAL_OUT_INDICES", "Integrator", "Judges"]
 
 # What a checkpoint restores besides the round history and the kept bank (a fresh module's values otherwise).
 _ROUND_STATE = ("prompt", "round_index", "tau", "tau_calibration")
-
-
-def _images(batch: Any, normal_only: bool = False) -> torch.Tensor:
-    """A batch's images: a tensor, an anomalib batch (``normal_only``: those labelled normal) or a tuple."""
-    if isinstance(batch, torch.Tensor):
-        return batch
-    if not hasattr(batch, "image"):
-        return batch[0]
-    labels = getattr(batch, "gt_label", None)
-    return batch.image[labels.view(-1) == 0] if normal_only and labels is not None else batch.image
 
 
 class Integrator(LightningModule):
@@ -214,7 +205,7 @@ class Integrator(LightningModule):
         if self.round_index >= self.config.rounds:
             self.trainer.should_stop = True
             return
-        self.run_round(_images(batch))
+        self.run_round(batch_images(batch))
         if self.round_index >= self.config.rounds:
             self.trainer.should_stop = True
 
@@ -231,10 +222,10 @@ class Integrator(LightningModule):
         seed = self.hparams.seed
         draw_seed = seed_for(seed, "draw", r)
         pool, check = self._draw_checked(shots, cfg.samples_per_round, draw_seed, f"round {r}")
-        parts = scorer.parts(pool.images.to(self.device))
+        parts, features = self._parts_and_features(scorer, pool.images)
         scores = scorer.combine(parts)
         eligible = usable(check)
-        features, anchors = self.features(pool.images), self.features(shots)
+        anchors = self.features(shots)
         random_g = torch.Generator().manual_seed(seed_for(seed, "keep", r)) if scorer.random else None
         chosen = choose(scores, features, anchors, eligible, cfg.keep, cfg.pass_fraction, random_g)
         self._bank.add(pool, chosen[0], parts)
@@ -339,6 +330,12 @@ class Integrator(LightningModule):
         """(B, F) diversity vectors (``diversity_space``), on the CPU."""
         return self.judges.features(images.to(self.device), self.hparams.diversity_space).cpu()
 
+    def _parts_and_features(self, scorer: Scorer, images: torch.Tensor) -> tuple[Parts, torch.Tensor]:
+        """``scorer``'s parts and the diversity vectors of ``images`` (one backbone pass where they share it)."""
+        space = self.hparams.diversity_space
+        parts, features = self.judges.parts_and_features(scorer, images.to(self.device), space)
+        return parts, features.cpu()
+
     def _gate(self, parts: Parts) -> float | None:
         """The shot-fidelity hinge of the guidance: the first round's gate distance (this round's in round 0)."""
         first = self.history[0].parts.get("shot_fidelity") if self.history else None
@@ -367,11 +364,14 @@ class Integrator(LightningModule):
         fresh = max(n, math.ceil(cfg.final_pool_factor * n) - bank.images)
         seed = seed_for(self.hparams.seed, "final") if seed is None else seed
         pool, check = self._draw_checked(shots, fresh, seed, "final draw")
-        fresh_parts = scorer.parts(pool.images.to(self.device))
+        fresh_parts, fresh_features = self._parts_and_features(scorer, pool.images)
         candidates, rounds, parts = bank.candidates(pool, fresh_parts, self.round_index)
         random_g = torch.Generator().manual_seed(seed + KEEP_OFFSET) if scorer.random else None
-        scores, features = scorer.combine(parts), self.features(candidates.images)
-        anchors = self.features(shots)
+        kept_before = candidates.images[len(pool.images) :]  # the rounds' kept images follow the fresh draw
+        features = (
+            torch.cat([fresh_features, self.features(kept_before)]) if len(kept_before) else fresh_features
+        )
+        scores, anchors = scorer.combine(parts), self.features(shots)
         return choose_final(
             candidates, rounds, scores, features, shots, anchors, n, cfg.pass_fraction, check, parts, random_g
         )
@@ -382,7 +382,7 @@ class Integrator(LightningModule):
         datamodule = self.trainer.datamodule
         if datamodule is None:
             raise ValueError("Integrator test needs a datamodule with the shots (`data:` in the config)")
-        shots = [_images(batch, normal_only=True) for batch in datamodule.train_dataloader()]
+        shots = [batch_images(batch, normal_only=True) for batch in datamodule.train_dataloader()]
         self._shots = torch.cat(shots).float().to(self.device)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
@@ -392,7 +392,7 @@ class Integrator(LightningModule):
         n = self.hparams.test_samples or self.config.samples_per_round
         pool, check = self._draw_checked(self._shots, n, seed_for(self.hparams.seed, "test"), "test")
         scorer = self.scorer(self._shots)
-        parts = scorer.parts(pool.images.to(self.device))
-        stats = pool_statistics(scorer.combine(parts), parts, self.features(pool.images), check)
+        parts, features = self._parts_and_features(scorer, pool.images)
+        stats = pool_statistics(scorer.combine(parts), parts, features, check)
         self.test_stats = {k: float(v) for k, v in stats.items()}
         self.log_dict(stats, batch_size=n)

@@ -22,7 +22,7 @@ pool the round scored, so the generator is pushed toward what the selection rewa
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -100,7 +100,11 @@ class ShotFidelity:
 
     def distances(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B,) tail-mean nearest-patch distance; differentiable."""
-        return tail_mean(nearest_distances(self.features(images), self.bank), self.tail)
+        return self.tail_of(nearest_distances(self.features(images), self.bank))
+
+    def tail_of(self, nearest: torch.Tensor) -> torch.Tensor:
+        """(B, P) nearest-patch distances to ``bank`` -> (B,) their tail mean."""
+        return tail_mean(nearest, self.tail)
 
     @torch.no_grad()
     def score(self, images: torch.Tensor) -> torch.Tensor:
@@ -176,17 +180,62 @@ class Scorer:
             "none": {},
         }[self.name]
 
+    @property
+    def patch_features(self) -> PatchFeatures | None:
+        """The network behind shot fidelity and defect_safe when one pass can serve both (same features, same
+        bank, same batches), else None."""
+        judges = [j for j in (self.fidelity, self.safe) if j is not None]
+        if not judges:
+            return None
+        first = judges[0]
+        if any(
+            j.features is not first.features or j.bank is not first.bank or j.batch_size != first.batch_size
+            for j in judges[1:]
+        ):
+            return None
+        return first.features
+
     @torch.no_grad()
     def parts(self, images: torch.Tensor) -> Parts:
         """Raw (B,) values of every available part, on CPU: what is selected on and what is recorded."""
+        return self.parts_and_vectors(images)[0]
+
+    @torch.no_grad()
+    def parts_and_vectors(
+        self, images: torch.Tensor, vectors: Callable[[list[torch.Tensor]], torch.Tensor] | None = None
+    ) -> tuple[Parts, torch.Tensor | None]:
+        """:meth:`parts`, and ``vectors`` of the backbone's maps of the same images (the diversity features)
+        when :attr:`patch_features` runs that backbone, else None.
+
+        Each batch goes through the backbone once: its maps give the patch features, whose one nearest-patch
+        search against the shots' bank gives shot fidelity and the defect_safe parts alike. Each had run the
+        backbone and the search on its own, and the diversity features the backbone a third time (issue 24's
+        profile). The values are the ones the separate passes give: the same batches, the same functions."""
         out: Parts = {}
         if self.clip is not None and self.name in ("clip_text", "combined"):
             out["clip_text"] = self.clip.score(images).cpu()
-        if self.fidelity is not None:
-            out["shot_fidelity"] = self.fidelity.score(images).cpu()
+        features = self.patch_features
+        if features is None:
+            if self.fidelity is not None:
+                out["shot_fidelity"] = self.fidelity.score(images).cpu()
+            if self.safe is not None:
+                out.update(self.safe.score_parts(images))
+            return out, None
+        judge = self.fidelity or self.safe
+        rows: list[Parts] = []
+        described: list[torch.Tensor] = []
+        for batch in images.split(judge.batch_size):
+            maps = features.maps(batch)
+            patches = features.from_maps(maps)  # (b, P, C)
+            nearest = nearest_distances(patches, judge.bank)  # (b, P)
+            row = {} if self.fidelity is None else {"shot_fidelity": -self.fidelity.tail_of(nearest)}
+            rows.append(row | ({} if self.safe is None else self.safe.parts_from(patches, nearest)))
+            if vectors is not None:
+                described.append(vectors(maps))
+        out |= {name: torch.cat([row[name] for row in rows]).cpu() for name in rows[0]}
         if self.safe is not None:
-            out.update(self.safe.score_parts(images))
-        return out
+            out["defect_safe"] = self.safe.combine(out)
+        return out, (torch.cat(described) if vectors is not None else None)
 
     def combine(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(B,) scores from the parts: the one part as is, or the z-scored weighted sum for ``combined``.

@@ -102,10 +102,14 @@ def feature_vectors(perceptual: nn.Module, images: torch.Tensor, batch_size: int
     rows = []
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size]
-        maps = perceptual.backbone((x - perceptual.mean) / perceptual.std)
-        parts = [F.normalize(f, dim=1).flatten(1) / math.sqrt(f.shape[-2] * f.shape[-1]) for f in maps]
-        rows.append(torch.cat(parts, dim=1) / math.sqrt(len(maps)))  # (b, sum C_l h_l w_l)
+        rows.append(vectors_from_maps(perceptual.backbone((x - perceptual.mean) / perceptual.std)))
     return torch.cat(rows)
+
+
+def vectors_from_maps(maps: list[torch.Tensor]) -> torch.Tensor:
+    """The backbone's maps of B images -> (B, F) diversity vectors (:func:`feature_vectors`)."""
+    parts = [F.normalize(f, dim=1).flatten(1) / math.sqrt(f.shape[-2] * f.shape[-1]) for f in maps]
+    return torch.cat(parts, dim=1) / math.sqrt(len(maps))  # (B, sum C_l h_l w_l)
 
 
 def random_crop(x: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
