@@ -106,6 +106,11 @@ def test_defect_safe_ranks_a_pasted_defect_candidate_below_a_clean_one(features)
     assert parts["defect_safe"][0] > parts["defect_safe"][1]  # clean variation beats an invented defect
     assert parts["novelty"][0] > parts["novelty"][2]  # the shot itself adds nothing
     assert parts["implausible"][1] > parts["implausible"][0]
+    # the selection's diversity vectors come from the same backbone pass (issue 24), parts unchanged
+    images = torch.cat([clean, pasted, shot] * 4)  # 12 images: batches of 8 and 4
+    again, pooled = safe.score_parts_and_pooled(images)
+    assert all(torch.equal(again[k], v) for k, v in safe.score_parts(images).items())
+    assert torch.allclose(pooled, features(images).mean(1), atol=1e-5) and pooled.shape == (12, 152)
 
 
 def test_selection_drops_candidates_that_hide_the_shots_synthetic_defects(features):

@@ -92,8 +92,7 @@ def select_candidates(
         config.radius_quantile,
         seed,
     )
-    parts = safe.score_parts(candidates)
-    vectors = torch.cat([features(candidates[i : i + 16]).mean(1) for i in range(0, len(candidates), 16)])
+    parts, vectors = safe.score_parts_and_pooled(candidates)  # vectors (C, channels): mean patch features
     anchors = features(shots).mean(1)  # (k, C) image-level features of the shots
     chosen = select_diverse(parts["defect_safe"], vectors, n, config.pass_fraction, anchors)
     return chosen.kept, parts

@@ -158,10 +158,20 @@ class DefectSafe:
     @torch.no_grad()
     def score_parts(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """The parts and ``defect_safe`` (their combination) of many images, batched, on CPU."""
-        rows = [self.parts(images[i : i + self.batch_size]) for i in range(0, len(images), self.batch_size)]
+        return self.score_parts_and_pooled(images)[0]
+
+    @torch.no_grad()
+    def score_parts_and_pooled(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """:meth:`score_parts` and each image's mean patch feature (B, C), from the same backbone pass: the
+        selection's diversity vectors, which had run the backbone over every candidate a second time."""
+        rows, pooled = [], []
+        for batch in images.split(self.batch_size):
+            feats = self.features(batch)  # (b, P, C)
+            rows.append(self.parts_from(feats, nearest_distances(feats, self.bank)))
+            pooled.append(feats.mean(1))
         out = {name: torch.cat([r[name] for r in rows]).cpu() for name in PARTS}
         out["defect_safe"] = self.combine(out)
-        return out
+        return out, torch.cat(pooled)
 
     def loss(self, images: torch.Tensor) -> torch.Tensor:
         """-score, averaged over ``images``: the guidance term of the Integrator's update."""
