@@ -70,6 +70,25 @@ def test_the_corpus_never_holds_the_target_category(root):
     )
 
 
+def test_the_prior_key_follows_the_corpus_content_not_its_place_or_file_times(root, tmp_path):
+    """A dataset copied, restored or moved (another root, new mtimes) keeps its prior; a changed byte in one
+    corpus image does not. Keyed by size and mtime, a re-created dataset folder refitted a 62-minute prior."""
+    import os
+    import shutil
+
+    recipe = _recipe(prior="other_categories")
+    key = prior.describe_prior(recipe, "mvtec", root, "hazelnut").request["key"]
+    copy = shutil.copytree(root, tmp_path / "restored", copy_function=shutil.copy)  # new mtimes
+    for path in copy.rglob("*.png"):
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert prior.describe_prior(recipe, "mvtec", copy, "hazelnut").request["key"] == key
+    corpus_file = sorted((copy / "screw" / "train" / "good").glob("*.png"))[0]
+    pixels = np.asarray(Image.open(corpus_file)).copy()
+    pixels[0, 0] ^= 1  # one pixel, one bit
+    Image.fromarray(pixels).save(corpus_file)
+    assert prior.describe_prior(recipe, "mvtec", copy, "hazelnut").request["key"] != key
+
+
 def test_a_category_folder_linked_to_the_target_is_refused(root):
     (root / "alias").symlink_to(root / "hazelnut", target_is_directory=True)
     with pytest.raises(ValueError, match="target category"):

@@ -4,8 +4,8 @@ Pure k-shot fits the VarianceVQGAN from random weights on the shots alone. With 
 
 - ``other_categories``: a VarianceVQGAN is first fitted on the ``train/good`` images of every OTHER category
   under the same dataset root (never one image of the target category: ``prior_corpus`` refuses), once per
-  (dataset, root, excluded category, preset), cached under a key of those inputs and the corpus' file list
-  (names, sizes, mtimes), then the shot fit starts from its weights. This is the offline analogue of starting
+  (dataset, excluded category, preset), cached under a key of those inputs and the corpus' files by content
+  (names and sha256), then the shot fit starts from its weights. This is the offline analogue of starting
   from a pretrained VQGAN, and the few-shot literature's "auxiliary normal data" protocol: a different
   protocol from pure 1-shot, so rows record it (``prior`` column, the manifest's ``prior`` field);
 - a file: the shot fit starts from a tgad VarianceVQGAN state dict (a cached fit or prior, ``fit_cache.py``).
@@ -153,10 +153,11 @@ def describe_prior(recipe: Recipe, dataset: str, root: str | Path | None, catego
     corpus_key = {
         "kind": "variance_vqgan_prior",
         "dataset": dataset,
-        "root": str(corpus.root.resolve()),
         "excluded": category,
         "categories": corpus.names,
-        "files": [[f.relative_to(corpus.root).as_posix(), *_stamp(f)] for f in corpus.files],
+        # the files by content, not by place or stamp: a dataset copied, restored or moved (new mtimes, another
+        # root) keeps its prior. Keyed by size and mtime, a re-created ../shared refitted a 62-minute prior.
+        "files": [[f.relative_to(corpus.root).as_posix(), file_sha256(f)] for f in corpus.files],
         "preset": recipe.preset,
         "vqgan": recipe.vqgan.flat(),  # by flat name, as before its groups: the same key
         "iterations": run.prior_iterations,
@@ -177,11 +178,6 @@ def describe_prior(recipe: Recipe, dataset: str, root: str | Path | None, catego
         "key": cache_key(corpus_key),
     }
     return PriorSpec(label, request)
-
-
-def _stamp(path: Path) -> list[int]:
-    stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns]
 
 
 def prior_file(request: dict[str, Any], perceptual_sha256: str | None, hardware: Any = None) -> Path:
