@@ -157,3 +157,27 @@ def test_benchmark_refuses_random_detector_weights_unless_allowed(mvtec_root, tm
     (row,) = ResultsCSV(out / "results.csv").rows()
     assert row["model"] == "anomaly_dino" and row["backbone_weights"] == "vit_small_patch14_dinov2:RANDOM"
     assert "RANDOM detector weights" in (out / "summary.md").read_text()
+
+
+def test_padim_with_one_training_image_scores_finite_and_separates(mvtec_root, tmp_path):
+    """anomalib's PaDiM covariance (ddof = 1) is 0/0 for one training image: NaN inverse, NaN scores, and an
+    AUROC that read 0.6471 for every 1-shot transistor row whichever the shot (issue 23). tgad's PaDiM uses the
+    regulariser alone there, so the scores are finite, the defects still separate, and two shots are untouched."""
+    import torch
+    from anomalib.models.components.stats import MultiVariateGaussian
+
+    from tgad.baselines.padim import REGULARISER
+    from tgad.data import MVTecAD
+    from tgad.evaluation.scoring import fit_and_score
+
+    _, inverse = MultiVariateGaussian().fit(torch.rand(1, 8, 4, 4))
+    assert torch.isnan(inverse).all()  # the defect this guards against, in anomalib itself
+    built = build_model("padim", image_size=64, preset="tiny")
+    dm = MVTecAD(root=str(mvtec_root), category="widget", shots=1, image_size=64, eval_batch_size=8)
+    dm.setup()
+    scores = fit_and_score(built.model, dm, str(tmp_path), built.trainer_kwargs)
+    assert scores.n_train == 1 and scores.image_auroc == 1.0 and scores.pixel_auroc > 0.9
+    inverse = built.model.model.gaussian.inv_covariance  # (H*W, C, C)
+    assert torch.isfinite(inverse).all() and torch.allclose(
+        inverse[0].diagonal(), torch.tensor(1 / REGULARISER)
+    )

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
-from anomalib.models import AnomalyDINO, Cflow, Padim, ReverseDistillation
+from anomalib.models import AnomalyDINO, Cflow, ReverseDistillation
 from anomalib.models.components import AnomalibModule
 
 from tgad.assets import LITE0, ResolvedWeights, resolve_backbone_weights, use_backbone_weights
 from tgad.assets.backbones import random_weights_file
 from tgad.baselines.efficient_ad import OfflineEfficientAd, teacher_weights
+from tgad.baselines.padim import OneImagePadim
 from tgad.baselines.patchcore import make_patchcore
 from tgad.baselines.raw import normalise_like, raw_model
 from tgad.recipe import PRESETS  # the one list of preset names
@@ -67,7 +68,7 @@ def _patchcore(backbone, layers, pre_trained, image_size, seed, bank_budget=BANK
 
 def _padim(backbone, layers, pre_trained, image_size, seed, n_features=100):
     model = raw_model(
-        Padim,
+        OneImagePadim,  # anomalib's PaDiM, defined for one training image too (padim.py)
         image_size,
         backbone=backbone,
         layers=list(layers),
