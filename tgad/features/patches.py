@@ -4,6 +4,8 @@ in the detector's own feature space."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -86,6 +88,30 @@ def nearest_distances(
         lows.append(best)
     squared = torch.cat(lows).reshape(features.shape[:-1]) + features.pow(2).sum(-1)  # (B, P)
     return squared.clamp_min(0).add(1e-12).sqrt()
+
+
+@torch.no_grad()
+def judged_in_one_pass(
+    features: PatchFeatures,
+    bank: torch.Tensor,
+    images: torch.Tensor,
+    batch_size: int,
+    judge: Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]],
+    describe: Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """Judge many images with one backbone pass and one nearest-patch search per batch of ``batch_size``:
+    ``judge(patches, nearest)`` -> (b,) values by name, from the (b, P, C) patch features and their (b, P)
+    distances to ``bank``; ``describe(maps, patches)`` -> (b, F) vectors from the same pass (diversity
+    features). Returns the values concatenated on the CPU, and the vectors (None without ``describe``)."""
+    rows, described = [], []
+    for batch in images.split(batch_size):
+        maps = features.maps(batch)
+        patches = features.from_maps(maps)  # (b, P, C)
+        rows.append(judge(patches, nearest_distances(patches, bank)))
+        if describe is not None:
+            described.append(describe(maps, patches))
+    values = {name: torch.cat([row[name] for row in rows]).cpu() for name in rows[0]}
+    return values, (torch.cat(described) if describe is not None else None)
 
 
 def _nearest_distances_with_grad(features: torch.Tensor, bank: torch.Tensor, chunk: int) -> torch.Tensor:

@@ -17,7 +17,6 @@ one from scratch; the prior itself costs ``prior_iterations`` once per dataset a
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,6 +30,7 @@ from tgad.assets.cache import atomic_file, cache_dir, sha256_file
 from tgad.data.embedded_builder import EMBEDDED_CATEGORIES
 from tgad.data.errors import DataError
 from tgad.data.images import read_resized
+from tgad.data.leaks import file_digest
 from tgad.generate.artifact import cache_key
 from tgad.generate.heal import heal_fit_file
 from tgad.generate.stages import make_trainer, quiet_lightning
@@ -120,16 +120,10 @@ def prior_corpus(dataset: str, root: str | Path | None, category: str) -> PriorC
     return PriorCorpus(Path(target.root), names, files)
 
 
-@functools.cache
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    del size, mtime_ns  # the cache's key: a replaced file is hashed again
-    return sha256_file(path)
-
-
 def file_sha256(path: str | Path) -> str:
-    path = Path(path).expanduser()
-    stat = path.stat()
-    return _file_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    """SHA-256 of a prior file or corpus image, hashed once per process while the file stays the same
+    (``tgad.data.leaks.file_digest``, the leak check's cache)."""
+    return file_digest(Path(path).expanduser())
 
 
 def prior_label(setting: str, dataset: str, root: str | Path | None, category: str) -> str:

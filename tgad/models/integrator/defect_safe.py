@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from tgad.features.patches import PatchFeatures, nearest_distances, tail_mean
+from tgad.features.patches import PatchFeatures, judged_in_one_pass, nearest_distances, tail_mean
 from tgad.features.synthetic_defects import METHOD_KINDS, make_defects
 
 PARTS = ("novelty", "implausible", "defect_cover")
@@ -164,14 +164,11 @@ class DefectSafe:
     def score_parts_and_pooled(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """:meth:`score_parts` and each image's mean patch feature (B, C), from the same backbone pass: the
         selection's diversity vectors, which had run the backbone over every candidate a second time."""
-        rows, pooled = [], []
-        for batch in images.split(self.batch_size):
-            feats = self.features(batch)  # (b, P, C)
-            rows.append(self.parts_from(feats, nearest_distances(feats, self.bank)))
-            pooled.append(feats.mean(1))
-        out = {name: torch.cat([r[name] for r in rows]).cpu() for name in PARTS}
+        out, pooled = judged_in_one_pass(
+            self.features, self.bank, images, self.batch_size, self.parts_from, lambda _, p: p.mean(1)
+        )
         out["defect_safe"] = self.combine(out)
-        return out, torch.cat(pooled)
+        return out, pooled
 
     def loss(self, images: torch.Tensor) -> torch.Tensor:
         """-score, averaged over ``images``: the guidance term of the Integrator's update."""

@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch import LightningModule
 
 from tgad.assets.clip import clip_weights_available
+from tgad.models.batches import batch_images
 from tgad.models.prompt_selector.config import PromptSelectorConfig
 from tgad.models.variance_vqgan.config import VQGANConfig
 from tgad.models.variance_vqgan.torch_model import VarianceVQGANModel
@@ -34,7 +35,6 @@ from .records import (
     FinalSet,
     KeptBank,
     RoundRecord,
-    batch_images,
     choose,
     choose_final,
     pool_statistics,

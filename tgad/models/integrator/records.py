@@ -48,16 +48,6 @@ class FinalSet(NamedTuple):
     parts: dict[str, torch.Tensor] = {}  # raw (N,) part values of each image
 
 
-def batch_images(batch: Any, normal_only: bool = False) -> torch.Tensor:
-    """A batch's images: a tensor, an anomalib batch (``normal_only``: those labelled normal) or a tuple."""
-    if isinstance(batch, torch.Tensor):
-        return batch
-    if not hasattr(batch, "image"):
-        return batch[0]
-    labels = getattr(batch, "gt_label", None)
-    return batch.image[labels.view(-1) == 0] if normal_only and labels is not None else batch.image
-
-
 class KeptBank:
     """Every round's kept images with their raw scorer parts: the final draw chooses among them too, and a
     checkpoint carries them so a resumed fit ends as an uninterrupted one."""

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
-from tgad.features.patches import PatchFeatures, nearest_distances, tail_mean
+from tgad.features.patches import PatchFeatures, judged_in_one_pass, nearest_distances, tail_mean
 from tgad.models.variance_vqgan.augment import AugmentConfig, make_views
 
 from .defect_safe import PARTS as SAFE_PARTS
@@ -221,21 +221,20 @@ class Scorer:
             if self.safe is not None:
                 out.update(self.safe.score_parts(images))
             return out, None
-        judge = self.fidelity or self.safe
-        rows: list[Parts] = []
-        described: list[torch.Tensor] = []
-        for batch in images.split(judge.batch_size):
-            maps = features.maps(batch)
-            patches = features.from_maps(maps)  # (b, P, C)
-            nearest = nearest_distances(patches, judge.bank)  # (b, P)
+
+        def judge(patches: torch.Tensor, nearest: torch.Tensor) -> Parts:
             row = {} if self.fidelity is None else {"shot_fidelity": -self.fidelity.tail_of(nearest)}
-            rows.append(row | ({} if self.safe is None else self.safe.parts_from(patches, nearest)))
-            if vectors is not None:
-                described.append(vectors(maps))
-        out |= {name: torch.cat([row[name] for row in rows]).cpu() for name in rows[0]}
+            return row | ({} if self.safe is None else self.safe.parts_from(patches, nearest))
+
+        first = self.fidelity or self.safe
+        describe = None if vectors is None else (lambda maps, _: vectors(maps))
+        values, described = judged_in_one_pass(
+            features, first.bank, images, first.batch_size, judge, describe
+        )
+        out |= values
         if self.safe is not None:
             out["defect_safe"] = self.safe.combine(out)
-        return out, (torch.cat(described) if vectors is not None else None)
+        return out, described
 
     def combine(self, parts: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(B,) scores from the parts: the one part as is, or the z-scored weighted sum for ``combined``.

@@ -22,6 +22,7 @@ from torchvision.utils import make_grid, save_image
 from tgad.assets import create_backbone
 from tgad.assets.weights import ResolvedWeights
 from tgad.features.registration import ShotRegistration, aligned_stack, register_shots
+from tgad.models.batches import batch_images
 from tgad.models.presets import from_plain
 
 from .augment import AugmentConfig, make_view_batch
@@ -32,24 +33,6 @@ from .taming_import import import_taming_file
 from .torch_model import PatchDiscriminator, VarianceVQGANModel
 
 logger = logging.getLogger(__name__)
-
-
-def _images(batch: Any) -> torch.Tensor:
-    """``batch.image`` of an anomalib/tgad batch; a bare tensor or (tensor, ...) also works (tests, scripts)."""
-    if isinstance(batch, torch.Tensor):
-        return batch
-    if hasattr(batch, "image"):
-        return batch.image
-    return batch[0]
-
-
-def _normal_images(batch: Any) -> torch.Tensor:
-    """The batch's images with ``gt_label == 0`` (all of them when the batch has no labels)."""
-    images = _images(batch)
-    labels = getattr(batch, "gt_label", None)
-    if labels is None:
-        return images
-    return images[labels.to(images.device).view(-1) == 0]
 
 
 class VarianceVQGAN(LightningModule):
@@ -246,7 +229,7 @@ class VarianceVQGAN(LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         del batch_idx
         cfg, train, weights = self.config, self.config.training, self.config.loss
-        shots = _images(batch)
+        shots = batch_images(batch)
         companions = self._companions(shots)
         made = make_view_batch(shots, train.views, train.crop_size, self.augment, companions=companions)
         views = made.views  # (k, V, 3, c, c)
@@ -310,7 +293,7 @@ class VarianceVQGAN(LightningModule):
 
     # ----- validation: reconstruction quality of normal images and a sample grid -----
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        images = _normal_images(batch)
+        images = batch_images(batch, normal_only=True)
         if not len(images):
             return
         if batch_idx == 0:
@@ -355,7 +338,7 @@ class VarianceVQGAN(LightningModule):
     # ----- test: reconstruction quality on held-out normal images -----
     def test_step(self, batch: Any, batch_idx: int) -> None:
         del batch_idx
-        images = _normal_images(batch)
+        images = batch_images(batch, normal_only=True)
         if not len(images):
             return
         recon = self.model.reconstruct(images)
