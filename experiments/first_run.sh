@@ -10,7 +10,7 @@
 # Run it on an otherwise idle machine: it measures time, and two cores are easily shared.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-out="$repo/experiments/results/first_run"
+out=${OUT:-"$repo/experiments/results/first_run"}  # OUT=...: elsewhere (a trial run)
 work=$(mktemp -d /tmp/tgad-first-run.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
@@ -35,3 +35,4 @@ finished=$(date +%s.%N)
   --results "$work/tgad/results/embedded/cpu" --log "$work/benchmark.log" --out "$out" \
   --install-seconds "$(echo "$installed - $start" | bc)" --total-seconds "$(echo "$finished - $start" | bc)" \
   --load-start "$load_start" --commit "$commit" --reuse-venv "${REUSE_VENV:-0}"
+cp "$work/benchmark.log" "$out/benchmark.log"  # the run's own account, stage by stage

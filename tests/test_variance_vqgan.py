@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 
@@ -234,3 +235,29 @@ def test_cross_shot_spread_masks_uncovered_positions():
     assert spread[0, 0, 0].tolist() == [4.0, 0.0]
     assert spread[1, 0, 0].tolist() == [2.0, 4.0]
     assert torch.allclose(cross_shot_spread(clean), torch.full((3, 1, 1, 2), 4.0))
+
+
+def test_perceptual_loss_runs_only_the_blocks_it_reads_and_backpropagates_through_the_reconstruction_only():
+    """The fit's perceptual term: the targets' maps carry no graph and the unused Lite0 blocks are dropped, yet the
+    loss and the reconstruction's gradient equal the one-batch computation over the full network."""
+    torch.manual_seed(0)
+    full = timm.create_model(
+        "tf_efficientnet_lite0", pretrained=False, features_only=True, out_indices=(1, 2, 3)
+    )
+    full.eval().requires_grad_(False)
+    loss = PerceptualLoss(copy.deepcopy(full))
+    assert len(loss.backbone.blocks) < len(full.blocks)  # blocks after the stride-16 map are gone
+    x, rec = torch.rand(3, 3, 64, 64), torch.rand(3, 3, 64, 64).requires_grad_(True)
+
+    maps = full(torch.cat([x, rec]).sub(loss.mean).div(loss.std))  # the reference: one batch, every block
+    reference = sum(
+        (a - b).pow(2).sum(1).mean(dim=(1, 2))
+        for a, b in (torch.nn.functional.normalize(m, dim=1).chunk(2) for m in maps)
+    ).div(len(maps))
+    (ref_grad,) = torch.autograd.grad(reference.mean(), rec)
+
+    assert all(not m.requires_grad for m in loss.features(x))
+    value = loss(x, rec)
+    (grad,) = torch.autograd.grad(value, rec)
+    torch.testing.assert_close(value, reference.mean(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-8)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tgad.assets.backbones import drop_unused_blocks
 from tgad.assets.weights import IMAGENET_MEAN, IMAGENET_STD
 
 from .torch_model import ModelOutput
@@ -31,20 +32,30 @@ class PerceptualLoss(nn.Module):
         std: tuple[float, ...] = IMAGENET_STD,
     ) -> None:
         super().__init__()
-        self.backbone = backbone.eval().requires_grad_(False)
+        # Only the maps the loss reads are computed (timm runs every block otherwise): the same maps, sooner.
+        self.backbone = drop_unused_blocks(backbone).eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def train(self, mode: bool = True) -> PerceptualLoss:
         return super().train(False)  # BatchNorm statistics of the pretrained net must not move
 
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The backbone's maps of images in [0, 1]; without a graph for images that need no gradient (the fit's
+        targets), so the backward pass runs through the reconstructions only (the values are the same)."""
+        normalised = images.sub(self.mean).div(self.std)
+        if images.requires_grad:
+            return self.backbone(normalised)
+        with torch.no_grad():
+            return self.backbone(normalised)
+
     def distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-image distance (B,) between images in [0, 1]."""
-        fx = self.backbone(torch.cat([x, y]).sub(self.mean).div(self.std))
+        fx, fy = self.features(x), self.features(y)
         total = x.new_zeros(len(x))
-        for f in fx:
-            f = F.normalize(f, dim=1)  # (2B, C, h, w), unit length over channels as in LPIPS
-            a, b = f.chunk(2)
+        for a, b in zip(fx, fy, strict=True):
+            # (B, C, h, w), unit length over channels as in LPIPS
+            a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
             total = total + (a - b).pow(2).sum(1).mean(dim=(1, 2))
         return total / len(fx)
 
