@@ -51,8 +51,9 @@ help: ## list the targets
 
 # uv installs the same packages as pip in about half the time (parallel downloads and unpacking). Bytecode is
 # compiled at install as pip does: without it every process compiles torch, Lightning and anomalib from source
-# when PYTHONDONTWRITEBYTECODE is set (as on these machines): 21-25 s per `import` instead of 8.5. It reads its own settings, not pip's: scripts/uv_args_from_pip.py hands it the indexes,
-# find-links and constraints pip is configured with, and it considers every index as pip does.
+# when PYTHONDONTWRITEBYTECODE is set (as on these machines): 21-25 s per `import` instead of 8.5. It reads its
+# own settings, not pip's: scripts/uv_args_from_pip.py hands it the indexes, find-links and constraints pip is
+# configured with, and it considers every index as pip does.
 # INSTALLER=pip, or no uv to be had, installs with pip alone.
 INSTALLER ?= uv
 

@@ -42,8 +42,7 @@ class PerceptualLoss(nn.Module):
 
     def distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-image distance (B,) between images in [0, 1], both through the backbone in one batch."""
-        maps = self.backbone(torch.cat([x, y]).sub(self.mean).div(self.std))
-        return self._distance([f.chunk(2) for f in maps])
+        return self._distance([f.chunk(2) for f in self._maps(torch.cat([x, y]))])
 
     def to_fixed_targets(self, targets: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """Mean distance from ``images`` (which carry the gradient) to ``targets`` (data: no gradient), the
@@ -51,18 +50,19 @@ class PerceptualLoss(nn.Module):
         term, 16 % of its time saved. The same value and gradient as ``forward(targets, images)`` up to the
         backend's choice of convolution algorithm per batch size (bit-equal at the fit's 4 views of 128 px)."""
         with torch.no_grad():
-            fixed = self.backbone(targets.sub(self.mean).div(self.std))
-        moving = self.backbone(images.sub(self.mean).div(self.std))
-        return self._distance(list(zip(fixed, moving, strict=True))).mean()
+            fixed = self._maps(targets)
+        return self._distance(list(zip(fixed, self._maps(images), strict=True))).mean()
+
+    def _maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The backbone's maps of images in [0, 1] (ImageNet-normalised first)."""
+        return self.backbone(images.sub(self.mean).div(self.std))
 
     @staticmethod
     def _distance(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         total = pairs[0][0].new_zeros(len(pairs[0][0]))
         for a, b in pairs:
-            a, b = (
-                F.normalize(a, dim=1),
-                F.normalize(b, dim=1),
-            )  # (B, C, h, w): unit length over channels (LPIPS)
+            # (B, C, h, w): unit length over channels (LPIPS)
+            a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
             total = total + (a - b).pow(2).sum(1).mean(dim=(1, 2))
         return total / len(pairs)
 
