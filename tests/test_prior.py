@@ -221,3 +221,43 @@ def test_a_csv_before_the_prior_column_reads_as_none(tmp_path):
                          "prior": "other_categories:b"})  # fmt: skip
     assert [r["prior"] for r in table.rows()] == ["none", "other_categories:b"]
     assert json.dumps(COLUMNS).count("prior") == 1
+
+
+def test_a_taming_checkpoint_as_prior_brings_its_architecture_and_weights(root, tmp_path, monkeypatch):
+    """``--prior model.ckpt`` of taming-transformers: the generator takes the file's layout (read from its
+    tensors, not named by the user), starts from its encoder, codebook, decoder and discriminator, and the
+    ExtraSet records the file and its format; a tgad weight file as prior leaves the recipe as it was."""
+    from tests.helpers.taming_reference import reference
+    from tests.test_taming_import import _lightning_checkpoint
+    from tgad.models.variance_vqgan import VarianceVQGAN, VQGANConfig
+
+    ref, path = reference(), tmp_path / "last.ckpt"
+    _lightning_checkpoint(ref, path, monkeypatch)
+    recipe = prior.with_prior_architecture(_recipe(prior=str(path)))
+    tiny_taming = VQGANConfig.preset("taming_tiny")
+    for name in ("architecture", "base_channels", "channel_mult", "num_res_blocks", "attn_levels"):
+        assert getattr(recipe.vqgan, name) == getattr(tiny_taming, name), name
+    assert (recipe.vqgan.z_channels, recipe.vqgan.latent_dim, recipe.vqgan.codebook_size) == (16, 8, 64)
+    assert recipe.vqgan.training == _recipe().vqgan.training  # the recipe's fit settings are kept
+
+    vqgan = VarianceVQGAN(config=recipe.vqgan, perceptual_backbone="")
+    note = prior.start_from_prior(vqgan, path, shots=1)
+    assert "started from taming checkpoint" in note and vqgan.init_weights.discriminator_loaded
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(vqgan.model.eval().encode(x).indices, ref.encode(x * 2 - 1)[2])
+
+    request = request_from_flags(
+        "mvtec", root, "hazelnut", 1, 0, 4, _recipe(prior=str(path)), allow_random_clip=True
+    )
+    manifest = load_manifest(generate_extra_set(request, tmp_path / "from_taming").path)
+    assert manifest["prior"]["format"] == "taming" and manifest["prior"]["label"].startswith("file:")
+    assert "started from taming checkpoint" in manifest["generator"]
+    assert request.recipe.vqgan.architecture == "taming"
+
+    own = tmp_path / "tgad_prior.pt"  # a tgad VarianceVQGAN weight file: no format field, recipe unchanged
+    torch.save(
+        {"state_dict": VarianceVQGAN(config=_recipe().vqgan, perceptual_backbone="").model.state_dict()}, own
+    )
+    assert prior.with_prior_architecture(_recipe(prior=str(own))) == _recipe(prior=str(own))
+    assert "format" not in prior.describe_prior(_recipe(prior=str(own)), "mvtec", root, "hazelnut").request

@@ -57,7 +57,8 @@ class RunSettings:
     vqgan_plateau: float = 0.0
     # Where the generator fit starts (``tgad/generate/prior.py``): ``none`` (random weights: pure k-shot),
     # ``other_categories`` (a VarianceVQGAN fitted once on the train/good images of the dataset's other
-    # categories: the "auxiliary normal data" protocol), or the path of a VarianceVQGAN weight file.
+    # categories: the "auxiliary normal data" protocol), or the path of a VarianceVQGAN weight file or of a
+    # taming-transformers VQGAN checkpoint (its architecture replaces the preset's: tgad/generate/prior.py).
     prior: str = PRIOR_NONE
     prior_iterations: int = 1000  # iterations of the other-categories prior fit (once per excluded category)
     prior_batch_size: int = (
@@ -68,7 +69,7 @@ class RunSettings:
         if self.prior not in (PRIOR_NONE, PRIOR_OTHER) and not Path(self.prior).expanduser().is_file():
             raise ValueError(
                 f"prior {self.prior!r}: not a file; use none, {PRIOR_OTHER} or the path of a VarianceVQGAN "
-                "weight file (a cached fit or prior)"
+                "weight file (a cached fit or prior) or of a taming-transformers VQGAN checkpoint"
             )
         if self.prior_iterations < 1 or self.prior_batch_size < 1:
             raise ValueError(

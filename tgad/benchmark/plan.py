@@ -95,7 +95,7 @@ class GeneratorSettings:
     # IntegratorConfig fields (e.g. tau, patch_fraction, rounds) and the VarianceVQGAN fit's iterations
     integrator_overrides: Mapping[str, object] = field(default_factory=dict)
     vqgan_iterations: int | None = None
-    # where the generator fit starts: none | other_categories | a VarianceVQGAN weight file
+    # where the generator fit starts: none | other_categories | a VarianceVQGAN weight file or taming checkpoint
     prior: str = "none"
     clip_weights: str | None = None  # CLIP checkpoint file or open_clip tag
     allow_random_clip: bool = False

@@ -69,7 +69,8 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
         metavar="none|other_categories|FILE",
         help="where the generator fit starts: none (default: pure k-shot), other_categories (a VarianceVQGAN "
         "fitted once on the train/good images of the dataset's OTHER categories, then fine-tuned on the "
-        "shots: the auxiliary-normal-data protocol, not pure k-shot) or FILE (a tgad VarianceVQGAN weight file)",
+        "shots: the auxiliary-normal-data protocol, not pure k-shot) or FILE (a tgad VarianceVQGAN weight file, or a taming-transformers VQGAN "
+        "checkpoint such as vqgan_imagenet_f16_1024/last.ckpt, whose architecture the generator then takes)",
     )
     add_override_arguments(p)
     add_hardware_arguments(p)

@@ -29,7 +29,7 @@ from tgad.data.images import read_resized
 from tgad.generate.artifact import ChosenShots, ExtraSetRequest, extra_set_key, is_complete
 from tgad.generate.chain_writer import check_out_dir, collapse_report, write_generated_set
 from tgad.generate.fit_cache import fit_cache_file, load_fit, save_fit
-from tgad.generate.prior import describe_prior, start_shot_fit_from_prior
+from tgad.generate.prior import describe_prior, start_shot_fit_from_prior, with_prior_architecture
 from tgad.generate.stages import (
     Stage,
     StageReporter,
@@ -93,6 +93,7 @@ def make_request(
 ) -> ExtraSetRequest:
     """The request for ``n`` images from ``chosen`` (a benchmark's datamodule's or ``choose_shots``'), with the
     recipe's prior described for these shots; ``hardware`` default ``auto`` (a GPU when present)."""
+    recipe = with_prior_architecture(recipe)  # a taming checkpoint brings its own architecture
     prior = describe_prior(recipe, chosen.dataset, chosen.root, chosen.category).request
     return ExtraSetRequest(chosen, seed, n, recipe, hardware or Hardware(), keyword, prior)
 

@@ -8,7 +8,10 @@ Pure k-shot fits the VarianceVQGAN from random weights on the shots alone. With 
   (names and sha256), then the shot fit starts from its weights. This is the offline analogue of starting
   from a pretrained VQGAN, and the few-shot literature's "auxiliary normal data" protocol: a different
   protocol from pure 1-shot, so rows record it (``prior`` column, the manifest's ``prior`` field);
-- a file: the shot fit starts from a tgad VarianceVQGAN state dict (a cached fit or prior, ``fit_cache.py``).
+- a file: the shot fit starts from a tgad VarianceVQGAN state dict (a cached fit or prior, ``fit_cache.py``),
+  or from a taming-transformers VQGAN checkpoint (``vqgan_imagenet_f16_1024``'s ``model.ckpt`` / ``last.ckpt``,
+  or any taming VQModel): the generator then takes the checkpoint's architecture, read from its tensors
+  (``with_prior_architecture``), with the recipe's training and loss settings, and a new variance head.
 
 The shot fit then runs its ``vqgan_iterations`` as before, so a generator fit with a prior costs no more than
 one from scratch; the prior itself costs ``prior_iterations`` once per dataset and excluded category.
@@ -17,6 +20,7 @@ one from scratch; the prior itself costs ``prior_iterations`` once per dataset a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -60,6 +64,53 @@ class PriorSpec(NamedTuple):
 
     label: str
     request: dict[str, Any] | None
+
+
+TAMING, TGAD = "taming", "tgad"  # the two kinds of prior file
+
+
+@functools.lru_cache(maxsize=8)
+def _prior_layout(path: str, sha256: str) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """(``taming`` | ``tgad``, the taming architecture's fields) of a prior file, read once per content: the
+    tensors are read with ``weights_only`` (taming's Lightning 1.x bookkeeping replaced by inert stand-ins,
+    ``taming_import.read_taming_checkpoint``) and only these small results are kept."""
+    del sha256  # the cache key: a file rewritten in place is read again
+    from tgad.models.variance_vqgan.taming_import import (
+        TamingCheckpointError,
+        is_taming_state,
+        read_taming_checkpoint,
+        taming_architecture,
+    )
+
+    try:
+        state = read_taming_checkpoint(path)[0]
+    except (
+        TamingCheckpointError
+    ):  # not readable as a taming file: the tgad loader judges it (one line) when used
+        return TGAD, ()
+    if not is_taming_state(state):
+        return TGAD, ()
+    return TAMING, tuple(taming_architecture(state, path).items())
+
+
+def prior_file_format(path: str | Path) -> str:
+    """``taming`` for a taming-transformers VQModel checkpoint, ``tgad`` for a VarianceVQGAN weight file."""
+    path = Path(path).expanduser()
+    return _prior_layout(str(path), file_sha256(path))[0]
+
+
+def with_prior_architecture(recipe: Recipe) -> Recipe:
+    """The recipe whose generator can start from its prior: unchanged, except for a taming checkpoint, whose
+    architecture (read from the file's tensors) replaces the preset's, so the request, its key and the
+    manifest record the generator that is actually fitted. Training and loss settings stay the recipe's."""
+    run = recipe.run
+    if run.prior in (PRIOR_NONE, PRIOR_OTHER):
+        return recipe
+    path = Path(run.prior).expanduser()
+    kind, architecture = _prior_layout(str(path), file_sha256(path))
+    if kind != TAMING:
+        return recipe
+    return dataclasses.replace(recipe, vqgan=recipe.vqgan.override(**dict(architecture)))
 
 
 def _datamodule(dataset: str, root: str | Path | None, category: str):
@@ -142,7 +193,10 @@ def describe_prior(recipe: Recipe, dataset: str, root: str | Path | None, catego
         return PriorSpec(PRIOR_NONE, None)
     if run.prior != PRIOR_OTHER:
         sha = file_sha256(run.prior)
-        return PriorSpec(f"file:{sha[:12]}", {"label": f"file:{sha[:12]}", "kind": "file", "sha256": sha})
+        request = {"label": f"file:{sha[:12]}", "kind": "file", "sha256": sha}
+        if prior_file_format(run.prior) == TAMING:
+            request["format"] = TAMING  # files of tgad's own format keep the request (and key) they had
+        return PriorSpec(request["label"], request)
     corpus = prior_corpus(dataset, root, category)
     corpus_key = {
         "kind": "variance_vqgan_prior",
@@ -258,11 +312,18 @@ def ensure_prior(recipe: Recipe, request: dict[str, Any], root: Path, judges, hw
 
 def start_from_prior(vqgan, path: Path, shots: int) -> str:
     """Load the prior's generator (encoder, codebook with its EMA statistics, decoder, variance head) and its
-    discriminator into ``vqgan``; returns a provenance note.
+    discriminator into ``vqgan``; returns a provenance note. A taming checkpoint loads its encoder, codebook,
+    decoder and discriminator (``taming_import``) into a ``vqgan`` of its architecture
+    (``with_prior_architecture``); the variance head starts new.
 
     The EMA counts are scaled from the prior's batch to the shots' (k images instead of ``batch_size``), so a
     code the shots never pick decays to the dead-code threshold and is restarted from a shot latent as soon as
     in a fit from scratch: the codebook moves to the target, the rest refines what the prior learned."""
+    if prior_file_format(path) == TAMING:
+        from tgad.models.variance_vqgan.taming_import import import_taming_file
+
+        report = vqgan._aux["init"] = import_taming_file(path, vqgan.model, vqgan.discriminator)
+        return f", started from taming checkpoint {path} (sha256:{report.weights.sha256[:12]}, variance head new)"
     state = torch.load(path, map_location="cpu", weights_only=True)
     try:
         vqgan.model.load_state_dict(state["state_dict"], strict=True)

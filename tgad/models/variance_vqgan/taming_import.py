@@ -288,3 +288,42 @@ def load_taming_checkpoint(
     )
     report = _report(Path(path), step, *import_taming_state(state, model, disc, path))
     return TamingCheckpoint(model.eval(), disc, report)
+
+
+def is_taming_state(state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether a state dict is in taming's VQModel layout (a tgad VarianceVQGAN's names its codebook otherwise)."""
+    return CODEBOOK_KEY in state and "encoder.conv_in.weight" in state
+
+
+def taming_architecture(state: Mapping[str, torch.Tensor], path: Path | str = "<state dict>") -> dict:
+    """The ``VQGANConfig`` architecture fields (flat names) of the taming VQModel whose tensors ``state`` holds,
+    read from their names and shapes, so a checkpoint of any taming layout (``vqgan_imagenet_f16_1024``, an f8,
+    a custom width) builds the model it fits without the user spelling its config. The discriminator's fields
+    are read too when the file has one."""
+    if not is_taming_state(state):
+        raise _fail(
+            path, f"key {CODEBOOK_KEY!r} or 'encoder.conv_in.weight' is missing: not a taming VQModel"
+        )
+    base = state["encoder.conv_in.weight"].shape[0]
+    levels = sorted({int(k.split(".")[2]) for k in state if k.startswith("encoder.down.")})
+    blocks = {int(k.split(".")[4]) for k in state if k.startswith("encoder.down.0.block.")}
+    widths = [state[f"encoder.down.{i}.block.0.conv2.weight"].shape[0] for i in levels]  # out width per level
+    if any(w % base for w in widths):
+        raise _fail(
+            path, f"level widths {widths} are not multiples of conv_in's {base}: not a taming encoder"
+        )
+    codes = state[CODEBOOK_KEY]
+    fields = {
+        "architecture": "taming",
+        "base_channels": int(base),
+        "channel_mult": tuple(int(w // base) for w in widths),
+        "num_res_blocks": len(blocks),
+        "attn_levels": tuple(i for i in levels if f"encoder.down.{i}.attn.0.q.weight" in state),
+        "z_channels": int(state["encoder.conv_out.weight"].shape[0]),
+        "latent_dim": int(codes.shape[1]),
+        "codebook_size": int(codes.shape[0]),
+    }
+    convs = [k for k in state if k.startswith(DISC_PREFIX) and k.endswith(".weight") and state[k].dim() == 4]
+    if convs:
+        fields |= {"disc_channels": int(state[convs[0]].shape[0]), "disc_layers": len(convs) - 2}
+    return fields
