@@ -13,6 +13,9 @@ The output is the input's rows with the ``val_*`` cells replaced and ``val_paire
 set (appended as columns when the input lacks them); the test metrics are copied, not recomputed. It is
 rewritten atomically after each row and resumable: rows already in it (same key columns) are skipped.
 With ``--family v1`` and the commit that made the rows, the recomputed columns equal the rows' own.
+``val_auroc_gaussian`` (PaDiM's Gaussian per position over the same features) is written beside them, and
+``val_auroc_own``: that column for PaDiM rows, ``val_auroc`` for the others (``--column val_auroc_own`` in
+``validation_correlation.py`` ranks each row by its own detector's kind of bank).
 
 Usage:
   python experiments/revalidate.py RESULTS_CSV --root DATASET_ROOT --family v2 [--out OUT.csv]
@@ -47,6 +50,10 @@ from tgad.evaluation.validation import (
 from tgad.features.patches import detector_features
 from tgad.features.synthetic_defects import VALIDATION_FAMILIES
 from tgad.generate.artifact import load_manifest
+
+# The validation AUROC as the row's own detector would score it: PaDiM rows by the Gaussian per position
+# (``val_auroc_gaussian``), every other model by PatchCore's nearest patch (``val_auroc``).
+OWN_COLUMN, OWN_SOURCE = "val_auroc_own", {"padim": "val_auroc_gaussian"}
 
 
 def row_id(row: dict[str, str]) -> tuple[str, ...]:
@@ -163,7 +170,7 @@ def revalidate(
     fields, rows = _read(source)
     if "val_auroc" not in fields:
         raise SystemExit(f"{source}: no validation columns; not a results.csv of a benchmark with validation")
-    fields += [c for c in EXTENDED_COLUMNS if c not in fields]
+    fields += [c for c in (*EXTENDED_COLUMNS, OWN_COLUMN) if c not in fields]
     done: list[dict[str, str]] = []
     if out.is_file():
         old_fields, done = _read(out)
@@ -181,6 +188,7 @@ def revalidate(
         start = time.perf_counter()
         columns = validations.columns(row)
         new = dict(row) | {name: _cell(columns.get(name, "")) for name in EXTENDED_COLUMNS}
+        new[OWN_COLUMN] = new[OWN_SOURCE.get(row["model"], "val_auroc")]
         done.append(new)
         done.sort(key=lambda r: order.get(row_id(r), len(rows)))
         _write(out, fields, done)

@@ -16,8 +16,10 @@ from tests.test_scorers import _photo  # (3, H, W) from scikit-image's bundled p
 from tgad.evaluation.validation import (
     COLUMNS,
     EXTENDED_COLUMNS,
+    GAUSSIAN_REGULARISER,
     ExtraSetValidator,
     ValidationSettings,
+    gaussian_image_scores,
     paired_score,
 )
 from tgad.features.patches import detector_features
@@ -112,6 +114,29 @@ def test_paired_score_is_one_for_obvious_defects_and_a_half_for_no_op_ones(featu
     assert no_op.evaluate(None, extended=True)["val_paired"] == 0.5
     assert no_op.evaluate(images[:1], extended=True)["val_paired"] == 0.5
     assert paired_score(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([2.0, 1.0, 3.0, 5.0])) == 0.625
+
+
+def test_gaussian_scores_are_padims_mahalanobis_distance_and_judge_the_extra_set(features):
+    """``val_auroc_gaussian`` scores as anomalib's PaDiM does (its Gaussian fit and distance, compared exactly on
+    random features), stays finite for one image, and on real crops ranks the pasted defects above the normals."""
+    from anomalib.models.components import MultiVariateGaussian
+    from anomalib.models.image.padim.anomaly_map import AnomalyMapGenerator
+
+    g = torch.Generator().manual_seed(0)
+    train, query = torch.randn(5, 16, 6, generator=g), torch.randn(3, 16, 6, generator=g)  # (N, P, C)
+    as_maps = lambda x: x.transpose(1, 2).reshape(len(x), 6, 4, 4)  # noqa: E731 (N, P, C) -> (N, C, 4, 4)
+    stats = MultiVariateGaussian().fit(as_maps(train))
+    theirs = AnomalyMapGenerator.compute_distance(as_maps(query), stats).flatten(1).amax(1)
+    assert torch.allclose(gaussian_image_scores(train, query, chunk=5), theirs, rtol=1e-5)
+    one = gaussian_image_scores(train[:1], query)  # one image: the regulariser alone, a scaled distance
+    assert torch.allclose(one, (query - train[:1]).norm(dim=-1).amax(1) / GAUSSIAN_REGULARISER**0.5)
+
+    photo = _photo("brick")
+    crops = [photo[:, t : t + 192, left : left + 192] for t in (0, 60, 200, 300) for left in (40, 250)]
+    images = F.interpolate(torch.stack(crops), size=96, mode="bilinear", antialias=True)  # (8, 3, 96, 96)
+    validator = ExtraSetValidator(features, images[:2], images[2:], ValidationSettings.of_family("v1"))
+    alone, extra = validator.evaluate(None, extended=True), validator.evaluate(images[1:2], extended=True)
+    assert alone["val_auroc_gaussian"] >= 0.9 and 0 <= extra["val_auroc_gaussian"] <= 1
 
 
 def _revalidate_module():

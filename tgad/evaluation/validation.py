@@ -19,6 +19,10 @@ PatchCore's image score, the largest nearest-patch distance to the bank:
 * ``normal_cov`` / ``defect_cov``: the relative drop of the mean image score of the held-out normals / of the
   synthetic defects when the extra set joins the shots in the bank (a useful set: normal_cov >> defect_cov);
 * ``auroc`` / ``auroc_shots``: held-out normals vs synthetic defects with and without the extra set;
+* ``auroc_gaussian`` (issue 23): ``auroc`` measured as PaDiM measures, a Gaussian per patch position fitted
+  to the shots plus the extra set (the same features; covariance + 0.01 I, the regulariser alone for one
+  image) and an image's score its largest Mahalanobis distance: PaDiM rows are judged by what a PaDiM bank
+  learns from the extra set, not by PatchCore's nearest patch;
 * ``paired`` (issue 23): the share of held-out normals whose own synthetic defect scores above them (ties
   count half), with the extra set in the bank. Each defect is compared with the image it was made from only,
   so an extra set that lowers the scores of whole held-out images (e.g. poses the shots lack) moves both
@@ -46,7 +50,8 @@ COLUMNS = ("val_spread", "val_normal_cov", "val_defect_cov", "val_auroc", "val_a
 # Issue 23: ``evaluate(..., extended=True)`` adds these. Benchmark rows carry them once
 # ``tgad.benchmark.results.COLUMNS`` has them (``validation_family`` is text, so it does not start with val_,
 # whose cells must be numbers); until then the rows keep ``COLUMNS`` and experiments/revalidate.py writes both.
-EXTENDED_COLUMNS = (*COLUMNS, "val_paired", "validation_family")
+EXTENDED_COLUMNS = (*COLUMNS, "val_paired", "val_auroc_gaussian", "validation_family")
+GAUSSIAN_REGULARISER = 0.01 + 1e-5  # anomalib PaDiM: 0.01 I on each covariance, 1e-5 I before inverting
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,25 @@ def image_scores(
     return torch.stack(scores)
 
 
+def gaussian_image_scores(train: torch.Tensor, query: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+    """(M,) PaDiM-style image scores of ``query`` (M, P, C): the largest over positions of the Mahalanobis
+    distance to a Gaussian per position fitted to ``train`` (N, P, C), covariance unbiased + ``0.01 I`` (the
+    regulariser alone for N = 1, as ``tgad.baselines.padim`` does: 0 / 0 otherwise)."""
+    n, positions, channels = train.shape
+    mean = train.mean(0)  # (P, C)
+    eye = torch.eye(channels, dtype=train.dtype) * GAUSSIAN_REGULARISER
+    best = torch.zeros(len(query), dtype=train.dtype)
+    for start in range(0, positions, chunk):  # positions in chunks: (chunk, C, C) covariances at a time
+        part = slice(start, start + chunk)
+        centred = (train[:, part] - mean[part]).transpose(0, 1)  # (N, c, C) -> (c, N, C)
+        cov = centred.transpose(1, 2) @ centred / max(n - 1, 1) if n > 1 else torch.zeros_like(eye)
+        inverse = torch.linalg.inv(cov + eye)  # (c, C, C)
+        delta = (query[:, part] - mean[part]).transpose(0, 1)  # (M, c, C) -> (c, M, C)
+        distance = ((delta @ inverse) * delta).sum(-1).clamp_min(0).sqrt()  # (c, M)
+        best = torch.maximum(best, distance.amax(0))
+    return best
+
+
 class ExtraSetValidator:
     """The held-out normals, their synthetic defects and the shots' patch bank of one (category, shots, seed);
     :meth:`evaluate` scores any number of extra sets against them."""
@@ -126,7 +150,7 @@ class ExtraSetValidator:
     ) -> None:
         self.features, self.settings = features, settings
         defects = self.defects = make_defects(normals, 1, settings.kinds, settings.defect_seed)
-        self.shot_bank = _features(features, shots).flatten(0, 1)  # (k*P, C)
+        self.shot_bank = _features(features, shots).flatten(0, 1)  # (k*P, C), shots' patches consecutive
         self.normal_features = _features(features, normals)  # (H, P, C)
         self.defect_features = _features(features, defects.images)  # (D, P, C)
         self.normal_d0 = nearest_distances(self.normal_features, self.shot_bank)  # (H, P)
@@ -169,7 +193,7 @@ class ExtraSetValidator:
                 "val_defect_cov": 0.0,
                 "val_auroc": auroc_shots,
             }
-            return out | self._extended(normal0, defect0) if extended else out
+            return out | self._extended(normal0, defect0, None) if extended else out
         extra_features = _features(self.features, extra)  # (N, P, C)
         spread = nearest_distances(extra_features, self.shot_bank).mean() / self.normal_d0.mean()
         bank = extra_features.flatten(0, 1)  # (N*P, C)
@@ -184,9 +208,22 @@ class ExtraSetValidator:
             "val_defect_cov": float(1 - defect1.mean() / defect0.mean()),
             "val_auroc": auroc,
         }
-        return out | self._extended(normal1, defect1) if extended else out
+        return out | self._extended(normal1, defect1, extra_features) if extended else out
 
-    def _extended(self, normal: torch.Tensor, defect: torch.Tensor) -> dict[str, float | str]:
+    def _extended(
+        self, normal: torch.Tensor, defect: torch.Tensor, extra_features: torch.Tensor | None
+    ) -> dict[str, float | str]:
         """The columns ``extended`` adds, from the image scores of the held-out normals and of their defects
-        (``make_defects`` made defect i from normal i: one per image, in order)."""
-        return {"val_paired": paired_score(normal, defect), "validation_family": self.settings.family}
+        (``make_defects`` made defect i from normal i: one per image, in order), and the Gaussian bank of the
+        shots plus ``extra_features`` (N, P, C; None: the shots alone)."""
+        positions = self.normal_features.shape[1]
+        train = self.shot_bank.view(-1, positions, self.shot_bank.shape[-1])  # (k*P, C) -> (k, P, C)
+        if extra_features is not None:
+            train = torch.cat([train, extra_features])
+        scores = gaussian_image_scores(train, torch.cat([self.normal_features, self.defect_features]))
+        labels = torch.cat([torch.zeros(len(self.normal_features)), torch.ones(len(self.defect_features))])
+        return {
+            "val_paired": paired_score(normal, defect),
+            "val_auroc_gaussian": image_auroc(scores, labels),
+            "validation_family": self.settings.family,
+        }
