@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -140,8 +141,12 @@ def test_gaussian_scores_are_padims_mahalanobis_distance_and_judge_the_extra_set
 
 
 def _revalidate_module():
-    path = Path(__file__).parents[1] / "experiments" / "revalidate.py"
-    spec = importlib.util.spec_from_file_location("revalidate", path)
+    return _experiment_module("revalidate")
+
+
+def _experiment_module(name: str):
+    path = Path(__file__).parents[1] / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -188,6 +193,17 @@ def test_revalidate_reproduces_a_benchmarks_own_columns_and_resumes(tmp_path):
     assert any("[1/3]" in line for line in lines)  # progress, one line per row
     with pytest.raises(SystemExit, match="another"):  # a v1 output is not resumed as v2
         revalidate.revalidate(source, v1, root, ValidationSettings.of_family("v2"), say=lines.append)
+    for row in again:  # each row judged by its own detector's kind of bank
+        own = row["val_auroc_gaussian"] if row["model"] == "padim" else row["val_auroc"]
+        assert row["val_auroc_own"] == own and 0 <= float(own) <= 1
+
+    # A row's plain_aug set, deleted, is rebuilt on the row's own key with the same bytes.
+    folder = source.parent / next(r["extra_set"] for r in rows if r["condition"] == "plain_aug")
+    before = {p.name: p.read_bytes() for p in folder.rglob("*.png")}
+    shutil.rmtree(folder)
+    rebuild = _experiment_module("rebuild_extra_sets")
+    assert rebuild.main([str(source), "--", *argv[1:], "--no-wandb", "--no-progress"]) == 0
+    assert {p.name: p.read_bytes() for p in folder.rglob("*.png")} == before and len(before) == 2
 
 
 def test_the_correlation_report_ranks_val_paired_and_names_the_family(tmp_path):
