@@ -133,6 +133,26 @@ def test_cli_import_check_ok_and_mismatch_exit_2(taming_file, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert wrong == 2 and len(err.splitlines()) == 1
     assert "'encoder.conv_in.weight'" in err and "taming_f16_1024" in err
+    # the default reads the layout from the file: the reference's own, found without naming a preset
+    assert main(["vqgan", "import-check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "its own layout" in out and "channel_mult=(1, 1, 2)" in out and "codebook_size=64" in out
+    inconsistent = main(
+        ["vqgan", "import-check", str(tmp_path / "wide.ckpt")]
+    )  # conv_in wider than its levels
+    assert inconsistent == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_the_architecture_is_read_from_the_tensors_of_the_imagenet_layout():
+    """taming_architecture on vqgan_imagenet_f16_1024's tensors (meta device) gives the preset made for it."""
+    from tgad.models.variance_vqgan.taming_import import taming_architecture
+
+    with torch.device("meta"):
+        state = RefVQModel(F16_1024).state_dict()
+    fields = taming_architecture(state)
+    preset = VQGANConfig.preset("taming_f16_1024")
+    assert fields == {name: getattr(preset, name) for name in fields}
+    assert set(fields) >= {"channel_mult", "attn_levels", "z_channels", "codebook_size", "disc_layers"}
 
 
 def test_f16_1024_preset_has_the_layout_of_taming_imagenet_model():

@@ -6,7 +6,7 @@ import argparse
 
 from rich.console import Console
 
-TAMING_PRESETS = ("taming_f16_1024", "taming_tiny")
+TAMING_PRESETS = ("auto", "taming_f16_1024", "taming_tiny")  # auto: the layout read from the file's tensors
 
 
 def add_vqgan_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,18 +22,35 @@ def add_vqgan_parser(sub: argparse._SubParsersAction) -> None:
     check.add_argument(
         "file", metavar="FILE", help="taming model.ckpt / last.ckpt, or a file of its state dict"
     )
-    check.add_argument("--preset", choices=TAMING_PRESETS, default="taming_f16_1024")
+    check.add_argument(
+        "--preset",
+        choices=TAMING_PRESETS,
+        default="auto",
+        help="the layout to load into (auto: the file's own, read from its tensors, as --prior FILE does)",
+    )
     check.add_argument(
         "--no-discriminator", action="store_true", help="skip taming's PatchGAN (loss.discriminator.*)"
     )
 
 
 def run_import_check(args: argparse.Namespace, console: Console) -> int:
-    from tgad.models.variance_vqgan.taming_import import load_taming_checkpoint
+    from tgad.models.variance_vqgan import VQGANConfig
+    from tgad.models.variance_vqgan.taming_import import (
+        load_taming_checkpoint,
+        read_taming_checkpoint,
+        taming_architecture,
+    )
 
-    loaded = load_taming_checkpoint(args.file, args.preset, with_discriminator=not args.no_discriminator)
+    config, layout = args.preset, args.preset
+    if args.preset == "auto":
+        fields = taming_architecture(read_taming_checkpoint(args.file)[0], args.file)
+        config = VQGANConfig.preset("taming_f16_1024").override(**fields)
+        layout = (
+            "its own layout (" + ", ".join(f"{k}={v}" for k, v in fields.items() if k != "architecture") + ")"
+        )
+    loaded = load_taming_checkpoint(args.file, config, with_discriminator=not args.no_discriminator)
     report = loaded.report
-    console.print(f"[green]OK[/green] {args.file} fits {args.preset}", highlight=False)
+    console.print(f"[green]OK[/green] {args.file} fits {layout}", highlight=False)
     console.print(f"  sha256: {report.weights.sha256}", highlight=False)
     console.print(
         f"  {report.tensors} generator tensors (encoder, codebook, decoder); discriminator "
