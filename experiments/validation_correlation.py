@@ -16,7 +16,9 @@ whose two rows are identical (key, metrics, commit, date) is counted once.
 ``--column val_paired`` takes the deltas of another validation column (issue 23: the paired score of
 ``experiments/revalidate.py``); the predictors table always lists every validation column the CSVs have, so
 one run gives the pooled and per-category rho of ``val_auroc`` and ``val_paired`` side by side. ``--label``
-names the synthetic-defect family (or anything else) in the README's title.
+names the synthetic-defect family (or anything else) in the README's title. ``--column val_auroc_own`` ranks
+each row by its own detector's kind of bank: ``val_auroc_gaussian`` (a Gaussian per position) for PaDiM rows,
+``val_auroc`` (PatchCore's nearest patch) for the others, derived where a CSV has both.
 
 Usage: python experiments/validation_correlation.py [--out DIR] [--column COL] [--label TEXT] CSV_OR_GLOB...
   e.g. python experiments/validation_correlation.py 'experiments/results/**/results.csv'
@@ -38,6 +40,7 @@ from scipy import stats
 PAIR_KEY = ("dataset", "category", "model", "backbone", "shots", "seed", "preset", "image_size")
 ROW_ID = (*PAIR_KEY, "condition", "scorer", "n_gen", "val_auroc", "image_auroc", "git_commit", "date")
 BASELINE = "plain_aug"
+OWN = "val_auroc_own"  # derived where a CSV has val_auroc_gaussian (benchmark rows since issue 23)
 
 
 def read_results(paths: list[Path], column: str = "val_auroc") -> pd.DataFrame:
@@ -46,6 +49,9 @@ def read_results(paths: list[Path], column: str = "val_auroc") -> pd.DataFrame:
     frames = []
     for path in paths:
         frame = pd.read_csv(path, dtype={"scorer": str, "git_commit": str, "validation_family": str})
+        if column == OWN and OWN not in frame.columns and "val_auroc_gaussian" in frame.columns:
+            # each row by its own detector's kind of bank: PaDiM rows by the Gaussian, the others by PatchCore
+            frame[OWN] = frame["val_auroc"].where(frame["model"] != "padim", frame["val_auroc_gaussian"])
         if column not in frame.columns:
             continue
         frame = frame[frame[column].notna() & frame["image_auroc"].notna()].copy()
@@ -106,7 +112,15 @@ def table(frame: pd.DataFrame, by: str | None, x: str, y: str) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
-PREDICTORS = ("val_auroc", "val_paired", "val_normal_cov", "val_defect_cov", "val_margin", "val_spread")
+PREDICTORS = (
+    "val_auroc",
+    "val_auroc_gaussian",
+    "val_paired",
+    "val_normal_cov",
+    "val_defect_cov",
+    "val_margin",
+    "val_spread",
+)
 
 
 def predictors(rows: pd.DataFrame) -> pd.DataFrame:

@@ -85,6 +85,7 @@ def test_benchmark_end_to_end(tmp_path):
         assert int(row["memory_bank"]) == (1 if row["condition"] == "shots" else 5) * 64  # every patch kept
         assert row["val_auroc_shots"] == rows[0]["val_auroc_shots"] != ""  # one validation set per seed
         assert float(row["val_images"]) == 2 * 11  # 11 held-out normals and a synthetic defect of each
+        assert 0 <= float(row["val_auroc_gaussian"]) <= 1  # the same validation as PaDiM scores it
         if row["condition"] == "shots":
             assert float(row["val_normal_cov"]) == 0 and row["val_auroc"] == row["val_auroc_shots"]
         else:

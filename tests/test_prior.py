@@ -208,8 +208,8 @@ class _NoValidation:
 
 def test_a_csv_before_the_prior_column_reads_as_none(tmp_path):
     path = tmp_path / "results.csv"
-    fields = LEGACY_LAYOUTS[-1]
-    assert "prior" not in fields and set(fields) | {"prior"} == set(COLUMNS)
+    fields = LEGACY_LAYOUTS[-2]  # the last layout before the prior column ([-1]: before val_auroc_gaussian)
+    assert "prior" not in fields and set(fields) | {"prior", "val_auroc_gaussian"} == set(COLUMNS)
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
@@ -261,3 +261,23 @@ def test_a_taming_checkpoint_as_prior_brings_its_architecture_and_weights(root, 
     )
     assert prior.with_prior_architecture(_recipe(prior=str(own))) == _recipe(prior=str(own))
     assert "format" not in prior.describe_prior(_recipe(prior=str(own)), "mvtec", root, "hazelnut").request
+
+
+def test_a_csv_before_the_gaussian_validation_column_reads_and_is_rewritten(tmp_path):
+    """A results.csv of the layout every committed issue-23 row has (prior column, no val_auroc_gaussian) is
+    read with that cell empty and rewritten in the current layout when a row joins it."""
+    path = tmp_path / "results.csv"
+    fields = LEGACY_LAYOUTS[-1]
+    assert set(COLUMNS) - set(fields) == {"val_auroc_gaussian"} and "prior" in fields
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerow(
+            {"dataset": "d", "category": "a", "condition": "shots", "val_auroc": "0.9", "prior": "none"}
+        )
+    table = ResultsCSV(path)
+    assert [(r["val_auroc"], r["val_auroc_gaussian"]) for r in table.rows()] == [("0.9", "")]
+    assert table.append({"dataset": "d", "category": "b", "condition": "shots", "val_auroc_gaussian": 0.75})
+    with open(path, newline="") as handle:
+        assert tuple(csv.DictReader(handle).fieldnames) == COLUMNS
+    assert [r["val_auroc_gaussian"] for r in table.rows()] == ["", "0.75"]

@@ -78,3 +78,14 @@ def test_two_baselines_for_one_key_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path / "results.csv", [_row("grass", 0, "plain_aug", 0.5, 0.8)] * 2)
     with pytest.raises(SystemExit, match="two plain_aug rows"):
         vc.pair_with_baseline(vc.read_results([path]))
+
+
+def test_val_auroc_own_takes_the_gaussian_for_padim_rows_and_the_nearest_patch_for_the_rest(
+    tmp_path: Path,
+) -> None:
+    rows = []
+    for model, gaussian in (("patchcore", 0.1), ("padim", 0.7)):
+        row = _row("a", 0, "plain_aug", 0.5, 0.9) | {"model": model, "val_auroc_gaussian": gaussian}
+        rows.append(row)
+    frame = vc.read_results([_write(tmp_path / "results.csv", rows)], vc.OWN).set_index("model")
+    assert frame.loc["patchcore", vc.OWN] == 0.5 and frame.loc["padim", vc.OWN] == 0.7

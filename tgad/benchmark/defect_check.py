@@ -108,7 +108,10 @@ class DefectCheck:
             )
             if cache.is_file():
                 saved = json.loads(cache.read_text())
-                if saved.get("settings") == _settings_dict(self.settings):
+                # a cache written before a column existed (val_auroc_gaussian) is computed again
+                if saved.get("settings") == _settings_dict(self.settings) and set(COLUMNS) <= set(
+                    saved["columns"]
+                ):
                     return saved["columns"]
         validator = self._validator(row, dm)
         if validator is None:

@@ -42,6 +42,7 @@ COLUMNS = (
     "val_auroc",
     "val_auroc_shots",
     "val_images",
+    "val_auroc_gaussian",  # the validation AUROC as PaDiM scores (a Gaussian per position; issue 23)
     "backbone_weights",  # ResolvedWeights.describe(), e.g. tf_efficientnet_lite0:package:57934424
     "clip_weights",  # the CLIP weights that made the extra set (tgad condition), else empty
     "extra_weights",  # other weights behind the extra set (the generator's)
@@ -61,13 +62,15 @@ COLUMNS = (
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "spro")
 VALIDATION_COLUMNS = tuple(c for c in COLUMNS if c.startswith("val_"))
 # Earlier layouts, upgraded on read: tgad 0.1 (no scorer column), 0.2 (no validation columns), and each of
-# them and the current one before the ``prior`` key column (every earlier row was fitted without a prior).
+# them and the next one before the ``prior`` key column (every earlier row was fitted without a prior); then
+# the layout with the prior but before ``val_auroc_gaussian`` (its cells read empty).
+_BEFORE_GAUSSIAN = tuple(c for c in COLUMNS if c != "val_auroc_gaussian")
 _BEFORE_PRIOR = (
     tuple(c for c in COLUMNS if c != "scorer" and c not in VALIDATION_COLUMNS),
     tuple(c for c in COLUMNS if c not in VALIDATION_COLUMNS),
-    COLUMNS,
+    _BEFORE_GAUSSIAN,
 )
-LEGACY_LAYOUTS = tuple(tuple(c for c in layout if c != "prior") for layout in _BEFORE_PRIOR)
+LEGACY_LAYOUTS = (*(tuple(c for c in layout if c != "prior") for layout in _BEFORE_PRIOR), _BEFORE_GAUSSIAN)
 
 
 def _upgrade(row: dict[str, str]) -> dict[str, str]:
