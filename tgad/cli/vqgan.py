@@ -6,6 +6,9 @@ import argparse
 
 from rich.console import Console
 
+# what ``--preset auto`` prints of the layout it read from the file
+LAYOUT_FIELDS = ("base_channels", "channel_mult", "num_res_blocks", "attn_levels", "z_channels", "latent_dim")
+LAYOUT_FIELDS += ("codebook_size", "disc_channels", "disc_layers")
 TAMING_PRESETS = ("auto", "taming_f16_1024", "taming_tiny")  # auto: the layout read from the file's tensors
 
 
@@ -34,21 +37,13 @@ def add_vqgan_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_import_check(args: argparse.Namespace, console: Console) -> int:
-    from tgad.models.variance_vqgan import VQGANConfig
-    from tgad.models.variance_vqgan.taming_import import (
-        load_taming_checkpoint,
-        read_taming_checkpoint,
-        taming_architecture,
-    )
+    from tgad.models.variance_vqgan.taming_import import load_taming_checkpoint
 
-    config, layout = args.preset, args.preset
+    loaded = load_taming_checkpoint(args.file, args.preset, with_discriminator=not args.no_discriminator)
+    layout = args.preset
     if args.preset == "auto":
-        fields = taming_architecture(read_taming_checkpoint(args.file)[0], args.file)
-        config = VQGANConfig.preset("taming_f16_1024").override(**fields)
-        layout = (
-            "its own layout (" + ", ".join(f"{k}={v}" for k, v in fields.items() if k != "architecture") + ")"
-        )
-    loaded = load_taming_checkpoint(args.file, config, with_discriminator=not args.no_discriminator)
+        cfg = loaded.model.config
+        layout = "its own layout (" + ", ".join(f"{k}={getattr(cfg, k)}" for k in LAYOUT_FIELDS) + ")"
     report = loaded.report
     console.print(f"[green]OK[/green] {args.file} fits {layout}", highlight=False)
     console.print(f"  sha256: {report.weights.sha256}", highlight=False)

@@ -186,13 +186,18 @@ def _copy_checked(
     module.load_state_dict({dst: state[src] for src, dst in pairs}, strict=True)
 
 
-def _disc_hint(state: Mapping[str, torch.Tensor]) -> str:
+def _disc_layout(state: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """``disc_channels`` and ``disc_layers`` of the file's PatchGAN (empty when it has none)."""
     convs = [k for k in state if k.startswith(DISC_PREFIX) and k.endswith(".weight") and state[k].dim() == 4]
-    if not convs:
+    return {"disc_channels": int(state[convs[0]].shape[0]), "disc_layers": len(convs) - 2} if convs else {}
+
+
+def _disc_hint(state: Mapping[str, torch.Tensor]) -> str:
+    disc = _disc_layout(state)
+    if not disc:
         return "skip the discriminator (with_discriminator=False, --no-discriminator)"
-    ndf = state[convs[0]].shape[0]
     return (
-        f"the file's PatchGAN has disc_layers={len(convs) - 2}, disc_channels={ndf}; set those or skip the "
+        f"the file's PatchGAN has disc_layers={disc['disc_layers']}, disc_channels={disc['disc_channels']}; set those or skip the "
         "discriminator (with_discriminator=False, --no-discriminator)"
     )
 
@@ -276,12 +281,16 @@ def load_taming_checkpoint(
 
     Args:
         path: taming ``model.ckpt`` / ``last.ckpt`` (Lightning 1.x) or a file holding only its state dict.
-        config: a taming-architecture VQGANConfig or a preset name.
+        config: a taming-architecture VQGANConfig, a preset name, or ``auto``: the file's own layout
+            (``taming_architecture``) with the ``taming_f16_1024`` preset's training settings.
         with_discriminator: also build a ``PatchDiscriminator(norm="batch")`` and load ``loss.discriminator.*``
             into it (it stays new when the file has none; ``report.discriminator_loaded`` says which).
     """
-    cfg = VQGANConfig.preset(config) if isinstance(config, str) else config
     state, step = read_taming_checkpoint(path)  # first: a bad file fails before a large model is built
+    if config == "auto":
+        cfg = VQGANConfig.preset("taming_f16_1024").override(**taming_architecture(state, path))
+    else:
+        cfg = VQGANConfig.preset(config) if isinstance(config, str) else config
     model = VarianceVQGANModel(cfg)
     disc = (
         PatchDiscriminator(cfg.disc_channels, cfg.disc_layers, norm="batch") if with_discriminator else None
@@ -323,7 +332,4 @@ def taming_architecture(state: Mapping[str, torch.Tensor], path: Path | str = "<
         "latent_dim": int(codes.shape[1]),
         "codebook_size": int(codes.shape[0]),
     }
-    convs = [k for k in state if k.startswith(DISC_PREFIX) and k.endswith(".weight") and state[k].dim() == 4]
-    if convs:
-        fields |= {"disc_channels": int(state[convs[0]].shape[0]), "disc_layers": len(convs) - 2}
-    return fields
+    return fields | _disc_layout(state)
