@@ -173,3 +173,61 @@ def test_pruned_defect_scores_equal_the_full_computation_also_when_a_candidate_c
     scores = safe.defect_scores_with(feats)
     assert torch.allclose(scores, _reference_defect_scores(safe, feats), atol=1e-5)
     assert scores[0, 1] < 0.5 * safe.defect_scores[0]  # the covered defect's score really fell
+
+
+def test_region_cover_is_the_mean_drop_over_each_defects_own_patches():
+    """Made-up features: the cover equals the per-defect definition computed one defect and one candidate at a
+    time; a candidate far from everything covers nothing, one holding a defect's inside patches covers it, and
+    a defect without patches does not vote."""
+    from tgad.features.patches import nearest_distances
+
+    g = torch.Generator().manual_seed(1)
+    safe = DefectSafe.__new__(DefectSafe)
+    bank = torch.randn(500, 8, generator=g)
+    defects = torch.randn(2, 64, 8, generator=g)
+    defects[0, :16] += 4.0  # inside each defect's mask, the two far apart
+    defects[1, :16] -= 4.0
+    safe.defect_features, safe.defect_d0 = defects, nearest_distances(defects, bank)
+    safe.defect_patches = torch.zeros(2, 64, dtype=torch.bool)
+    safe.defect_patches[:, :16] = True
+    covering = torch.full((3, 64, 8), 50.0)  # candidate 0: far from everything
+    covering[1, :8] = defects[0, :8]  # half of defect 0's inside patches
+    covering[2, :16] = defects[1, :16]  # all of defect 1's
+
+    def reference(candidate: torch.Tensor, voters=(0, 1)) -> torch.Tensor:
+        drops = []
+        for j in voters:
+            d0 = safe.defect_d0[j, :16]
+            d1 = torch.minimum(d0, nearest_distances(defects[j, :16][None], candidate)[0])
+            drops.append(1 - d1.mean() / d0.mean())
+        return torch.stack(drops).mean()
+
+    got = safe.region_covers(covering)
+    assert torch.allclose(got, torch.stack([reference(c) for c in covering]), atol=1e-5)
+    assert got[0] == 0 and got[1] > 0.25 and torch.allclose(got[2], torch.tensor(0.5), atol=1e-3)
+    safe.defect_patches[1] = False  # defect 1 owns no patch: it does not vote
+    assert torch.allclose(safe.region_covers(covering)[1], reference(covering[1], (0,)), atol=1e-5)
+
+
+def test_region_rule_ranks_by_standardised_parts_and_keeps_the_max_rules_key(features):
+    photo = _photo("gravel")
+    shot = _crops(photo, [(0, 0)])
+    clean = _crops(photo, [(t, left) for t in (4, 10, 16) for left in (6, 14)])
+    hiding = make_defects(shot, 4, METHOD_KINDS, seed=0).images
+    candidates = torch.cat([clean, hiding])
+    config = SelectConfig(defect_count=4, pass_fraction=0.6, defect_rule="region_z")
+    kept, parts = select_candidates(shot, candidates, 4, config, seed=0)
+    # the candidates that show the shot's own synthetic defects cover their regions most, and are dropped
+    assert parts["region_cover"][len(clean) :].min() > parts["region_cover"][: len(clean)].max()
+    assert all(i < len(clean) for i in kept.tolist())
+    z = lambda v: (v - v.mean()) / v.std()  # noqa: E731
+    expected = z(parts["novelty"] - 0.5 * parts["implausible"]) - z(parts["region_cover"])
+    assert torch.allclose(parts["region_z"], expected, atol=1e-5)
+    # the max rule records what it always recorded (committed sets keep their keys); region_z says itself
+    assert set(SelectConfig().recorded()) == {
+        "pool_factor", "pass_fraction", "defect_weight", "outlier_weight", "defect_count", "radius_quantile",
+        "views",
+    }  # fmt: skip
+    assert config.recorded()["defect_rule"] == "region_z" and config.recorded()["region_weight"] == 1.0
+    with pytest.raises(ValueError, match="defect_rule"):
+        SelectConfig(defect_rule="mean")

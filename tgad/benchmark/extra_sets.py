@@ -205,7 +205,7 @@ def _selected(
         else None
     )
     arguments = _request_base(config, condition, dm, seed) | {
-        "select": asdict(SelectConfig()),
+        "select": SelectConfig().recorded(),
         "augment": asdict(PlainAugConfig()),
         "source_key": source.manifest["cache_key"] if source else None,
     }

@@ -24,13 +24,21 @@ from pathlib import Path
 import torch
 
 from tgad.data.images import read_resized
-from tgad.features.patches import detector_features
+from tgad.features.patches import detector_features, judged_in_one_pass
 from tgad.generate.artifact import load_manifest, write_extra_set
 from tgad.generate.augment import PlainAugConfig, augment_shots
+
+DEFECT_RULES = ("max", "region_z")
 
 
 @dataclass(frozen=True)
 class SelectConfig:
+    """How candidates are ranked. ``defect_rule``: ``max`` ranks by ``defect_safe`` as the Integrator scores
+    (its ``defect_cover`` follows each synthetic defect's largest patch distance); ``region_z`` standardises
+    over the pool, z(novelty - outlier_weight * implausible) - region_weight * z(region cover), the cover
+    taken over each synthetic defect's own patches (``DefectSafe.region_covers``), so the defect term moves
+    the ranking as much as the rest does (issue 23's selection analysis)."""
+
     pool_factor: int = 3  # augmentation candidates per kept image
     pass_fraction: float = 0.5  # share of the pool that passes the score gate
     defect_weight: float = 2.0  # defect_safe (tgad.models.integrator.defect_safe)
@@ -38,6 +46,22 @@ class SelectConfig:
     defect_count: int = 8
     radius_quantile: float = 0.9  # defect_safe's internal radius
     views: int = 8  # the shots' reference bank: each shot and 7 mild views
+    defect_rule: str = "max"
+    region_weight: float = 1.0  # region_z: weight of the standardised region cover
+
+    def __post_init__(self) -> None:
+        if self.defect_rule not in DEFECT_RULES:
+            raise ValueError(f"SelectConfig: defect_rule={self.defect_rule!r}; choose one of {DEFECT_RULES}")
+        if self.region_weight < 0:
+            raise ValueError(f"SelectConfig: region_weight={self.region_weight} must be >= 0")
+
+    def recorded(self) -> dict:
+        """The settings as keys and manifests record them: the fields added with ``region_z`` only when the
+        rule is on, so every set made by the ``max`` rule keeps the key and the manifest it was written with."""
+        out = asdict(self)
+        if self.defect_rule == "max":
+            del out["defect_rule"], out["region_weight"]
+        return out
 
 
 def _candidates(
@@ -92,10 +116,30 @@ def select_candidates(
         config.radius_quantile,
         seed,
     )
-    parts, vectors = safe.score_parts_and_pooled(candidates)  # vectors (C, channels): mean patch features
+    if config.defect_rule == "max":
+        parts, vectors = safe.score_parts_and_pooled(candidates)  # vectors (C, channels): mean patch features
+        scores = parts["defect_safe"]
+    else:
+        parts, vectors = judged_in_one_pass(
+            features,
+            bank,
+            candidates,
+            safe.batch_size,
+            lambda f, d: safe.parts_from(f, d) | {"region_cover": safe.region_covers(f)},
+            lambda _, p: p.mean(1),
+        )
+        parts["defect_safe"] = safe.combine(parts)
+        scores = _standardised(parts["novelty"] - config.outlier_weight * parts["implausible"])
+        scores = scores - config.region_weight * _standardised(parts["region_cover"])
+        parts["region_z"] = scores
     anchors = features(shots).mean(1)  # (k, C) image-level features of the shots
-    chosen = select_diverse(parts["defect_safe"], vectors, n, config.pass_fraction, anchors)
+    chosen = select_diverse(scores, vectors, n, config.pass_fraction, anchors)
     return chosen.kept, parts
+
+
+def _standardised(values: torch.Tensor) -> torch.Tensor:
+    """z-scores over the pool (a constant pool: zeros)."""
+    return (values - values.mean()) / values.std().clamp_min(1e-12) if len(values) > 1 else values * 0
 
 
 def make_selected_set(
@@ -122,7 +166,8 @@ def make_selected_set(
     out_records = []
     for i in kept.tolist():
         values = {name: round(float(v[i]), 6) for name, v in parts.items()}
-        out_records.append({**records[i], "score": values["defect_safe"], "parts": values})
+        score = values["region_z"] if config.defect_rule == "region_z" else values["defect_safe"]
+        out_records.append({**records[i], "score": score, "parts": values})
     sources = [r["source"] for r in out_records]
     extra = {"kept_by_source": {s: sources.count(s) for s in dict.fromkeys(r["source"] for r in records)}}
     extra["pool_by_source"] = {s: [r["source"] for r in records].count(s) for s in extra["kept_by_source"]}
@@ -149,7 +194,7 @@ def make_selected_set(
         shot_paths=shot_paths,
         seed=seed,
         config={
-            "select": asdict(config),
+            "select": config.recorded(),
             "augment": asdict(PlainAugConfig()),
             "image_size": image_size,
             "source": source,
