@@ -21,18 +21,10 @@ t's patches to s's patches once the candidate's patches join s's (0: nothing of 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 import torch
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    ra = a.argsort().argsort().float()
-    rb = b.argsort().argsort().float()
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float((ra * rb).sum() / (ra.norm() * rb.norm()).clamp_min(1e-12))
 
 
 @torch.no_grad()
@@ -60,8 +52,17 @@ def cross_cover(cand: torch.Tensor, sources: torch.Tensor, shot_feats: torch.Ten
 
 
 def main() -> None:
-    from tgad.data.images import read_resized
-    from tgad.evaluation.validation import ExtraSetValidator, ValidationSettings, image_scores
+    from pool_analysis import (
+        cached_validator,
+        read_rows,
+        shot_images,
+        single_image_covers,
+        spearman,
+        tgad_row,
+        write_csv,
+        zscore,
+    )
+
     from tgad.features.patches import detector_features
     from tgad.generate.select import SelectConfig, _candidates, select_candidates
     from tgad.models.integrator.selection import select_diverse
@@ -78,26 +79,15 @@ def main() -> None:
     args = p.parse_args()
     torch.manual_seed(0)
     results = Path(args.results_dir)
-    with open(results / "results.csv") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_rows(results)
     features = detector_features()
-    settings = ValidationSettings()
     out_rows, summary = [], []
     for seed in args.seeds:
-        row = next(
-            r
-            for r in rows
-            if int(r["seed"]) == seed and r["shots"] == str(args.shots) and r["condition"] == "tgad"
-        )
+        row = tgad_row(rows, seed, args.shots)
         shot_ids = row["shot_ids"].split(";")
-        shot_paths = [Path(args.root) / args.category / "train" / "good" / s for s in shot_ids]
-        shots = read_resized(shot_paths, 256)
+        shots = shot_images(Path(args.root), args.category, shot_ids)
         generated = results / row["extra_set"]
-        state_file = (
-            results / "extra_sets" / "validation" / f"shots_{args.category}_k{args.shots}_seed{seed}.pt"
-        )
-        state = torch.load(state_file, weights_only=True)["state"]
-        validator = ExtraSetValidator.from_state(features, state, settings)
+        validator = cached_validator(features, results, args.category, args.shots, seed)
         config = SelectConfig()
         candidates, records = _candidates(shots, shot_ids, args.n, seed, config, generated, 256)
         _, parts = select_candidates(shots, candidates, args.n, config, seed)
@@ -105,19 +95,9 @@ def main() -> None:
         shot_feats = features(shots)
         sources = torch.tensor([shot_ids.index(r["source_shot"]) for r in records])
         cross = cross_cover(cand_feats, sources, shot_feats)
-        normal0 = validator.normal_d0.amax(1)
-        defect0 = validator.defect_d0.amax(1)
-        ncov = torch.zeros(len(candidates))
-        dcov = torch.zeros(len(candidates))
-        for i in range(len(candidates)):
-            bank = cand_feats[i]
-            ncov[i] = (
-                1 - image_scores(validator.normal_features, validator.normal_d0, bank).mean() / normal0.mean()
-            )
-            dcov[i] = (
-                1 - image_scores(validator.defect_features, validator.defect_d0, bank).mean() / defect0.mean()
-            )
+        ncov, dcov = single_image_covers(validator, cand_feats)
         useful = ncov - dcov
+        vectors, anchors = cand_feats.mean(1), shot_feats.mean(1)  # the selection's diversity features
         cache = Path(args.out) / "pools"
         cache.mkdir(parents=True, exist_ok=True)
         torch.save(
@@ -128,8 +108,8 @@ def main() -> None:
                 "cross": cross,
                 "normal_cov": ncov,
                 "defect_cov": dcov,
-                "vectors": cand_feats.mean(1),
-                "anchors": features(shots).mean(1),
+                "vectors": vectors,
+                "anchors": anchors,
             },
             cache / f"seed{seed}.pt",
         )
@@ -153,13 +133,8 @@ def main() -> None:
                     "defect_cov": float(dcov[m].mean()),
                 }
         print(f"seed {seed}: {json.dumps(corr)}\n  {json.dumps(by_source)}", flush=True)
-        vectors = cand_feats.mean(1)
-        anchors = shot_feats.mean(1)
-        # the pool's two scores in common units: z-scores, so w = 1 weighs them alike
-        z_safe = (parts["defect_safe"] - parts["defect_safe"].mean()) / parts["defect_safe"].std()
-        z_cross = (cross - cross.mean()) / cross.std().clamp_min(1e-12)
-        for w in args.weights:
-            score = z_safe + w * z_cross
+        for w in args.weights:  # the pool's two scores in common units, so w = 1 weighs them alike
+            score = zscore(parts["defect_safe"]) + w * zscore(cross)
             kept = select_diverse(score, vectors, args.n, config.pass_fraction, anchors).kept
             cols = validator.evaluate(candidates[kept])
             kept_sources = [records[i]["source"] for i in kept.tolist()]
@@ -178,11 +153,7 @@ def main() -> None:
             )
         summary.append({"seed": seed, "corr": corr, "by_source": by_source})
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "selection.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(out_rows[0]))
-        writer.writeheader()
-        writer.writerows(out_rows)
+    write_csv(out / "selection.csv", out_rows)
     (out / "correlations.json").write_text(json.dumps(summary, indent=1))
 
 

@@ -5,22 +5,20 @@ candidate and per set, by the validation columns (held-out training normals; no 
 
 Result (seed 0): ``experiments/results/issue23_selection_analysis/README.md``, section 4."""
 
-import csv
 import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from pool_analysis import cached_validator, read_rows, shot_images, single_image_covers, tgad_row
 
-from tgad.data.images import read_resized
-from tgad.evaluation.validation import ExtraSetValidator, ValidationSettings, image_scores
 from tgad.features.patches import detector_features
 from tgad.features.registration import aligned_stack, register_shots
 from tgad.generate.augment import PlainAugConfig, augment_shots
 
 REPO = Path(__file__).resolve().parents[1]
 RES = REPO / "experiments/results/benchmark/issue23/mvtec/transistor_k2_implausible"
-ROOT = REPO.parent / "shared/data/mvtec_ad/transistor_256/train/good"
+ROOT = REPO.parent / "shared/data/mvtec_ad"
 N = 64
 
 
@@ -43,7 +41,7 @@ def feathered_box(g, size, lo=0.15, hi=0.5, sigma=6.0):
 def pastes(shots, n, seed):
     g = torch.Generator().manual_seed(seed)
     k = len(shots)
-    out, src = [], []
+    out = []
     regs = register_shots(shots.float(), "auto")
     print("registration", [r.as_dict() for r in regs])
     stack = aligned_stack(shots, regs)  # [a, b]: shot b seen in shot a's frame
@@ -53,37 +51,18 @@ def pastes(shots, n, seed):
         moved = stack.images[a, b]
         m = feathered_box(g, shots.shape[-1]) * stack.valid[a, b]
         out.append(shots[a] * (1 - m) + moved * m)
-        src.append(a)
-    return torch.stack(out), src
-
-
-def per_candidate(validator, feats):
-    n0 = validator.normal_d0.amax(1).mean()
-    d0 = validator.defect_d0.amax(1).mean()
-    nc, dc = [], []
-    for f in feats:
-        nc.append(1 - image_scores(validator.normal_features, validator.normal_d0, f).mean() / n0)
-        dc.append(1 - image_scores(validator.defect_features, validator.defect_d0, f).mean() / d0)
-    return torch.stack(nc), torch.stack(dc)
+    return torch.stack(out)
 
 
 def main():
     features = detector_features()
-    with open(RES / "results.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    out = []
+    rows = read_rows(RES)
     for seed in [int(s) for s in sys.argv[1:]] or [0, 1, 2, 3, 4]:
-        row = next(
-            r for r in rows if int(r["seed"]) == seed and r["shots"] == "2" and r["condition"] == "tgad"
-        )
-        ids = row["shot_ids"].split(";")
-        shots = read_resized([ROOT / s for s in ids], 256)
-        state = torch.load(
-            RES / "extra_sets/validation" / f"shots_transistor_256_k2_seed{seed}.pt", weights_only=True
-        )
-        validator = ExtraSetValidator.from_state(features, state["state"], ValidationSettings())
+        ids = tgad_row(rows, seed, 2)["shot_ids"].split(";")
+        shots = shot_images(ROOT, "transistor_256", ids)
+        validator = cached_validator(features, RES, "transistor_256", 2, seed)
         plain = torch.stack([im for im, _ in augment_shots(list(shots), N, seed, PlainAugConfig())])
-        paste, _ = pastes(shots, N, seed)
+        paste = pastes(shots, N, seed)
         paste_aug = torch.stack([im for im, _ in augment_shots(list(paste), N, seed, PlainAugConfig())])
         half = torch.cat([plain[: N // 2], paste_aug[: N // 2]])
         for name, images in [
@@ -93,7 +72,7 @@ def main():
             ("half", half),
         ]:
             feats = torch.cat([features(images[i : i + 8]) for i in range(0, len(images), 8)])
-            nc, dc = per_candidate(validator, feats[:16])
+            nc, dc = single_image_covers(validator, feats[:16])
             cols = validator.evaluate(images)
             print(
                 f"seed {seed} {name:10s} per-image normal {nc.mean():.4f} defect {dc.mean():.4f} | set normal "
@@ -101,7 +80,6 @@ def main():
                 f"gauss {cols['val_auroc_gaussian']:.4f}",
                 flush=True,
             )
-            out.append({"seed": seed, "set": name, **{k: float(v) for k, v in cols.items()}})
         if seed == 0:
             import torchvision
 

@@ -12,32 +12,36 @@ augmentation candidates only (``aug_select``'s), and writes the validation colum
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import torch
+from pool_analysis import cached_validator, write_csv, zscore
 
+
+def _region_z(weight: float):
+    """The defect term made to matter: z-scores over the eligible pool, the cover taken as the mean over each
+    synthetic defect's own patches (``defect_signal.py``); ``weight`` on the defect z-score."""
+    return lambda p, cover, among: (
+        zscore(p["novelty"] - 0.5 * p["implausible"], among) - weight * zscore(cover, among)
+    )
+
+
+# rule -> score(parts, region cover, eligible); None: the first n augmentation candidates, plain_aug's set
 RULES = {
-    "defect_safe": lambda p, c: p["novelty"] - 0.5 * p["implausible"] - 2.0 * p["defect_cover"],
-    "novelty": lambda p, c: p["novelty"],
-    "novelty_implausible": lambda p, c: p["novelty"] - 0.5 * p["implausible"],
-    "defect_weight_0.5": lambda p, c: p["novelty"] - 0.5 * p["implausible"] - 0.5 * p["defect_cover"],
-    # the defect term made to matter: z-scores over the pool, the cover taken as the mean over each synthetic
-    # defect's own patches (``defect_signal.py``); w = weight of the defect z-score
-    "z_mask_mean_w1": ("z", 1.0),
-    "z_mask_mean_w2": ("z", 2.0),
-    "z_mask_mean_w4": ("z", 4.0),
-    "plain_first_n": None,  # the first n augmentation candidates: exactly plain_aug's set
+    "defect_safe": lambda p, cover, among: p["novelty"] - 0.5 * p["implausible"] - 2.0 * p["defect_cover"],
+    "novelty": lambda p, cover, among: p["novelty"],
+    "novelty_implausible": lambda p, cover, among: p["novelty"] - 0.5 * p["implausible"],
+    "defect_weight_0.5": lambda p, cover, among: (
+        p["novelty"] - 0.5 * p["implausible"] - 0.5 * p["defect_cover"]
+    ),
+    "z_mask_mean_w1": _region_z(1.0),
+    "z_mask_mean_w2": _region_z(2.0),
+    "z_mask_mean_w4": _region_z(4.0),
+    "plain_first_n": None,
 }
 
 
-def _z(values: torch.Tensor, eligible: torch.Tensor) -> torch.Tensor:
-    """z-scores over the eligible candidates."""
-    return (values - values[eligible].mean()) / values[eligible].std().clamp_min(1e-12)
-
-
 def main() -> None:
-    from tgad.evaluation.validation import ExtraSetValidator, ValidationSettings
     from tgad.features.patches import detector_features
     from tgad.models.integrator.selection import select_diverse
 
@@ -56,15 +60,8 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         pool = torch.load(Path(args.pools) / "pools" / f"seed{seed}.pt", weights_only=False)
-        state_file = (
-            Path(args.results_dir)
-            / "extra_sets"
-            / "validation"
-            / f"shots_{args.category}_k{args.shots}_seed{seed}.pt"
-        )
-        validator = ExtraSetValidator.from_state(
-            features, torch.load(state_file, weights_only=True)["state"], ValidationSettings()
-        )
+        validator = cached_validator(features, Path(args.results_dir), args.category, args.shots, seed)
+        cover = torch.load(Path(args.covers) / f"method_seed{seed}.pt")["mask_mean"] if args.covers else None
         images = pool["candidates"].float() / 255
         records = pool["records"]
         augment = torch.tensor([r["source"] == "augment" for r in records])
@@ -72,19 +69,12 @@ def main() -> None:
             for rule, score_of in RULES.items():
                 if args.rules and rule not in args.rules:
                     continue
-                if rule == "plain_first_n":
+                if score_of is None:
                     if pool_name != "augment":
                         continue
                     kept = torch.arange(args.n)
-                elif isinstance(score_of, tuple):
-                    cover = torch.load(Path(args.covers) / f"method_seed{seed}.pt")["mask_mean"]
-                    base = pool["parts"]["novelty"] - 0.5 * pool["parts"]["implausible"]
-                    scores = _z(base, eligible) - score_of[1] * _z(cover, eligible)
-                    kept = select_diverse(
-                        scores, pool["vectors"], args.n, 0.5, pool["anchors"], eligible=eligible
-                    ).kept
                 else:
-                    scores = score_of(pool["parts"], pool["cross"])
+                    scores = score_of(pool["parts"], cover, eligible)
                     kept = select_diverse(
                         scores, pool["vectors"], args.n, 0.5, pool["anchors"], eligible=eligible
                     ).kept
@@ -99,12 +89,7 @@ def main() -> None:
                     f"{cols['val_auroc_gaussian']:.4f} gen {generated}",
                     flush=True,
                 )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "selection_rules.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(Path(args.out) / "selection_rules.csv", rows)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from tgad.data.images import read_resized
-from tgad.features.patches import detector_features, judged_in_one_pass
+from tgad.features.patches import detector_features
 from tgad.generate.artifact import load_manifest, write_extra_set
 from tgad.generate.augment import PlainAugConfig, augment_shots
 
@@ -54,6 +54,11 @@ class SelectConfig:
             raise ValueError(f"SelectConfig: defect_rule={self.defect_rule!r}; choose one of {DEFECT_RULES}")
         if self.region_weight < 0:
             raise ValueError(f"SelectConfig: region_weight={self.region_weight} must be >= 0")
+
+    @property
+    def score_part(self) -> str:
+        """The part that ranks candidates (``select_candidates`` names it so in the parts it returns)."""
+        return "defect_safe" if self.defect_rule == "max" else "region_z"
 
     def recorded(self) -> dict:
         """The settings as keys and manifests record them: the fields added with ``region_z`` only when the
@@ -116,24 +121,13 @@ def select_candidates(
         config.radius_quantile,
         seed,
     )
-    if config.defect_rule == "max":
-        parts, vectors = safe.score_parts_and_pooled(candidates)  # vectors (C, channels): mean patch features
-        scores = parts["defect_safe"]
-    else:
-        parts, vectors = judged_in_one_pass(
-            features,
-            bank,
-            candidates,
-            safe.batch_size,
-            lambda f, d: safe.parts_from(f, d) | {"region_cover": safe.region_covers(f)},
-            lambda _, p: p.mean(1),
-        )
-        parts["defect_safe"] = safe.combine(parts)
-        scores = _standardised(parts["novelty"] - config.outlier_weight * parts["implausible"])
-        scores = scores - config.region_weight * _standardised(parts["region_cover"])
-        parts["region_z"] = scores
+    region = config.defect_rule == "region_z"
+    parts, vectors = safe.score_parts_and_pooled(candidates, region)  # vectors (C, channels): mean features
+    if region:
+        parts["region_z"] = _standardised(parts["novelty"] - config.outlier_weight * parts["implausible"])
+        parts["region_z"] -= config.region_weight * _standardised(parts["region_cover"])
     anchors = features(shots).mean(1)  # (k, C) image-level features of the shots
-    chosen = select_diverse(scores, vectors, n, config.pass_fraction, anchors)
+    chosen = select_diverse(parts[config.score_part], vectors, n, config.pass_fraction, anchors)
     return chosen.kept, parts
 
 
@@ -166,8 +160,7 @@ def make_selected_set(
     out_records = []
     for i in kept.tolist():
         values = {name: round(float(v[i]), 6) for name, v in parts.items()}
-        score = values["region_z"] if config.defect_rule == "region_z" else values["defect_safe"]
-        out_records.append({**records[i], "score": score, "parts": values})
+        out_records.append({**records[i], "score": values[config.score_part], "parts": values})
     sources = [r["source"] for r in out_records]
     extra = {"kept_by_source": {s: sources.count(s) for s in dict.fromkeys(r["source"] for r in records)}}
     extra["pool_by_source"] = {s: [r["source"] for r in records].count(s) for s in extra["kept_by_source"]}

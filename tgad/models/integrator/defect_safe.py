@@ -72,6 +72,7 @@ class DefectSafe:
         features: PatchCore-style patch features (the Integrator's ImageNet backbone).
         bank: (N, C) the shots' reference patches (``scorers.view_bank``).
         shots: (k, 3, H, W) in [0, 1]; ``n_defects`` synthetic defects are made from them in turn.
+        kinds: the synthetic-defect family (the method family; an analysis may compare another).
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class DefectSafe:
         radius_quantile: float = 0.9,
         seed: int = 0,
         batch_size: int = 8,
+        kinds: tuple[str, ...] = METHOD_KINDS,
     ) -> None:
         if n_defects < 1 or defect_weight < 0 or outlier_weight < 0 or not 0 < radius_quantile <= 1:
             raise ValueError(
@@ -94,7 +96,7 @@ class DefectSafe:
         self.features, self.bank, self.batch_size = features, bank, batch_size
         self.defect_weight, self.outlier_weight = defect_weight, outlier_weight
         per_shot = math.ceil(n_defects / len(shots))
-        defects = make_defects(shots.detach().float().cpu(), per_shot, METHOD_KINDS, seed)
+        defects = make_defects(shots.detach().float().cpu(), per_shot, kinds, seed)
         images = defects.images[:n_defects].to(bank.device)
         with torch.no_grad():
             self.defect_features = torch.cat(
@@ -137,12 +139,7 @@ class DefectSafe:
         head_d0 = self.defect_d0.gather(1, order[:, :head])  # (J, T)
         head_feats = self.defect_features.gather(1, order[:, :head, None].expand(-1, -1, c))  # (J, T, C)
         flat = head_feats.reshape(j * head, c)  # (J*T, C)
-        d2 = (
-            flat.pow(2).sum(1)[:, None, None]
-            - 2 * torch.einsum("nc,bpc->nbp", flat, feats)
-            + feats.pow(2).sum(2)[None]
-        )  # (J*T, B, P)
-        to_candidate = d2.clamp_min(0).amin(2).add(1e-12).sqrt().reshape(j, head, -1)  # (J, T, B)
+        to_candidate = _nearest_in_each(flat, feats).reshape(j, head, -1)  # (J*T, B) -> (J, T, B)
         scores = torch.minimum(head_d0[..., None], to_candidate).amax(1)  # (J, B)
         if head < p:
             left_out = self.defect_d0.gather(1, order[:, head : head + 1])  # (J, 1) largest d0 not compared
@@ -165,14 +162,8 @@ class DefectSafe:
         ``experiments/results/issue23_selection_analysis``)."""
         inside = self.defect_patches  # (J, P)
         owner = inside.nonzero()[:, 0]  # (M,) the defect of each inside patch
-        flat = self.defect_features[inside]  # (M, C)
         d0 = self.defect_d0[inside]  # (M,)
-        d2 = (
-            flat.pow(2).sum(1)[:, None, None]
-            - 2 * torch.einsum("mc,bpc->mbp", flat, feats)
-            + feats.pow(2).sum(2)[None]
-        )  # (M, B, P)
-        d1 = torch.minimum(d0[:, None], d2.clamp_min(0).amin(2).add(1e-12).sqrt())  # (M, B)
+        d1 = torch.minimum(d0[:, None], _nearest_in_each(self.defect_features[inside], feats))  # (M, B)
         j = len(self.defect_d0)
         before = torch.zeros(j, dtype=d0.dtype, device=d0.device).index_add_(0, owner, d0)  # (J,)
         after = torch.zeros(j, len(feats), dtype=d1.dtype, device=d1.device).index_add_(0, owner, d1)
@@ -194,11 +185,19 @@ class DefectSafe:
         return self.score_parts_and_pooled(images)[0]
 
     @torch.no_grad()
-    def score_parts_and_pooled(self, images: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def score_parts_and_pooled(
+        self, images: torch.Tensor, region: bool = False
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """:meth:`score_parts` and each image's mean patch feature (B, C), from the same backbone pass: the
-        selection's diversity vectors, which had run the backbone over every candidate a second time."""
+        selection's diversity vectors, which had run the backbone over every candidate a second time.
+        ``region``: the parts add ``region_cover`` (:meth:`region_covers`) from the same pass."""
+
+        def judge(feats: torch.Tensor, nearest: torch.Tensor) -> dict[str, torch.Tensor]:
+            parts = self.parts_from(feats, nearest)
+            return parts | {"region_cover": self.region_covers(feats)} if region else parts
+
         out, pooled = judged_in_one_pass(
-            self.features, self.bank, images, self.batch_size, self.parts_from, lambda _, p: p.mean(1)
+            self.features, self.bank, images, self.batch_size, judge, lambda _, p: p.mean(1)
         )
         out["defect_safe"] = self.combine(out)
         return out, pooled
@@ -206,6 +205,17 @@ class DefectSafe:
     def loss(self, images: torch.Tensor) -> torch.Tensor:
         """-score, averaged over ``images``: the guidance term of the Integrator's update."""
         return -self.combine(self.parts(images)).mean()
+
+
+def _nearest_in_each(patches: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """(N, C) patches, (B, P, C) candidates -> (N, B): each patch's distance to its nearest patch of each
+    candidate, all candidates in one product."""
+    d2 = (
+        patches.pow(2).sum(1)[:, None, None]
+        - 2 * torch.einsum("nc,bpc->nbp", patches, candidates)
+        + candidates.pow(2).sum(2)[None]
+    )  # (N, B, P)
+    return d2.clamp_min(0).amin(2).add(1e-12).sqrt()
 
 
 def describe(defect_weight: float, outlier_weight: float, n_defects: int) -> str:
